@@ -1,0 +1,231 @@
+// Kernel microbenchmarks: every distinct ResNet-50 convolution at batch 8 and 224x224 input (forward,
+// backward-input, backward-weight) in ms, GFLOP/s and percent of this machine's sgemm rate measured in
+// the same run; BatchNorm and pooling in GB/s. Prints numbers; asserts nothing.
+//
+//   bench-kernels [--threads N] [--batch N] [--repeats N] [--reference]
+import CKernels
+import Foundation
+import ResNetShapes
+
+struct Options {
+    var threads = 0
+    var batch = 8
+    var repeats = 5
+    var reference = false
+
+    init(arguments: [String]) {
+        var i = 1
+        func value() -> Int {
+            i += 1
+            guard i < arguments.count, let v = Int(arguments[i]), v > 0 else {
+                FileHandle.standardError.write("bench-kernels: \(arguments[i - 1]) needs a positive integer\n".data(using: .utf8)!)
+                exit(2)
+            }
+            return v
+        }
+        while i < arguments.count {
+            switch arguments[i] {
+            case "--threads": threads = value()
+            case "--batch": batch = value()
+            case "--repeats": repeats = value()
+            case "--reference": reference = true
+            default:
+                FileHandle.standardError.write("usage: bench-kernels [--threads N] [--batch N] [--repeats N] [--reference]\n".data(using: .utf8)!)
+                exit(2)
+            }
+            i += 1
+        }
+    }
+}
+
+let options = Options(arguments: CommandLine.arguments)
+ck_set_num_threads(Int32(options.threads))
+let threads = Int(ck_get_num_threads())
+
+/// Median wall time in seconds of `repeats` runs after one warm-up run.
+func medianSeconds(repeats: Int, _ body: () -> Void) -> Double {
+    body()
+    var times = [Double]()
+    for _ in 0..<repeats {
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    return times.sorted()[times.count / 2]
+}
+
+func check(_ status: Int32, _ what: String) {
+    if status != CK_OK.rawValue {
+        FileHandle.standardError.write("bench-kernels: \(what) failed: \(String(cString: ck_status_string(status)))\n".data(using: .utf8)!)
+        exit(1)
+    }
+}
+
+func filled(_ count: Int, seed: UInt64) -> UnsafeMutablePointer<Float> {
+    let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+    var state = seed
+    for i in 0..<count {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        p[i] = Float(Int32(truncatingIfNeeded: state >> 32)) / Float(Int32.max)
+    }
+    return p
+}
+
+func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
+func lpad(_ s: String, _ width: Int) -> String { s.count >= width ? s : String(repeating: " ", count: width - s.count) + s }
+func fmt(_ v: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", v) }
+
+// ----------------------------------------------------------------------------------- sgemm ceiling
+// The machine's rate: a 2048³ sgemm, once threaded by OpenBLAS itself and once split into column blocks
+// over our OpenMP threads with single-threaded OpenBLAS (how the kernels call it); the better one is 100%.
+let gemmSize = 2048
+let gemmA = filled(gemmSize * gemmSize, seed: 1), gemmB = filled(gemmSize * gemmSize, seed: 2)
+let gemmC = filled(gemmSize * gemmSize, seed: 3)
+let gemmFlops = 2.0 * pow(Double(gemmSize), 3)
+
+ck_set_blas_threads(Int32(threads))
+let blasThreadedSeconds = medianSeconds(repeats: 3) {
+    ck_sgemm(0, 0, Int32(gemmSize), Int32(gemmSize), Int32(gemmSize), 1, gemmA, Int32(gemmSize), gemmB,
+             Int32(gemmSize), 0, gemmC, Int32(gemmSize))
+}
+ck_set_num_threads(Int32(threads))
+
+final class GemmBlocks {
+    let a, b, c: UnsafeMutablePointer<Float>
+    let size: Int, blocks: Int
+    init(a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>, size: Int, blocks: Int) {
+        self.a = a; self.b = b; self.c = c; self.size = size; self.blocks = blocks
+    }
+}
+let blocks = GemmBlocks(a: gemmA, b: gemmB, c: gemmC, size: gemmSize, blocks: threads)
+let splitSeconds = medianSeconds(repeats: 3) {
+    ck_parallel_for(Int32(threads), { arg, index in
+        let g = Unmanaged<GemmBlocks>.fromOpaque(arg!).takeUnretainedValue()
+        let width = g.size / g.blocks, start = Int(index) * width
+        let n = Int(index) == g.blocks - 1 ? g.size - start : width
+        ck_sgemm(0, 0, Int32(g.size), Int32(n), Int32(g.size), 1, g.a, Int32(g.size), g.b + start, Int32(g.size),
+                 0, g.c + start, Int32(g.size))
+    }, Unmanaged.passUnretained(blocks).toOpaque())
+}
+let blasRate = gemmFlops / blasThreadedSeconds / 1e9, splitRate = gemmFlops / splitSeconds / 1e9
+let peak = max(blasRate, splitRate)
+gemmA.deallocate(); gemmB.deallocate(); gemmC.deallocate()
+
+print("ResNetFusion kernel benchmarks — \(threads) threads, batch \(options.batch), 224x224, "
+      + (options.reference ? "REFERENCE kernels" : "optimized kernels") + ", median of \(options.repeats)")
+print("sgemm 2048³: OpenBLAS threaded \(fmt(blasRate, 1)) GFLOP/s, split over OpenMP \(fmt(splitRate, 1)) GFLOP/s; 100% = \(fmt(peak, 1)) GFLOP/s")
+print("")
+
+// ------------------------------------------------------------------------------------ convolutions
+let forwardKernel = options.reference ? ck_conv2d_forward_f32_ref : ck_conv2d_forward_f32
+let inputKernel = options.reference ? ck_conv2d_backward_input_f32_ref : ck_conv2d_backward_input_f32
+let weightKernel = options.reference ? ck_conv2d_backward_weight_f32_ref : ck_conv2d_backward_weight_f32
+
+print(pad("convolution", 28) + lpad("×", 3) + " | " + ["forward", "backward-input", "backward-weight"]
+    .map { lpad($0, 24) }.joined(separator: " |"))
+print(pad("", 28) + lpad("", 3) + " | " + Array(repeating: lpad("ms  GFLOP/s  %sgemm", 24), count: 3).joined(separator: " |"))
+
+struct Totals { var seconds = 0.0; var flops = 0.0 }
+var forwardTotal = Totals(), backwardTotal = Totals(), pointwiseEarly = Totals()
+let batch = options.batch
+for layer in resnet50ConvShapes {
+    var shape = ck_conv2d_shape(batch: Int32(batch), in_channels: Int32(layer.inChannels),
+                                in_height: Int32(layer.inputSize), in_width: Int32(layer.inputSize),
+                                out_channels: Int32(layer.outChannels), kernel_height: Int32(layer.kernel),
+                                kernel_width: Int32(layer.kernel), stride_height: Int32(layer.stride),
+                                stride_width: Int32(layer.stride), pad_height: Int32(layer.pad),
+                                pad_width: Int32(layer.pad))
+    let inCount = batch * layer.inChannels * layer.inputSize * layer.inputSize
+    let outCount = batch * layer.outChannels * layer.outputSize * layer.outputSize
+    let weightCount = layer.outChannels * layer.inChannels * layer.kernel * layer.kernel
+    let x = filled(inCount, seed: 4), w = filled(weightCount, seed: 5), y = filled(outCount, seed: 6)
+    let dx = filled(inCount, seed: 7), dw = filled(weightCount, seed: 8)
+    let bytes = ck_conv2d_workspace_size(&shape)
+    let workspace = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+    // The reference kernels are slow: one run each is plenty to see how slow.
+    let repeats = options.reference ? 1 : options.repeats
+    let flops = 2.0 * Double(layer.macsPerImage) * Double(batch)
+    let tf = medianSeconds(repeats: repeats) { check(forwardKernel(y, x, w, nil, &shape, workspace, bytes), "forward") }
+    let ti = medianSeconds(repeats: repeats) { check(inputKernel(dx, y, w, &shape, workspace, bytes), "backward input") }
+    let tw = medianSeconds(repeats: repeats) { check(weightKernel(dw, nil, y, x, &shape, workspace, bytes), "backward weight") }
+    let occurrences = Double(layer.occurrences)
+    forwardTotal.seconds += tf * occurrences; forwardTotal.flops += flops * occurrences
+    backwardTotal.seconds += (ti + tw) * occurrences; backwardTotal.flops += 2 * flops * occurrences
+    if layer.kernel == 1 && layer.stride == 1 && !layer.name.hasPrefix("layer4") {
+        pointwiseEarly.seconds += tf * occurrences; pointwiseEarly.flops += flops * occurrences
+    }
+    let cells = [tf, ti, tw].map { t -> String in
+        let rate = flops / t / 1e9
+        return lpad(fmt(t * 1e3, 2), 8) + lpad(fmt(rate, 1), 9) + lpad(fmt(100 * rate / peak, 0) + "%", 7)
+    }
+    print(pad(layer.name, 28) + lpad("\(layer.occurrences)", 3) + " | " + cells.joined(separator: " |"))
+    [x, w, y, dx, dw].forEach { $0.deallocate() }
+    workspace.deallocate()
+}
+
+func summary(_ label: String, _ t: Totals) {
+    let rate = t.flops / t.seconds / 1e9
+    print(pad(label, 58) + lpad(fmt(t.seconds * 1e3, 1), 9) + " ms " + lpad(fmt(rate, 1), 7) + " GFLOP/s "
+          + lpad(fmt(100 * rate / peak, 0), 4) + "% of sgemm")
+}
+print("")
+summary("1x1 stride-1 convolutions of layer1–layer3, forward", pointwiseEarly)
+summary("all ResNet-50 convolutions, forward (batch \(batch), weighted by occurrence)", forwardTotal)
+summary("all ResNet-50 convolutions, backward input + weight", backwardTotal)
+print(pad("forward convolutions per image", 58) + lpad(fmt(forwardTotal.seconds * 1e3 / Double(batch), 1), 9) + " ms")
+print("")
+
+// ------------------------------------------------------------------------------ memory-bound kernels
+print(pad("memory-bound kernel", 46) + lpad("ms", 9) + lpad("GB/s", 9))
+func memoryRow(_ label: String, bytes: Double, _ body: () -> Void) {
+    let t = medianSeconds(repeats: options.reference ? 1 : options.repeats, body)
+    print(pad(label, 46) + lpad(fmt(t * 1e3, 2), 9) + lpad(fmt(bytes / t / 1e9, 1), 9))
+}
+for (channels, size) in [(64, 112), (256, 56), (2048, 7)] {
+    let n = batch, plane = size * size, count = n * channels * plane
+    let x = filled(count, seed: 9), y = filled(count, seed: 10), dy = filled(count, seed: 11), dx = filled(count, seed: 12)
+    let gamma = filled(channels, seed: 13), beta = filled(channels, seed: 14)
+    let mean = filled(channels, seed: 15), invstd = filled(channels, seed: 16)
+    let runningMean = filled(channels, seed: 17), runningVar = UnsafeMutablePointer<Float>.allocate(capacity: channels)
+    runningVar.initialize(repeating: 1, count: channels)
+    let dgamma = filled(channels, seed: 18), dbeta = filled(channels, seed: 19)
+    let floats = Double(count) * 4
+    let label = "\(n)x\(channels)x\(size)x\(size)"
+    let train = options.reference ? ck_batchnorm2d_forward_train_f32_ref : ck_batchnorm2d_forward_train_f32
+    let backward = options.reference ? ck_batchnorm2d_backward_f32_ref : ck_batchnorm2d_backward_f32
+    let infer = options.reference ? ck_batchnorm2d_forward_infer_f32_ref : ck_batchnorm2d_forward_infer_f32
+    // Bytes: forward-train reads x twice (statistics, normalise) and writes y; backward reads dy and x
+    // twice and writes dx; inference reads x and writes y.
+    memoryRow("batchnorm train forward \(label)", bytes: 3 * floats) {
+        check(train(y, mean, invstd, runningMean, runningVar, x, gamma, beta, Int32(n), Int32(channels), Int32(plane), 0.1, 1e-5), "bn")
+    }
+    memoryRow("batchnorm backward \(label)", bytes: 5 * floats) {
+        check(backward(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, Int32(n), Int32(channels), Int32(plane)), "bn backward")
+    }
+    memoryRow("batchnorm inference \(label)", bytes: 2 * floats) {
+        check(infer(y, x, gamma, beta, runningMean, runningVar, Int32(n), Int32(channels), Int32(plane), 1e-5), "bn infer")
+    }
+    [x, y, dy, dx, gamma, beta, mean, invstd, runningMean, runningVar, dgamma, dbeta].forEach { $0.deallocate() }
+}
+do {
+    var shape = ck_pool2d_shape(batch: Int32(batch), channels: 64, in_height: 112, in_width: 112, kernel_height: 3,
+                                kernel_width: 3, stride_height: 2, stride_width: 2, pad_height: 1, pad_width: 1)
+    let inCount = batch * 64 * 112 * 112, outCount = batch * 64 * 56 * 56
+    let x = filled(inCount, seed: 20), y = filled(outCount, seed: 21), dx = filled(inCount, seed: 22)
+    let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: outCount)
+    let forward = options.reference ? ck_maxpool2d_forward_f32_ref : ck_maxpool2d_forward_f32
+    let backward = options.reference ? ck_maxpool2d_backward_f32_ref : ck_maxpool2d_backward_f32
+    memoryRow("maxpool 3x3/2 forward \(batch)x64x112x112", bytes: Double(inCount + 2 * outCount) * 4) {
+        check(forward(y, argmax, x, &shape), "maxpool")
+    }
+    memoryRow("maxpool 3x3/2 backward \(batch)x64x112x112", bytes: Double(inCount + 2 * outCount) * 4) {
+        check(backward(dx, y, argmax, &shape), "maxpool backward")
+    }
+    let pooled = filled(batch * 2048, seed: 23), big = filled(batch * 2048 * 49, seed: 24)
+    let avgForward = options.reference ? ck_global_avgpool_forward_f32_ref : ck_global_avgpool_forward_f32
+    memoryRow("global average pool forward \(batch)x2048x7x7", bytes: Double(batch * 2048 * 50) * 4) {
+        check(avgForward(pooled, big, Int32(batch), 2048, 49), "avgpool")
+    }
+    [x, y, dx, pooled, big].forEach { $0.deallocate() }
+    argmax.deallocate()
+}

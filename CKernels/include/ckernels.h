@@ -1,0 +1,229 @@
+// ckernels.h — the C kernels of ResNetFusion.
+//
+// float32, NCHW, row-major, contiguous. Every kernel is a pure function over caller-owned buffers:
+// kernels never allocate. A kernel that needs scratch memory has a `..._workspace_size` companion that
+// reports how many bytes it wants; the caller passes that buffer in.
+//
+// Argument order (llm.c): outputs, then buffers saved for backward, then const inputs, then sizes,
+// then the workspace.
+//
+// Gradient convention, one per kind:
+//   - input gradients (dx) are OVERWRITTEN;
+//   - parameter gradients (dweight, dbias, dgamma, dbeta) are ACCUMULATED (+=), so that a caller can sum
+//     over micro-batches; zero them once before the first backward.
+//
+// Every optimized kernel has a plain reference twin named `..._ref`: straightforward loops, no BLAS,
+// no OpenMP, no workspace. The twins take the same arguments (workspace ignored) so that the Swift side
+// can swap implementations at run time and the tests can check one against the other.
+//
+// Threads: OpenMP is the only thread pool. OpenBLAS is kept single-threaded (ck_set_num_threads) and
+// called from inside OpenMP regions on per-thread blocks, so the two never oversubscribe the cores.
+//
+// Errors: every kernel returns CK_OK or a negative ck_status; bad arguments never crash.
+#ifndef CKERNELS_H
+#define CKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    CK_OK = 0,
+    CK_ERR_NULL_POINTER = -1,   // a required pointer was NULL
+    CK_ERR_BAD_SIZE = -2,       // a size was non-positive, or the output would be empty
+    CK_ERR_WORKSPACE = -3,      // the workspace is NULL or smaller than ..._workspace_size reported
+} ck_status;
+
+/// A short English description of a status code ("ok", "null pointer", ...). Never NULL.
+const char *ck_status_string(int status);
+
+// ---------------------------------------------------------------------------------------------------
+// Threads
+
+/// Sets the number of OpenMP threads every optimized kernel uses (n <= 0: all cores), pins OpenBLAS to
+/// one thread (the kernels split work across OpenMP threads and call a single-threaded sgemm on each
+/// block) and shortens how long idle OpenMP workers spin, so that other threads of the process (the data
+/// loader) get the cores. Kernels call it with n = 0 on first use if nobody did. Workspace sizes depend
+/// on the thread count: query them after setting it.
+void ck_set_num_threads(int n);
+/// The number of threads optimized kernels use.
+int ck_get_num_threads(void);
+
+// ---------------------------------------------------------------------------------------------------
+// conv2d (conv2d.c, im2col.c). Dilation 1, groups 1, zero padding.
+
+typedef struct {
+    int batch;          // N
+    int in_channels;    // C
+    int in_height;      // H
+    int in_width;       // W
+    int out_channels;   // K
+    int kernel_height;  // R
+    int kernel_width;   // S
+    int stride_height;
+    int stride_width;
+    int pad_height;
+    int pad_width;
+} ck_conv2d_shape;
+
+/// Output height (H + 2·pad − R) / stride + 1, or 0 when the shape is invalid.
+int ck_conv2d_output_height(const ck_conv2d_shape *shape);
+/// Output width, or 0 when the shape is invalid.
+int ck_conv2d_output_width(const ck_conv2d_shape *shape);
+
+/// Bytes of workspace the optimized forward, backward-input and backward-weight kernels need for this
+/// shape at the current thread count (one size serves all three). 0 when the shape is invalid.
+size_t ck_conv2d_workspace_size(const ck_conv2d_shape *shape);
+
+/// y = conv(x, weight) + bias.
+/// y is (N, K, P, Q); x is (N, C, H, W); weight is (K, C, R, S); bias is (K) or NULL.
+int ck_conv2d_forward_f32(float *y, const float *x, const float *weight, const float *bias,
+                          const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
+int ck_conv2d_forward_f32_ref(float *y, const float *x, const float *weight, const float *bias,
+                              const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
+
+/// dx = conv_transpose(dy, weight). Overwrites dx.
+/// dx is (N, C, H, W); dy is (N, K, P, Q); weight is (K, C, R, S).
+int ck_conv2d_backward_input_f32(float *dx, const float *dy, const float *weight,
+                                 const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
+int ck_conv2d_backward_input_f32_ref(float *dx, const float *dy, const float *weight,
+                                     const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
+
+/// dweight += Σ_n dy_n ⋆ x_n; dbias += Σ_{n,p,q} dy. Accumulates.
+/// dweight is (K, C, R, S); dbias is (K) or NULL; dy is (N, K, P, Q); x is (N, C, H, W).
+int ck_conv2d_backward_weight_f32(float *dweight, float *dbias, const float *dy, const float *x,
+                                  const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
+int ck_conv2d_backward_weight_f32_ref(float *dweight, float *dbias, const float *dy, const float *x,
+                                      const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
+
+// ---------------------------------------------------------------------------------------------------
+// batchnorm2d (batchnorm.c), PyTorch semantics: y = (x − mean) / sqrt(var + eps) · gamma + beta.
+
+/// Training forward: normalises with the batch mean and the biased batch variance over (N, H, W), saves
+/// mean and 1/sqrt(var + eps) for backward, and when running_mean/running_var are not NULL updates them
+/// in place: running = (1 − momentum)·running + momentum·batch, with the UNBIASED variance (÷ (N·HW − 1)).
+/// y, x are (N, C, HW); save_mean, save_invstd, running_mean, running_var, gamma, beta are (C).
+int ck_batchnorm2d_forward_train_f32(float *y, float *save_mean, float *save_invstd,
+                                     float *running_mean, float *running_var,
+                                     const float *x, const float *gamma, const float *beta,
+                                     int batch, int channels, int spatial, float momentum, float eps);
+int ck_batchnorm2d_forward_train_f32_ref(float *y, float *save_mean, float *save_invstd,
+                                         float *running_mean, float *running_var,
+                                         const float *x, const float *gamma, const float *beta,
+                                         int batch, int channels, int spatial, float momentum, float eps);
+
+/// Inference forward with the running statistics. y may alias x.
+int ck_batchnorm2d_forward_infer_f32(float *y, const float *x, const float *gamma, const float *beta,
+                                     const float *running_mean, const float *running_var,
+                                     int batch, int channels, int spatial, float eps);
+int ck_batchnorm2d_forward_infer_f32_ref(float *y, const float *x, const float *gamma, const float *beta,
+                                         const float *running_mean, const float *running_var,
+                                         int batch, int channels, int spatial, float eps);
+
+/// Backward of the training forward. Overwrites dx (may be NULL: not wanted); accumulates dgamma and
+/// dbeta (each may be NULL). save_mean/save_invstd are what the training forward wrote.
+int ck_batchnorm2d_backward_f32(float *dx, float *dgamma, float *dbeta,
+                                const float *dy, const float *x, const float *save_mean,
+                                const float *save_invstd, const float *gamma,
+                                int batch, int channels, int spatial);
+int ck_batchnorm2d_backward_f32_ref(float *dx, float *dgamma, float *dbeta,
+                                    const float *dy, const float *x, const float *save_mean,
+                                    const float *save_invstd, const float *gamma,
+                                    int batch, int channels, int spatial);
+
+/// Backward of the inference forward (statistics are constants): dx = dy·gamma/sqrt(var + eps),
+/// dgamma += Σ dy·x̂, dbeta += Σ dy. dx overwritten; any output may be NULL.
+int ck_batchnorm2d_backward_infer_f32(float *dx, float *dgamma, float *dbeta,
+                                      const float *dy, const float *x, const float *gamma,
+                                      const float *running_mean, const float *running_var,
+                                      int batch, int channels, int spatial, float eps);
+
+/// Folds an inference BatchNorm into the convolution before it: w' = w·s, b' = (b − mean)·s + beta with
+/// s = gamma/sqrt(var + eps). folded_weight/weight are (K, per_channel); folded_bias, bias (may be NULL:
+/// zero), gamma, beta, mean, var are (K). Outputs may alias inputs.
+int ck_batchnorm2d_fold_into_conv_f32(float *folded_weight, float *folded_bias,
+                                      const float *weight, const float *bias,
+                                      const float *gamma, const float *beta,
+                                      const float *running_mean, const float *running_var,
+                                      int out_channels, int per_channel, float eps);
+
+// ---------------------------------------------------------------------------------------------------
+// pooling (pool.c)
+
+typedef struct {
+    int batch, channels, in_height, in_width;
+    int kernel_height, kernel_width, stride_height, stride_width, pad_height, pad_width;
+} ck_pool2d_shape;
+
+/// Output height, floor mode (PyTorch's default), or 0 when the shape is invalid (including padding
+/// larger than half the kernel, which PyTorch rejects too).
+int ck_pool2d_output_height(const ck_pool2d_shape *shape);
+int ck_pool2d_output_width(const ck_pool2d_shape *shape);
+
+/// Max pooling; padding counts as −∞. argmax (may be NULL) receives, for each output, the flat index
+/// h·W + w of the winning input inside its (n, c) plane; ties go to the first in row-major order.
+/// y, argmax are (N, C, P, Q); x is (N, C, H, W).
+int ck_maxpool2d_forward_f32(float *y, int32_t *argmax, const float *x, const ck_pool2d_shape *shape);
+int ck_maxpool2d_forward_f32_ref(float *y, int32_t *argmax, const float *x, const ck_pool2d_shape *shape);
+
+/// dx = scatter of dy to the argmax positions. Overwrites dx.
+int ck_maxpool2d_backward_f32(float *dx, const float *dy, const int32_t *argmax,
+                              const ck_pool2d_shape *shape);
+int ck_maxpool2d_backward_f32_ref(float *dx, const float *dy, const int32_t *argmax,
+                                  const ck_pool2d_shape *shape);
+
+/// Global average pool: y[n, c] = mean over the plane. y is (N, C); x is (N, C, HW).
+int ck_global_avgpool_forward_f32(float *y, const float *x, int batch, int channels, int spatial);
+int ck_global_avgpool_forward_f32_ref(float *y, const float *x, int batch, int channels, int spatial);
+/// dx[n, c, i] = dy[n, c] / HW. Overwrites dx.
+int ck_global_avgpool_backward_f32(float *dx, const float *dy, int batch, int channels, int spatial);
+int ck_global_avgpool_backward_f32_ref(float *dx, const float *dy, int batch, int channels, int spatial);
+
+// ---------------------------------------------------------------------------------------------------
+// Elementwise (activation.c). count is the number of floats.
+
+/// y = max(x, 0). y may alias x.
+int ck_relu_forward_f32(float *y, const float *x, size_t count);
+int ck_relu_forward_f32_ref(float *y, const float *x, size_t count);
+/// dx = dy where y > 0 else 0 (y is the forward output). Overwrites dx; dx may alias dy.
+int ck_relu_backward_f32(float *dx, const float *dy, const float *y, size_t count);
+int ck_relu_backward_f32_ref(float *dx, const float *dy, const float *y, size_t count);
+/// y = a + b. y may alias a or b.
+int ck_add_f32(float *y, const float *a, const float *b, size_t count);
+/// y += x.
+int ck_accumulate_f32(float *y, const float *x, size_t count);
+
+// ---------------------------------------------------------------------------------------------------
+// Linear (linear.c), PyTorch layout: y = x · weightᵀ + bias.
+
+/// y is (B, OUT); x is (B, IN); weight is (OUT, IN); bias is (OUT) or NULL.
+int ck_linear_forward_f32(float *y, const float *x, const float *weight, const float *bias,
+                          int batch, int in_features, int out_features);
+int ck_linear_forward_f32_ref(float *y, const float *x, const float *weight, const float *bias,
+                              int batch, int in_features, int out_features);
+/// dx = dy · weight (overwritten; dx may be NULL); dweight += dyᵀ · x; dbias += Σ_b dy (each may be NULL).
+int ck_linear_backward_f32(float *dx, float *dweight, float *dbias, const float *dy, const float *x,
+                           const float *weight, int batch, int in_features, int out_features);
+int ck_linear_backward_f32_ref(float *dx, float *dweight, float *dbias, const float *dy, const float *x,
+                               const float *weight, int batch, int in_features, int out_features);
+
+// ---------------------------------------------------------------------------------------------------
+// Matrix product used by the kernels and benchmarks: C = alpha·op(A)·op(B) + beta·C, row-major,
+// single call into the BLAS (threaded by OpenBLAS as ck_set_num_threads left it).
+void ck_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
+              const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/// Runs fn(arg, i) for i in [0, count) on the OpenMP pool (static schedule).
+void ck_parallel_for(int count, void (*fn)(void *arg, int index), void *arg);
+
+/// Lets OpenBLAS use n threads of its own (benchmarks only: it measures OpenBLAS's own threaded rate).
+/// Kernels must not run while it is above 1; call ck_set_num_threads again to restore.
+void ck_set_blas_threads(int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

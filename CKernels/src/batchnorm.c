@@ -1,0 +1,257 @@
+// batchnorm2d: training forward, inference forward, backward, and folding into a convolution.
+// PyTorch semantics (torch.nn.BatchNorm2d): the batch variance that normalises is biased (÷ M), the one
+// that feeds the running statistics is unbiased (÷ (M − 1)), M = N·HW.
+// Optimized kernels: one channel per OpenMP iteration, sums in double (M reaches 10^5 and more).
+#include "internal.h"
+#include <math.h>
+
+static int bn_check(int batch, int channels, int spatial) {
+    if (batch <= 0 || channels <= 0 || spatial <= 0) return CK_ERR_BAD_SIZE;
+    if (!ck_mul_size(ck_mul_size((size_t)batch, (size_t)channels), (size_t)spatial)) return CK_ERR_BAD_SIZE;
+    return CK_OK;
+}
+
+// Sum and sum of squares of one channel, in double.
+static void channel_moments(const float *x, int batch, int channels, int spatial, int c,
+                            double *sum_out, double *sum_squares_out) {
+    double sum = 0.0, sum_squares = 0.0;
+    for (int n = 0; n < batch; n++) {
+        const float *plane = x + ((size_t)n * channels + c) * spatial;
+        // Float partial sums over short runs vectorise; the double totals keep the long sum exact enough.
+        for (int i0 = 0; i0 < spatial; i0 += 1024) {
+            const int i1 = spatial < i0 + 1024 ? spatial : i0 + 1024;
+            float s = 0.0f, ss = 0.0f;
+            for (int i = i0; i < i1; i++) { s += plane[i]; ss += plane[i] * plane[i]; }
+            sum += s;
+            sum_squares += ss;
+        }
+    }
+    *sum_out = sum;
+    *sum_squares_out = sum_squares;
+}
+
+static void update_running(float *running_mean, float *running_var, int c, double mean, double biased_var,
+                           double count, float momentum) {
+    const double unbiased = count > 1 ? biased_var * count / (count - 1) : biased_var;
+    if (running_mean) running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean);
+    if (running_var) running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+}
+
+int ck_batchnorm2d_forward_train_f32(float *y, float *save_mean, float *save_invstd,
+                                     float *running_mean, float *running_var,
+                                     const float *x, const float *gamma, const float *beta,
+                                     int batch, int channels, int spatial, float momentum, float eps) {
+    int status = bn_check(batch, channels, spatial);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(y && save_mean && save_invstd && x && gamma && beta, CK_ERR_NULL_POINTER);
+    ck_ensure_threads();
+    const double count = (double)batch * spatial;
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < channels; c++) {
+        double sum, sum_squares;
+        channel_moments(x, batch, channels, spatial, c, &sum, &sum_squares);
+        const double mean = sum / count;
+        double var = sum_squares / count - mean * mean;
+        if (var < 0) var = 0;
+        const float invstd = (float)(1.0 / sqrt(var + eps));
+        save_mean[c] = (float)mean;
+        save_invstd[c] = invstd;
+        update_running(running_mean, running_var, c, mean, var, count, momentum);
+        const float scale = gamma[c] * invstd, shift = beta[c] - (float)mean * scale;
+        for (int n = 0; n < batch; n++) {
+            const size_t offset = ((size_t)n * channels + c) * spatial;
+            const float *in = x + offset;
+            float *out = y + offset;
+            for (int i = 0; i < spatial; i++) out[i] = in[i] * scale + shift;
+        }
+    }
+    return CK_OK;
+}
+
+int ck_batchnorm2d_forward_train_f32_ref(float *y, float *save_mean, float *save_invstd,
+                                         float *running_mean, float *running_var,
+                                         const float *x, const float *gamma, const float *beta,
+                                         int batch, int channels, int spatial, float momentum, float eps) {
+    int status = bn_check(batch, channels, spatial);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(y && save_mean && save_invstd && x && gamma && beta, CK_ERR_NULL_POINTER);
+    const double count = (double)batch * spatial;
+    for (int c = 0; c < channels; c++) {
+        double mean = 0.0;
+        for (int n = 0; n < batch; n++)
+            for (int i = 0; i < spatial; i++) mean += x[((size_t)n * channels + c) * spatial + i];
+        mean /= count;
+        double var = 0.0;
+        for (int n = 0; n < batch; n++)
+            for (int i = 0; i < spatial; i++) {
+                const double centered = x[((size_t)n * channels + c) * spatial + i] - mean;
+                var += centered * centered;
+            }
+        var /= count;
+        const double invstd = 1.0 / sqrt(var + eps);
+        save_mean[c] = (float)mean;
+        save_invstd[c] = (float)invstd;
+        update_running(running_mean, running_var, c, mean, var, count, momentum);
+        for (int n = 0; n < batch; n++)
+            for (int i = 0; i < spatial; i++) {
+                const size_t at = ((size_t)n * channels + c) * spatial + i;
+                y[at] = (float)((x[at] - mean) * invstd * gamma[c] + beta[c]);
+            }
+    }
+    return CK_OK;
+}
+
+int ck_batchnorm2d_forward_infer_f32(float *y, const float *x, const float *gamma, const float *beta,
+                                     const float *running_mean, const float *running_var,
+                                     int batch, int channels, int spatial, float eps) {
+    int status = bn_check(batch, channels, spatial);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(y && x && gamma && beta && running_mean && running_var, CK_ERR_NULL_POINTER);
+    ck_ensure_threads();
+    const int planes = batch * channels;
+    #pragma omp parallel for schedule(static)
+    for (int plane = 0; plane < planes; plane++) {
+        const int c = plane % channels;
+        const float scale = gamma[c] / sqrtf(running_var[c] + eps);
+        const float shift = beta[c] - running_mean[c] * scale;
+        const float *in = x + (size_t)plane * spatial;
+        float *out = y + (size_t)plane * spatial;
+        for (int i = 0; i < spatial; i++) out[i] = in[i] * scale + shift;
+    }
+    return CK_OK;
+}
+
+int ck_batchnorm2d_forward_infer_f32_ref(float *y, const float *x, const float *gamma, const float *beta,
+                                         const float *running_mean, const float *running_var,
+                                         int batch, int channels, int spatial, float eps) {
+    int status = bn_check(batch, channels, spatial);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(y && x && gamma && beta && running_mean && running_var, CK_ERR_NULL_POINTER);
+    for (int n = 0; n < batch; n++)
+        for (int c = 0; c < channels; c++)
+            for (int i = 0; i < spatial; i++) {
+                const size_t at = ((size_t)n * channels + c) * spatial + i;
+                y[at] = (float)((x[at] - (double)running_mean[c]) / sqrt((double)running_var[c] + eps) * gamma[c] +
+                                beta[c]);
+            }
+    return CK_OK;
+}
+
+// dx = gamma·invstd·(dy − mean(dy) − x̂·mean(dy·x̂)), x̂ = (x − mean)·invstd.
+int ck_batchnorm2d_backward_f32(float *dx, float *dgamma, float *dbeta,
+                                const float *dy, const float *x, const float *save_mean,
+                                const float *save_invstd, const float *gamma,
+                                int batch, int channels, int spatial) {
+    int status = bn_check(batch, channels, spatial);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(dy && x && save_mean && save_invstd && gamma, CK_ERR_NULL_POINTER);
+    ck_ensure_threads();
+    const double count = (double)batch * spatial;
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < channels; c++) {
+        const float mean = save_mean[c], invstd = save_invstd[c];
+        double sum_dy = 0.0, sum_dy_xhat = 0.0;
+        for (int n = 0; n < batch; n++) {
+            const size_t offset = ((size_t)n * channels + c) * spatial;
+            float s = 0.0f, sx = 0.0f;
+            for (int i = 0; i < spatial; i++) {
+                s += dy[offset + i];
+                sx += dy[offset + i] * (x[offset + i] - mean);
+            }
+            sum_dy += s;
+            sum_dy_xhat += sx;
+        }
+        sum_dy_xhat *= invstd;
+        if (dgamma) dgamma[c] += (float)sum_dy_xhat;
+        if (dbeta) dbeta[c] += (float)sum_dy;
+        if (dx) {
+            const float mean_dy = (float)(sum_dy / count), mean_dy_xhat = (float)(sum_dy_xhat / count);
+            const float scale = gamma[c] * invstd;
+            for (int n = 0; n < batch; n++) {
+                const size_t offset = ((size_t)n * channels + c) * spatial;
+                for (int i = 0; i < spatial; i++) {
+                    const float xhat = (x[offset + i] - mean) * invstd;
+                    dx[offset + i] = scale * (dy[offset + i] - mean_dy - xhat * mean_dy_xhat);
+                }
+            }
+        }
+    }
+    return CK_OK;
+}
+
+int ck_batchnorm2d_backward_f32_ref(float *dx, float *dgamma, float *dbeta,
+                                    const float *dy, const float *x, const float *save_mean,
+                                    const float *save_invstd, const float *gamma,
+                                    int batch, int channels, int spatial) {
+    int status = bn_check(batch, channels, spatial);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(dy && x && save_mean && save_invstd && gamma, CK_ERR_NULL_POINTER);
+    const double count = (double)batch * spatial;
+    for (int c = 0; c < channels; c++) {
+        double sum_dy = 0.0, sum_dy_xhat = 0.0;
+        for (int n = 0; n < batch; n++)
+            for (int i = 0; i < spatial; i++) {
+                const size_t at = ((size_t)n * channels + c) * spatial + i;
+                sum_dy += dy[at];
+                sum_dy_xhat += (double)dy[at] * (x[at] - save_mean[c]) * save_invstd[c];
+            }
+        if (dgamma) dgamma[c] += (float)sum_dy_xhat;
+        if (dbeta) dbeta[c] += (float)sum_dy;
+        if (!dx) continue;
+        for (int n = 0; n < batch; n++)
+            for (int i = 0; i < spatial; i++) {
+                const size_t at = ((size_t)n * channels + c) * spatial + i;
+                const double xhat = (x[at] - save_mean[c]) * (double)save_invstd[c];
+                dx[at] = (float)(gamma[c] * save_invstd[c] *
+                                 (dy[at] - sum_dy / count - xhat * sum_dy_xhat / count));
+            }
+    }
+    return CK_OK;
+}
+
+int ck_batchnorm2d_backward_infer_f32(float *dx, float *dgamma, float *dbeta,
+                                      const float *dy, const float *x, const float *gamma,
+                                      const float *running_mean, const float *running_var,
+                                      int batch, int channels, int spatial, float eps) {
+    int status = bn_check(batch, channels, spatial);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(dy && x && gamma && running_mean && running_var, CK_ERR_NULL_POINTER);
+    ck_ensure_threads();
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < channels; c++) {
+        const float invstd = 1.0f / sqrtf(running_var[c] + eps), mean = running_mean[c];
+        double sum_dy = 0.0, sum_dy_xhat = 0.0;
+        for (int n = 0; n < batch; n++) {
+            const size_t offset = ((size_t)n * channels + c) * spatial;
+            float s = 0.0f, sx = 0.0f;
+            for (int i = 0; i < spatial; i++) {
+                s += dy[offset + i];
+                sx += dy[offset + i] * (x[offset + i] - mean) * invstd;
+                if (dx) dx[offset + i] = dy[offset + i] * gamma[c] * invstd;
+            }
+            sum_dy += s;
+            sum_dy_xhat += sx;
+        }
+        if (dgamma) dgamma[c] += (float)sum_dy_xhat;
+        if (dbeta) dbeta[c] += (float)sum_dy;
+    }
+    return CK_OK;
+}
+
+int ck_batchnorm2d_fold_into_conv_f32(float *folded_weight, float *folded_bias,
+                                      const float *weight, const float *bias,
+                                      const float *gamma, const float *beta,
+                                      const float *running_mean, const float *running_var,
+                                      int out_channels, int per_channel, float eps) {
+    CK_REQUIRE(out_channels > 0 && per_channel > 0, CK_ERR_BAD_SIZE);
+    CK_REQUIRE(folded_weight && folded_bias && weight && gamma && beta && running_mean && running_var,
+               CK_ERR_NULL_POINTER);
+    for (int k = 0; k < out_channels; k++) {
+        const float scale = (float)(gamma[k] / sqrt((double)running_var[k] + eps));
+        const float b = bias ? bias[k] : 0.0f;
+        for (int i = 0; i < per_channel; i++)
+            folded_weight[(size_t)k * per_channel + i] = weight[(size_t)k * per_channel + i] * scale;
+        folded_bias[k] = (b - running_mean[k]) * scale + beta[k];
+    }
+    return CK_OK;
+}

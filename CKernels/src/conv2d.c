@@ -1,0 +1,338 @@
+// conv2d forward, backward-input and backward-weight, optimized (im2col + sgemm, OpenMP) and reference.
+//
+// Lowering, per image n: y_n (K × PQ) = weight (K × CRS) · col_n (CRS × PQ). A 1x1 stride-1 unpadded
+// convolution needs no lowering: col_n is x_n itself (C × HW).
+//
+// Threads: OpenBLAS runs single-threaded inside each OpenMP thread. With at least as many images as
+// threads, each thread takes whole images (big, well-shaped GEMMs, no synchronisation). With fewer
+// images, threads split each image: forward by output columns, backward-input by input channels (their
+// col2im writes never overlap), backward-weight by output channels.
+#include "im2col.h"
+#include <stdlib.h>
+
+typedef struct {
+    int N, C, H, W, K, R, S, P, Q;
+    size_t CRS, PQ, HW;
+    int pointwise;  // 1x1, stride 1, no padding: the input is its own column matrix
+} conv_dims;
+
+static int conv_check(const ck_conv2d_shape *s, conv_dims *d) {
+    if (!s) return CK_ERR_NULL_POINTER;
+    if (s->batch <= 0 || s->in_channels <= 0 || s->in_height <= 0 || s->in_width <= 0 ||
+        s->out_channels <= 0 || s->kernel_height <= 0 || s->kernel_width <= 0 ||
+        s->stride_height <= 0 || s->stride_width <= 0 || s->pad_height < 0 || s->pad_width < 0)
+        return CK_ERR_BAD_SIZE;
+    long ph = (long)s->in_height + 2L * s->pad_height - s->kernel_height;
+    long pw = (long)s->in_width + 2L * s->pad_width - s->kernel_width;
+    if (ph < 0 || pw < 0) return CK_ERR_BAD_SIZE;
+    d->N = s->batch; d->C = s->in_channels; d->H = s->in_height; d->W = s->in_width;
+    d->K = s->out_channels; d->R = s->kernel_height; d->S = s->kernel_width;
+    d->P = (int)(ph / s->stride_height + 1);
+    d->Q = (int)(pw / s->stride_width + 1);
+    d->CRS = (size_t)d->C * d->R * d->S;
+    d->PQ = (size_t)d->P * d->Q;
+    d->HW = (size_t)d->H * d->W;
+    d->pointwise = d->R == 1 && d->S == 1 && s->stride_height == 1 && s->stride_width == 1 &&
+                   s->pad_height == 0 && s->pad_width == 0;
+    // Every buffer must be indexable with size_t and every GEMM dimension must fit an int.
+    if (!ck_mul_size(ck_mul_size((size_t)d->N, (size_t)d->C), d->HW) ||
+        !ck_mul_size(ck_mul_size((size_t)d->N, (size_t)d->K), d->PQ) ||
+        d->CRS > 0x7fffffff || d->PQ > 0x7fffffff)
+        return CK_ERR_BAD_SIZE;
+    return CK_OK;
+}
+
+int ck_conv2d_output_height(const ck_conv2d_shape *shape) {
+    conv_dims d;
+    return conv_check(shape, &d) == CK_OK ? d.P : 0;
+}
+
+int ck_conv2d_output_width(const ck_conv2d_shape *shape) {
+    conv_dims d;
+    return conv_check(shape, &d) == CK_OK ? d.Q : 0;
+}
+
+// Per thread: a column matrix for one image (none for pointwise) and a private weight gradient (plus
+// bias gradient) for backward-weight's reduction.
+static size_t per_thread_floats(const conv_dims *d) {
+    size_t col = d->pointwise ? 0 : d->CRS * d->PQ;
+    return col + (size_t)d->K * d->CRS + (size_t)d->K;
+}
+
+size_t ck_conv2d_workspace_size(const ck_conv2d_shape *shape) {
+    conv_dims d;
+    if (conv_check(shape, &d) != CK_OK) return 0;
+    return ck_mul_size(ck_mul_size(per_thread_floats(&d), (size_t)ck_get_num_threads()), sizeof(float));
+}
+
+static int workspace_check(const conv_dims *d, const void *workspace, size_t bytes) {
+    size_t need = ck_mul_size(ck_mul_size(per_thread_floats(d), (size_t)ck_get_num_threads()), sizeof(float));
+    return (workspace && bytes >= need) ? CK_OK : CK_ERR_WORKSPACE;
+}
+
+static inline float *thread_columns(void *workspace, const conv_dims *d, int thread) {
+    return (float *)workspace + (size_t)thread * per_thread_floats(d);
+}
+
+static inline float *thread_weight_grad(void *workspace, const conv_dims *d, int thread) {
+    return thread_columns(workspace, d, thread) + (d->pointwise ? 0 : d->CRS * d->PQ);
+}
+
+// ------------------------------------------------------------------------------------------ forward
+
+int ck_conv2d_forward_f32(float *y, const float *x, const float *weight, const float *bias,
+                          const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    conv_dims d;
+    int status = conv_check(shape, &d);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(y && x && weight, CK_ERR_NULL_POINTER);
+    ck_ensure_threads();
+    if (!d.pointwise && (status = workspace_check(&d, workspace, workspace_bytes)) != CK_OK) return status;
+
+    const int threads = ck_get_num_threads();
+    // Work items: (image, column block). Blocks per image only when images alone can't feed the threads.
+    const int blocks = d.N >= threads ? 1 : (threads + d.N - 1) / d.N;
+    const int items = d.N * blocks;
+    #pragma omp parallel for schedule(static)
+    for (int item = 0; item < items; item++) {
+        const int n = item / blocks, block = item % blocks;
+        int j0, j1;
+        ck_block_range((int)d.PQ, blocks, block, &j0, &j1);
+        if (j1 <= j0) continue;
+        const int width = j1 - j0;
+        float *yn = y + (size_t)n * d.K * d.PQ + j0;
+        const float *xn = x + (size_t)n * d.C * d.HW;
+        if (d.pointwise) {
+            ck_sgemm(0, 0, d.K, width, d.C, 1.0f, weight, d.C, xn + j0, (int)d.HW, 0.0f, yn, (int)d.PQ);
+        } else {
+            float *col = thread_columns(workspace, &d, omp_get_thread_num());
+            ck_im2col_columns(col, xn, shape, d.Q, j0, j1);
+            ck_sgemm(0, 0, d.K, width, (int)d.CRS, 1.0f, weight, (int)d.CRS, col, width, 0.0f, yn, (int)d.PQ);
+        }
+        if (bias) {
+            for (int k = 0; k < d.K; k++) {
+                float *row = yn + (size_t)k * d.PQ;
+                const float b = bias[k];
+                for (int j = 0; j < width; j++) row[j] += b;
+            }
+        }
+    }
+    return CK_OK;
+}
+
+int ck_conv2d_forward_f32_ref(float *y, const float *x, const float *weight, const float *bias,
+                              const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    (void)workspace; (void)workspace_bytes;
+    conv_dims d;
+    int status = conv_check(shape, &d);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(y && x && weight, CK_ERR_NULL_POINTER);
+    const ck_conv2d_shape *s = shape;
+    for (int n = 0; n < d.N; n++)
+        for (int k = 0; k < d.K; k++)
+            for (int p = 0; p < d.P; p++)
+                for (int q = 0; q < d.Q; q++) {
+                    float acc = bias ? bias[k] : 0.0f;
+                    for (int c = 0; c < d.C; c++)
+                        for (int r = 0; r < d.R; r++) {
+                            const int ih = p * s->stride_height - s->pad_height + r;
+                            if (ih < 0 || ih >= d.H) continue;
+                            for (int t = 0; t < d.S; t++) {
+                                const int iw = q * s->stride_width - s->pad_width + t;
+                                if (iw < 0 || iw >= d.W) continue;
+                                acc += x[(((size_t)n * d.C + c) * d.H + ih) * d.W + iw] *
+                                       weight[(((size_t)k * d.C + c) * d.R + r) * d.S + t];
+                            }
+                        }
+                    y[(((size_t)n * d.K + k) * d.P + p) * d.Q + q] = acc;
+                }
+    return CK_OK;
+}
+
+// ------------------------------------------------------------------------------------ backward input
+
+int ck_conv2d_backward_input_f32(float *dx, const float *dy, const float *weight,
+                                 const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    conv_dims d;
+    int status = conv_check(shape, &d);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(dx && dy && weight, CK_ERR_NULL_POINTER);
+    ck_ensure_threads();
+    if (!d.pointwise && (status = workspace_check(&d, workspace, workspace_bytes)) != CK_OK) return status;
+
+    const int threads = ck_get_num_threads();
+    // Work items: (image, input-channel block); dcol rows of channels c0..c1 = weightᵀ rows c0..c1 · dy_n.
+    const int blocks = d.N >= threads ? 1 : (threads + d.N - 1) / d.N;
+    const int items = d.N * blocks;
+    const size_t RS = (size_t)d.R * d.S;
+    #pragma omp parallel for schedule(static)
+    for (int item = 0; item < items; item++) {
+        const int n = item / blocks, block = item % blocks;
+        int c0, c1;
+        ck_block_range(d.C, blocks, block, &c0, &c1);
+        if (c1 <= c0) continue;
+        const float *dyn = dy + (size_t)n * d.K * d.PQ;
+        float *dxn = dx + (size_t)n * d.C * d.HW;
+        if (d.pointwise) {
+            // dx_n[c0:c1] (C' × HW) = weight[:, c0:c1]ᵀ · dy_n.
+            ck_sgemm(1, 0, c1 - c0, (int)d.HW, d.K, 1.0f, weight + c0, d.C, dyn, (int)d.PQ,
+                     0.0f, dxn + (size_t)c0 * d.HW, (int)d.HW);
+        } else {
+            float *col = thread_columns(workspace, &d, omp_get_thread_num());
+            const int rows = (int)((size_t)(c1 - c0) * RS);
+            ck_sgemm(1, 0, rows, (int)d.PQ, d.K, 1.0f, weight + (size_t)c0 * RS, (int)d.CRS, dyn, (int)d.PQ,
+                     0.0f, col, (int)d.PQ);
+            memset(dxn + (size_t)c0 * d.HW, 0, sizeof(float) * (size_t)(c1 - c0) * d.HW);
+            ck_col2im_channels(dxn, col, shape, d.P, d.Q, c0, c1);
+        }
+    }
+    return CK_OK;
+}
+
+int ck_conv2d_backward_input_f32_ref(float *dx, const float *dy, const float *weight,
+                                     const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    (void)workspace; (void)workspace_bytes;
+    conv_dims d;
+    int status = conv_check(shape, &d);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(dx && dy && weight, CK_ERR_NULL_POINTER);
+    const ck_conv2d_shape *s = shape;
+    memset(dx, 0, sizeof(float) * (size_t)d.N * d.C * d.HW);
+    for (int n = 0; n < d.N; n++)
+        for (int k = 0; k < d.K; k++)
+            for (int p = 0; p < d.P; p++)
+                for (int q = 0; q < d.Q; q++) {
+                    const float g = dy[(((size_t)n * d.K + k) * d.P + p) * d.Q + q];
+                    for (int c = 0; c < d.C; c++)
+                        for (int r = 0; r < d.R; r++) {
+                            const int ih = p * s->stride_height - s->pad_height + r;
+                            if (ih < 0 || ih >= d.H) continue;
+                            for (int t = 0; t < d.S; t++) {
+                                const int iw = q * s->stride_width - s->pad_width + t;
+                                if (iw < 0 || iw >= d.W) continue;
+                                dx[(((size_t)n * d.C + c) * d.H + ih) * d.W + iw] +=
+                                    g * weight[(((size_t)k * d.C + c) * d.R + r) * d.S + t];
+                            }
+                        }
+                }
+    return CK_OK;
+}
+
+// ----------------------------------------------------------------------------------- backward weight
+
+static void accumulate_bias_grad(float *dbias, const float *dy, const conv_dims *d) {
+    #pragma omp parallel for schedule(static)
+    for (int k = 0; k < d->K; k++) {
+        double sum = 0.0;
+        for (int n = 0; n < d->N; n++) {
+            const float *row = dy + ((size_t)n * d->K + k) * d->PQ;
+            float partial = 0.0f;
+            for (size_t j = 0; j < d->PQ; j++) partial += row[j];
+            sum += partial;
+        }
+        dbias[k] += (float)sum;
+    }
+}
+
+int ck_conv2d_backward_weight_f32(float *dweight, float *dbias, const float *dy, const float *x,
+                                  const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    conv_dims d;
+    int status = conv_check(shape, &d);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(dweight && dy && x, CK_ERR_NULL_POINTER);
+    ck_ensure_threads();
+    if ((status = workspace_check(&d, workspace, workspace_bytes)) != CK_OK) return status;
+
+    const int threads = ck_get_num_threads();
+    const size_t weight_count = (size_t)d.K * d.CRS;
+    if (d.N >= threads) {
+        // Each thread sums its images into a private gradient; thread 0 uses dweight itself.
+        #pragma omp parallel num_threads(threads)
+        {
+            const int t = omp_get_thread_num(), team = omp_get_num_threads();
+            float *target = t == 0 ? dweight : thread_weight_grad(workspace, &d, t);
+            if (t != 0) memset(target, 0, sizeof(float) * weight_count);
+            int n0, n1;
+            ck_block_range(d.N, team, t, &n0, &n1);
+            float *col = thread_columns(workspace, &d, t);
+            for (int n = n0; n < n1; n++) {
+                const float *xn = x + (size_t)n * d.C * d.HW;
+                const float *dyn = dy + (size_t)n * d.K * d.PQ;
+                const float *columns = xn;
+                if (!d.pointwise) {
+                    ck_im2col_columns(col, xn, shape, d.Q, 0, (int)d.PQ);
+                    columns = col;
+                }
+                ck_sgemm(0, 1, d.K, (int)d.CRS, (int)d.PQ, 1.0f, dyn, (int)d.PQ, columns, (int)d.PQ,
+                         1.0f, target, (int)d.CRS);
+            }
+            #pragma omp barrier
+            // Reduce the private gradients into dweight, each thread a slice of it.
+            size_t i0 = weight_count * (size_t)t / (size_t)team, i1 = weight_count * (size_t)(t + 1) / (size_t)team;
+            for (int other = 1; other < team; other++) {
+                const float *src = thread_weight_grad(workspace, &d, other);
+                for (size_t i = i0; i < i1; i++) dweight[i] += src[i];
+            }
+        }
+    } else {
+        // Few images: threads own blocks of output channels (rows of dweight), image by image.
+        for (int n = 0; n < d.N; n++) {
+            const float *xn = x + (size_t)n * d.C * d.HW;
+            const float *dyn = dy + (size_t)n * d.K * d.PQ;
+            #pragma omp parallel num_threads(threads)
+            {
+                const int t = omp_get_thread_num(), team = omp_get_num_threads();
+                int k0, k1;
+                ck_block_range(d.K, team, t, &k0, &k1);
+                const float *columns = xn;
+                if (!d.pointwise) {
+                    // Every thread lowers the whole image: cheaper than synchronising on a shared copy.
+                    float *col = thread_columns(workspace, &d, t);
+                    ck_im2col_columns(col, xn, shape, d.Q, 0, (int)d.PQ);
+                    columns = col;
+                }
+                if (k1 > k0)
+                    ck_sgemm(0, 1, k1 - k0, (int)d.CRS, (int)d.PQ, 1.0f, dyn + (size_t)k0 * d.PQ, (int)d.PQ,
+                             columns, (int)d.PQ, 1.0f, dweight + (size_t)k0 * d.CRS, (int)d.CRS);
+            }
+        }
+    }
+    if (dbias) accumulate_bias_grad(dbias, dy, &d);
+    return CK_OK;
+}
+
+int ck_conv2d_backward_weight_f32_ref(float *dweight, float *dbias, const float *dy, const float *x,
+                                      const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    (void)workspace; (void)workspace_bytes;
+    conv_dims d;
+    int status = conv_check(shape, &d);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(dweight && dy && x, CK_ERR_NULL_POINTER);
+    const ck_conv2d_shape *s = shape;
+    for (int k = 0; k < d.K; k++)
+        for (int c = 0; c < d.C; c++)
+            for (int r = 0; r < d.R; r++)
+                for (int t = 0; t < d.S; t++) {
+                    float acc = 0.0f;
+                    for (int n = 0; n < d.N; n++)
+                        for (int p = 0; p < d.P; p++) {
+                            const int ih = p * s->stride_height - s->pad_height + r;
+                            if (ih < 0 || ih >= d.H) continue;
+                            for (int q = 0; q < d.Q; q++) {
+                                const int iw = q * s->stride_width - s->pad_width + t;
+                                if (iw < 0 || iw >= d.W) continue;
+                                acc += dy[(((size_t)n * d.K + k) * d.P + p) * d.Q + q] *
+                                       x[(((size_t)n * d.C + c) * d.H + ih) * d.W + iw];
+                            }
+                        }
+                    dweight[(((size_t)k * d.C + c) * d.R + r) * d.S + t] += acc;
+                }
+    if (dbias)
+        for (int k = 0; k < d.K; k++) {
+            float acc = 0.0f;
+            for (int n = 0; n < d.N; n++)
+                for (size_t j = 0; j < d.PQ; j++) acc += dy[((size_t)n * d.K + k) * d.PQ + j];
+            dbias[k] += acc;
+        }
+    return CK_OK;
+}

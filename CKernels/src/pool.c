@@ -1,0 +1,189 @@
+// Max pooling (with argmax for backward) and global average pooling.
+#include "internal.h"
+#include <math.h>
+
+typedef struct { int N, C, H, W, P, Q; } pool_dims;
+
+static int pool_check(const ck_pool2d_shape *s, pool_dims *d) {
+    if (!s) return CK_ERR_NULL_POINTER;
+    if (s->batch <= 0 || s->channels <= 0 || s->in_height <= 0 || s->in_width <= 0 ||
+        s->kernel_height <= 0 || s->kernel_width <= 0 || s->stride_height <= 0 || s->stride_width <= 0 ||
+        s->pad_height < 0 || s->pad_width < 0 ||
+        2 * s->pad_height > s->kernel_height || 2 * s->pad_width > s->kernel_width)
+        return CK_ERR_BAD_SIZE;
+    long ph = (long)s->in_height + 2L * s->pad_height - s->kernel_height;
+    long pw = (long)s->in_width + 2L * s->pad_width - s->kernel_width;
+    if (ph < 0 || pw < 0) return CK_ERR_BAD_SIZE;
+    d->N = s->batch; d->C = s->channels; d->H = s->in_height; d->W = s->in_width;
+    d->P = (int)(ph / s->stride_height + 1);
+    d->Q = (int)(pw / s->stride_width + 1);
+    if (!ck_mul_size(ck_mul_size((size_t)d->N * d->C, (size_t)d->H), (size_t)d->W)) return CK_ERR_BAD_SIZE;
+    return CK_OK;
+}
+
+int ck_pool2d_output_height(const ck_pool2d_shape *shape) {
+    pool_dims d;
+    return pool_check(shape, &d) == CK_OK ? d.P : 0;
+}
+
+int ck_pool2d_output_width(const ck_pool2d_shape *shape) {
+    pool_dims d;
+    return pool_check(shape, &d) == CK_OK ? d.Q : 0;
+}
+
+// One (n, c) plane. The comparison is PyTorch's: a later value wins only if strictly greater, and NaN
+// always wins, so NaN propagates.
+static void maxpool_plane(float *y, int32_t *argmax, const float *x, const ck_pool2d_shape *s, const pool_dims *d) {
+    for (int p = 0; p < d->P; p++) {
+        const int h0 = p * s->stride_height - s->pad_height;
+        const int hs = h0 < 0 ? 0 : h0;
+        const int he = h0 + s->kernel_height < d->H ? h0 + s->kernel_height : d->H;
+        for (int q = 0; q < d->Q; q++) {
+            const int w0 = q * s->stride_width - s->pad_width;
+            const int ws = w0 < 0 ? 0 : w0;
+            const int we = w0 + s->kernel_width < d->W ? w0 + s->kernel_width : d->W;
+            float best = -INFINITY;
+            int32_t best_index = hs * d->W + ws;
+            for (int h = hs; h < he; h++)
+                for (int w = ws; w < we; w++) {
+                    const float v = x[h * d->W + w];
+                    if (v > best || isnan(v)) { best = v; best_index = h * d->W + w; if (isnan(v)) goto done; }
+                }
+        done:
+            y[p * d->Q + q] = best;
+            if (argmax) argmax[p * d->Q + q] = best_index;
+        }
+    }
+}
+
+int ck_maxpool2d_forward_f32(float *y, int32_t *argmax, const float *x, const ck_pool2d_shape *shape) {
+    pool_dims d;
+    int status = pool_check(shape, &d);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(y && x, CK_ERR_NULL_POINTER);
+    ck_ensure_threads();
+    const int planes = d.N * d.C;
+    const size_t in_plane = (size_t)d.H * d.W, out_plane = (size_t)d.P * d.Q;
+    #pragma omp parallel for schedule(static)
+    for (int plane = 0; plane < planes; plane++)
+        maxpool_plane(y + plane * out_plane, argmax ? argmax + plane * out_plane : NULL, x + plane * in_plane,
+                      shape, &d);
+    return CK_OK;
+}
+
+int ck_maxpool2d_forward_f32_ref(float *y, int32_t *argmax, const float *x, const ck_pool2d_shape *shape) {
+    pool_dims d;
+    int status = pool_check(shape, &d);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(y && x, CK_ERR_NULL_POINTER);
+    for (int plane = 0; plane < d.N * d.C; plane++)
+        for (int p = 0; p < d.P; p++)
+            for (int q = 0; q < d.Q; q++) {
+                float best = -INFINITY;
+                int32_t best_index = -1;
+                for (int i = 0; i < shape->kernel_height; i++)
+                    for (int j = 0; j < shape->kernel_width; j++) {
+                        const int h = p * shape->stride_height - shape->pad_height + i;
+                        const int w = q * shape->stride_width - shape->pad_width + j;
+                        if (h < 0 || h >= d.H || w < 0 || w >= d.W) continue;
+                        const float v = x[(size_t)plane * d.H * d.W + h * d.W + w];
+                        if (best_index < 0 || v > best || (isnan(v) && !isnan(best))) { best = v; best_index = h * d.W + w; }
+                    }
+                y[((size_t)plane * d.P + p) * d.Q + q] = best;
+                if (argmax) argmax[((size_t)plane * d.P + p) * d.Q + q] = best_index;
+            }
+    return CK_OK;
+}
+
+int ck_maxpool2d_backward_f32(float *dx, const float *dy, const int32_t *argmax, const ck_pool2d_shape *shape) {
+    pool_dims d;
+    int status = pool_check(shape, &d);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(dx && dy && argmax, CK_ERR_NULL_POINTER);
+    ck_ensure_threads();
+    const int planes = d.N * d.C;
+    const size_t in_plane = (size_t)d.H * d.W, out_plane = (size_t)d.P * d.Q;
+    #pragma omp parallel for schedule(static)
+    for (int plane = 0; plane < planes; plane++) {
+        float *dxp = dx + plane * in_plane;
+        const float *dyp = dy + plane * out_plane;
+        const int32_t *ap = argmax + plane * out_plane;
+        memset(dxp, 0, sizeof(float) * in_plane);
+        for (size_t i = 0; i < out_plane; i++)
+            if (ap[i] >= 0 && (size_t)ap[i] < in_plane) dxp[ap[i]] += dyp[i];
+    }
+    return CK_OK;
+}
+
+int ck_maxpool2d_backward_f32_ref(float *dx, const float *dy, const int32_t *argmax, const ck_pool2d_shape *shape) {
+    pool_dims d;
+    int status = pool_check(shape, &d);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(dx && dy && argmax, CK_ERR_NULL_POINTER);
+    const size_t in_plane = (size_t)d.H * d.W, out_plane = (size_t)d.P * d.Q;
+    memset(dx, 0, sizeof(float) * in_plane * d.N * d.C);
+    for (size_t plane = 0; plane < (size_t)d.N * d.C; plane++)
+        for (size_t i = 0; i < out_plane; i++) {
+            const int32_t at = argmax[plane * out_plane + i];
+            if (at >= 0 && (size_t)at < in_plane) dx[plane * in_plane + at] += dy[plane * out_plane + i];
+        }
+    return CK_OK;
+}
+
+static int avg_check(int batch, int channels, int spatial) {
+    if (batch <= 0 || channels <= 0 || spatial <= 0) return CK_ERR_BAD_SIZE;
+    if (!ck_mul_size(ck_mul_size((size_t)batch, (size_t)channels), (size_t)spatial)) return CK_ERR_BAD_SIZE;
+    return CK_OK;
+}
+
+int ck_global_avgpool_forward_f32(float *y, const float *x, int batch, int channels, int spatial) {
+    int status = avg_check(batch, channels, spatial);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(y && x, CK_ERR_NULL_POINTER);
+    ck_ensure_threads();
+    const int planes = batch * channels;
+    #pragma omp parallel for schedule(static)
+    for (int plane = 0; plane < planes; plane++) {
+        const float *in = x + (size_t)plane * spatial;
+        float sum = 0.0f;
+        for (int i = 0; i < spatial; i++) sum += in[i];
+        y[plane] = sum / (float)spatial;
+    }
+    return CK_OK;
+}
+
+int ck_global_avgpool_forward_f32_ref(float *y, const float *x, int batch, int channels, int spatial) {
+    int status = avg_check(batch, channels, spatial);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(y && x, CK_ERR_NULL_POINTER);
+    for (size_t plane = 0; plane < (size_t)batch * channels; plane++) {
+        double sum = 0.0;
+        for (int i = 0; i < spatial; i++) sum += x[plane * spatial + i];
+        y[plane] = (float)(sum / spatial);
+    }
+    return CK_OK;
+}
+
+int ck_global_avgpool_backward_f32(float *dx, const float *dy, int batch, int channels, int spatial) {
+    int status = avg_check(batch, channels, spatial);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(dx && dy, CK_ERR_NULL_POINTER);
+    ck_ensure_threads();
+    const int planes = batch * channels;
+    #pragma omp parallel for schedule(static)
+    for (int plane = 0; plane < planes; plane++) {
+        const float g = dy[plane] / (float)spatial;
+        float *out = dx + (size_t)plane * spatial;
+        for (int i = 0; i < spatial; i++) out[i] = g;
+    }
+    return CK_OK;
+}
+
+int ck_global_avgpool_backward_f32_ref(float *dx, const float *dy, int batch, int channels, int spatial) {
+    int status = avg_check(batch, channels, spatial);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(dx && dy, CK_ERR_NULL_POINTER);
+    for (size_t plane = 0; plane < (size_t)batch * channels; plane++)
+        for (int i = 0; i < spatial; i++) dx[plane * spatial + i] = dy[plane] / (float)spatial;
+    return CK_OK;
+}

@@ -1,0 +1,43 @@
+# ResNetFusion — the README's commands are these targets.
+#   make demo           generate demo data and train on it (the main job, end to end)
+#   make test           build in release mode and run every test
+#   make bench-kernels  C kernel microbenchmarks (conv / batchnorm / pooling vs this machine's sgemm)
+SWIFT      ?= swift
+CONFIG     := -c release
+# Debian packages the build links against.
+DEB_PACKAGES := libopenblas-dev libomp-dev libturbojpeg0-dev
+DEPS_STAMP := .build/.deps-ok
+
+.PHONY: all deps build test bench-kernels demo clean
+
+all: build
+
+# Cheap check first: the headers and libraries the build links are present. Install only when not.
+$(DEPS_STAMP):
+	@if [ -f /usr/include/x86_64-linux-gnu/cblas.h -o -f /usr/include/cblas.h ] \
+	    && [ -f /usr/include/turbojpeg.h ] \
+	    && ls /usr/lib/*/libomp5.so >/dev/null 2>&1 \
+	    && ls /usr/lib/*/libopenblas.so >/dev/null 2>&1; then :; \
+	else \
+	  echo "Installing $(DEB_PACKAGES)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PACKAGES); \
+	fi
+	@mkdir -p $(dir $@) && touch $@
+
+deps: $(DEPS_STAMP)
+
+build: deps
+	$(SWIFT) build $(CONFIG)
+
+test: deps
+	$(SWIFT) build $(CONFIG) --build-tests
+	$(SWIFT) test $(CONFIG) --skip-build
+
+bench-kernels: deps
+	$(SWIFT) run $(CONFIG) bench-kernels
+
+demo: bench-kernels
+
+clean:
+	rm -rf .build

@@ -1,0 +1,74 @@
+// swift-tools-version:6.0
+// ResNetFusion: ResNet-50 + tabular metadata fusion classifiers trained on the CPU.
+// Swift owns the graph, autograd, data pipeline, training loop and metrics; the hot kernels are C
+// (CKernels/, OpenMP + OpenBLAS), reached through a module map and swappable for their reference twins.
+import PackageDescription
+
+// The C kernels are built for this machine's vector units (AVX2 + FMA on the target hardware) and
+// threaded with OpenMP. Debian's libomp-dev ships the runtime as libomp5.
+let kernelCFlags: [CSetting] = [
+    .unsafeFlags(["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast", "-Wall", "-Wextra"]),
+]
+let kernelLinkFlags: [LinkerSetting] = [
+    .linkedLibrary("openblas"),
+    .linkedLibrary("omp5"),
+    .linkedLibrary("m"),
+]
+let swiftFlags: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "ResNetFusion",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "bench-kernels", targets: ["KernelBenchmarks"]),
+        .executable(name: "resnet50", targets: ["ResNet50Command"]),
+        .executable(name: "bench-images", targets: ["ImageBenchmarks"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        .package(url: "https://github.com/yaslab/CSV.swift", from: "2.5.0"),
+    ],
+    targets: [
+        // C kernels: convolution, batch norm, pooling, elementwise, linear.
+        .target(
+            name: "CKernels",
+            path: "CKernels",
+            exclude: [],
+            publicHeadersPath: "include",
+            cSettings: kernelCFlags,
+            linkerSettings: kernelLinkFlags),
+        // libturbojpeg, wrapped as a module-mapped system library.
+        .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
+        // Data pipeline: JPEG decoding + torchvision-exact preprocessing, labels.csv, loader, CLI.
+        .target(name: "Imaging", dependencies: ["CTurboJPEG"], swiftSettings: swiftFlags),
+        .target(name: "DataPipeline", dependencies: ["Imaging", .product(name: "CSV", package: "CSV.swift")],
+                swiftSettings: swiftFlags),
+        .executableTarget(name: "ResNet50Command",
+                          dependencies: ["DataPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: swiftFlags),
+        .executableTarget(name: "ImageBenchmarks", dependencies: ["Imaging"], path: "Benchmarks/ImageBenchmarks",
+                          exclude: ["pillow_torchvision.py"], swiftSettings: swiftFlags),
+        .testTarget(name: "DataPipelineTests", dependencies: ["DataPipeline", "Imaging"],
+                    resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
+
+        // The convolution shapes of ResNet-50, shared by the kernel tests and the kernel benchmarks.
+        .target(name: "ResNetShapes", swiftSettings: swiftFlags),
+        .executableTarget(name: "KernelBenchmarks", dependencies: ["CKernels", "ResNetShapes"],
+                          path: "Benchmarks/KernelBenchmarks", swiftSettings: swiftFlags),
+        .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "ResNetShapes"], swiftSettings: swiftFlags),
+        // Tensors + tape autograd (ops bound to CKernels), layers/optimizers, the ResNet family and the fusion model.
+        .target(name: "Tensors", dependencies: ["CKernels"], swiftSettings: swiftFlags),
+        .target(name: "NN", dependencies: ["Tensors"], swiftSettings: swiftFlags),
+        .target(name: "Models", dependencies: ["NN"], swiftSettings: swiftFlags),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "NN", "Models"],
+                    resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
+        // Weight files: torch .pth (allowlist unpickler over a bounds-checked zip reader) and safetensors.
+        .target(name: "WeightFiles", swiftSettings: swiftFlags),
+        .testTarget(name: "WeightFilesTests", dependencies: ["WeightFiles"],
+                    resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
+    ],
+    swiftLanguageModes: [.v5]
+)

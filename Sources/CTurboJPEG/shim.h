@@ -1,0 +1,2 @@
+// libturbojpeg from Debian's libturbojpeg0-dev (make deps installs it).
+#include <turbojpeg.h>

@@ -1,0 +1,95 @@
+// ConvolutionOps.swift — conv2d forward and backward through CKernels (dilation 1, groups 1).
+import CKernels
+
+/// 2-D convolution, PyTorch's `F.conv2d` with zero padding, dilation 1, groups 1.
+/// - Parameters:
+///   - x: input (N, C, H, W).
+///   - weight: filters (K, C, R, S).
+///   - bias: (K) or nil.
+///   - stride: (vertical, horizontal) step.
+///   - padding: (vertical, horizontal) zero padding on each side.
+/// - Returns: (N, K, P, Q) with P = (H + 2·padH − R) / strideH + 1.
+public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
+                   stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
+    precondition(x.shape.count == 4 && weight.shape.count == 4, "conv2d: x \(x.shape) and weight \(weight.shape) must be 4-D")
+    precondition(x.shape[1] == weight.shape[1], "conv2d: x has \(x.shape[1]) channels, weight expects \(weight.shape[1])")
+    if let bias { precondition(bias.shape == [weight.shape[0]], "conv2d: bias \(bias.shape) for \(weight.shape[0]) filters") }
+    var shape = ck_conv2d_shape(
+        batch: Int32(x.shape[0]), in_channels: Int32(x.shape[1]), in_height: Int32(x.shape[2]), in_width: Int32(x.shape[3]),
+        out_channels: Int32(weight.shape[0]), kernel_height: Int32(weight.shape[2]), kernel_width: Int32(weight.shape[3]),
+        stride_height: Int32(stride.0), stride_width: Int32(stride.1), pad_height: Int32(padding.0), pad_width: Int32(padding.1))
+    let p = Int(ck_conv2d_output_height(&shape)), q = Int(ck_conv2d_output_width(&shape))
+    precondition(p > 0 && q > 0, "conv2d: empty output for x \(x.shape), weight \(weight.shape), stride \(stride), padding \(padding)")
+    let outShape = [x.shape[0], weight.shape[0], p, q]
+    let reference = Kernels.backend == .reference
+    let workspaceBytes = reference ? 0 : ck_conv2d_workspace_size(&shape)
+
+    let y = [Float](unsafeUninitializedCapacity: outShape.reduce(1, *)) { out, initialized in
+        x.data.withUnsafeBufferPointer { xp in
+            weight.data.withUnsafeBufferPointer { wp in
+                withOptionalPointer(bias) { bp in
+                    Workspace.shared.withBuffer(bytes: workspaceBytes) { ws, wsBytes in
+                        let status = reference
+                            ? ck_conv2d_forward_f32_ref(out.baseAddress, xp.baseAddress, wp.baseAddress, bp, &shape, ws, wsBytes)
+                            : ck_conv2d_forward_f32(out.baseAddress, xp.baseAddress, wp.baseAddress, bp, &shape, ws, wsBytes)
+                        Kernels.check(status, "conv2d forward")
+                    }
+                }
+            }
+        }
+        initialized = out.count
+    }
+    let result = Tensor(shape: outShape, data: y)
+    guard Tensor.needsGrad(x, weight, bias) else { return result }
+
+    let parents = [x, weight] + (bias.map { [$0] } ?? [])
+    result.record("conv2d", parents: parents) { dy in
+        let reference = Kernels.backend == .reference
+        let workspaceBytes = reference ? 0 : ck_conv2d_workspace_size(&shape)
+        dy.withUnsafeBufferPointer { dyp in
+            if x.requiresGrad {
+                x.accumulateGrad(overwriting: { dx in
+                    weight.data.withUnsafeBufferPointer { wp in
+                        Workspace.shared.withBuffer(bytes: workspaceBytes) { ws, wsBytes in
+                            let status = reference
+                                ? ck_conv2d_backward_input_f32_ref(dx, dyp.baseAddress, wp.baseAddress, &shape, ws, wsBytes)
+                                : ck_conv2d_backward_input_f32(dx, dyp.baseAddress, wp.baseAddress, &shape, ws, wsBytes)
+                            Kernels.check(status, "conv2d backward input")
+                        }
+                    }
+                })
+            }
+            let wantsBias = bias?.requiresGrad ?? false
+            guard weight.requiresGrad || wantsBias else { return }
+            // The kernel computes dweight and dbias together; a frozen weight next to a trainable bias
+            // (rare) gets its share computed into a discarded buffer.
+            let biasGrad: (UnsafeMutablePointer<Float>?) -> Void = { dbias in
+                x.data.withUnsafeBufferPointer { xp in
+                    let run: (UnsafeMutablePointer<Float>) -> Void = { dw in
+                        Workspace.shared.withBuffer(bytes: workspaceBytes) { ws, wsBytes in
+                            let status = reference
+                                ? ck_conv2d_backward_weight_f32_ref(dw, dbias, dyp.baseAddress, xp.baseAddress, &shape, ws, wsBytes)
+                                : ck_conv2d_backward_weight_f32(dw, dbias, dyp.baseAddress, xp.baseAddress, &shape, ws, wsBytes)
+                            Kernels.check(status, "conv2d backward weight")
+                        }
+                    }
+                    if weight.requiresGrad {
+                        weight.withAccumulatingGrad(run)
+                    } else {
+                        var discarded = [Float](repeating: 0, count: weight.count)
+                        discarded.withUnsafeMutableBufferPointer { run($0.baseAddress!) }
+                    }
+                }
+            }
+            if let bias, wantsBias { bias.withAccumulatingGrad { biasGrad($0) } } else { biasGrad(nil) }
+        }
+    }
+    return result
+}
+
+/// Calls `body` with the tensor's values, or with nil when there is no tensor.
+@inline(__always)
+func withOptionalPointer<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+    guard let t else { return body(nil) }
+    return t.data.withUnsafeBufferPointer { body($0.baseAddress) }
+}

@@ -1,0 +1,71 @@
+// Kernels.swift — the binding to CKernels: which implementation runs (optimized or reference twin),
+// the shared workspace buffer, thread count and status checking.
+import CKernels
+
+/// Which C implementation the ops call. The reference twins are plain loops (no BLAS, no OpenMP);
+/// tests run both and compare, benchmarks time one against the other.
+public enum KernelBackend: Sendable {
+    case optimized
+    case reference
+}
+
+/// Run-time settings of the C kernels.
+public enum Kernels {
+    /// The implementation every op calls. Not thread-safe: set it before running a graph.
+    nonisolated(unsafe) public static var backend: KernelBackend = .optimized
+
+    /// Sets the OpenMP thread count of the optimized kernels (`n <= 0`: all cores).
+    /// Workspace sizes depend on it, so call it before building or running a graph.
+    public static func setNumThreads(_ n: Int) { ck_set_num_threads(Int32(n)) }
+
+    /// The thread count the optimized kernels use.
+    public static var numThreads: Int { Int(ck_get_num_threads()) }
+
+    /// Stops with the kernel's own description of `status` when it is not `CK_OK`. A failing kernel
+    /// means the Swift side passed inconsistent shapes: a programming error, not an input error.
+    @inline(__always)
+    static func check(_ status: Int32, _ op: StaticString) {
+        if status != 0 {
+            fatalError("\(op): \(String(cString: ck_status_string(status))) (status \(status))")
+        }
+    }
+}
+
+/// The scratch memory kernels ask for through their `..._workspace_size` companions. One buffer is
+/// reused by every call and grows when a larger size is asked for; kernels never allocate.
+/// Not thread-safe: ops run one at a time (threads live inside the kernels).
+public final class Workspace {
+    /// The buffer the ops use.
+    nonisolated(unsafe) public static let shared = Workspace()
+
+    private var pointer: UnsafeMutableRawPointer?
+    /// Bytes currently allocated.
+    public private(set) var capacity: Int = 0
+
+    public init() {}
+
+    deinit { pointer?.deallocate() }
+
+    /// Calls `body` with a buffer of at least `bytes` bytes (64-byte aligned), growing it if needed.
+    /// - Parameters:
+    ///   - bytes: the size a kernel's `..._workspace_size` reported.
+    ///   - body: receives the buffer and its usable size.
+    public func withBuffer<R>(bytes: Int, _ body: (UnsafeMutableRawPointer?, Int) -> R) -> R {
+        if bytes == 0 { return body(pointer, capacity) }
+        if bytes > capacity {
+            pointer?.deallocate()
+            // Grow geometrically so that a sweep of slightly increasing shapes does not reallocate each time.
+            let newCapacity = max(bytes, capacity + capacity / 2)
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 64)
+            capacity = newCapacity
+        }
+        return body(pointer, capacity)
+    }
+
+    /// Frees the buffer (the next call allocates again).
+    public func release() {
+        pointer?.deallocate()
+        pointer = nil
+        capacity = 0
+    }
+}

@@ -1,0 +1,224 @@
+// Tensor.swift — float32 tensors with contiguous storage and a tape for reverse-mode autograd.
+//
+// The tape follows micrograd/tinygrad: every op output records its parents and a backward closure
+// (written right after the op's forward code, in the op's file) that captures what it needs.
+// `backward()` sorts the graph topologically, walks it in reverse and accumulates gradients.
+import CKernels
+
+/// Global switch for recording the tape (PyTorch's `torch.no_grad()`).
+public enum GradMode {
+    /// Whether ops record backward closures. Not thread-safe: graphs are built on one thread.
+    nonisolated(unsafe) public static var isEnabled = true
+}
+
+/// Runs `body` with gradient recording off (no tape, nothing saved for backward), then restores the mode.
+/// - Parameter body: the computation, e.g. an evaluation forward.
+public func withNoGrad<R>(_ body: () throws -> R) rethrows -> R {
+    let previous = GradMode.isEnabled
+    GradMode.isEnabled = false
+    defer { GradMode.isEnabled = previous }
+    return try body()
+}
+
+/// A float32 tensor: a shape and its row-major contiguous values, plus its place on the tape.
+///
+/// A reference type, as in micrograd: a parameter is one object shared by its layer, the optimizer and
+/// every graph that uses it. Values live in a `[Float]`; ops reach them through unsafe buffer pointers.
+public final class Tensor {
+    /// Dimensions, outermost first (NCHW for images, (batch, features) for matrices).
+    public let shape: [Int]
+    /// The values, row-major, `count` of them. Whoever assigns keeps the count (ops check it on use).
+    public var data: [Float]
+    /// The accumulated gradient (same count as `data`), or nil when none has been computed.
+    public var grad: [Float]?
+    /// Whether gradients are computed for this tensor. False for inputs, buffers and frozen parameters.
+    public var requiresGrad: Bool
+    /// Keeps this node's gradient after `backward()` (by default only leaves keep theirs).
+    public var retainsGrad = false
+    /// Number of elements.
+    public let count: Int
+
+    // Tape: set only when the tensor is the output of an op recorded with gradients on.
+    var parents: [Tensor] = []
+    var backwardFunction: (([Float]) -> Void)?
+    /// The name of the op that made this tensor (for error messages), or nil for leaves.
+    public private(set) var opName: StaticString?
+
+    /// A tensor of the given shape and values.
+    /// - Parameters:
+    ///   - shape: dimensions; their product must equal `data.count`.
+    ///   - data: row-major values.
+    ///   - requiresGrad: whether it is a trainable leaf.
+    public init(shape: [Int], data: [Float], requiresGrad: Bool = false) {
+        let n = shape.reduce(1, *)
+        precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in \(shape)")
+        precondition(n == data.count, "Tensor: \(data.count) values for shape \(shape)")
+        self.shape = shape
+        self.count = n
+        self.data = data
+        self.requiresGrad = requiresGrad
+    }
+
+    /// A tensor filled with `value`.
+    public convenience init(shape: [Int], repeating value: Float, requiresGrad: Bool = false) {
+        self.init(shape: shape, data: [Float](repeating: value, count: shape.reduce(1, *)), requiresGrad: requiresGrad)
+    }
+
+    /// A tensor of zeros.
+    public static func zeros(_ shape: [Int], requiresGrad: Bool = false) -> Tensor {
+        Tensor(shape: shape, repeating: 0, requiresGrad: requiresGrad)
+    }
+
+    /// Values drawn from N(0, 1) with `generator`.
+    public static func randn(_ shape: [Int], generator: RandomGenerator, requiresGrad: Bool = false) -> Tensor {
+        Tensor(shape: shape, data: generator.normalArray(count: shape.reduce(1, *)), requiresGrad: requiresGrad)
+    }
+
+    /// Values drawn uniformly from [low, high) with `generator`.
+    public static func uniform(_ shape: [Int], low: Float = 0, high: Float = 1, generator: RandomGenerator,
+                               requiresGrad: Bool = false) -> Tensor {
+        Tensor(shape: shape, data: generator.uniformArray(count: shape.reduce(1, *), low: low, high: high),
+               requiresGrad: requiresGrad)
+    }
+
+    /// The single value of a one-element tensor.
+    public var item: Float {
+        precondition(count == 1, "Tensor.item: tensor has shape \(shape)")
+        return data[0]
+    }
+
+    /// Whether this tensor is an op output on the tape (as opposed to a leaf).
+    public var isOnTape: Bool { backwardFunction != nil }
+
+    /// A new leaf sharing these values (copy-on-write), cut from the tape.
+    public func detached() -> Tensor { Tensor(shape: shape, data: data) }
+
+    /// Sets the gradient to nil.
+    public func zeroGrad() { grad = nil }
+
+    // MARK: Recording
+
+    /// Whether an op over `inputs` must record a backward closure: gradients on and some input wants one.
+    @inline(__always)
+    public static func needsGrad(_ inputs: Tensor?...) -> Bool {
+        guard GradMode.isEnabled else { return false }
+        for case let t? in inputs where t.requiresGrad { return true }
+        return false
+    }
+
+    /// Puts this op output on the tape.
+    /// - Parameters:
+    ///   - op: the op's name, for shape-check messages.
+    ///   - parents: the inputs the backward closure sends gradients to.
+    ///   - backward: receives this tensor's gradient (same count) and accumulates into the parents.
+    public func record(_ op: StaticString, parents: [Tensor], backward: @escaping ([Float]) -> Void) {
+        requiresGrad = true
+        opName = op
+        self.parents = parents
+        backwardFunction = backward
+    }
+
+    // MARK: Gradient accumulation (used by backward closures)
+
+    /// Adds `g` to the gradient. The first contribution is kept without a copy.
+    public func accumulateGrad(_ g: [Float]) {
+        precondition(g.count == count, "\(opName ?? "leaf"): gradient of \(g.count) values for shape \(shape)")
+        guard var current = grad else { grad = g; return }
+        grad = nil  // keep `current` uniquely referenced: no copy on write
+        current.withUnsafeMutableBufferPointer { c in
+            g.withUnsafeBufferPointer { s in _ = ck_accumulate_f32(c.baseAddress!, s.baseAddress!, count) }
+        }
+        grad = current
+    }
+
+    /// Lets a kernel that OVERWRITES its output produce a gradient contribution, then accumulates it:
+    /// written straight into the gradient buffer when there is none yet, otherwise into a temporary.
+    public func accumulateGrad(overwriting body: (UnsafeMutablePointer<Float>) -> Void) {
+        let fresh = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            body(buffer.baseAddress!)
+            initialized = count
+        }
+        accumulateGrad(fresh)
+    }
+
+    /// Lets a kernel that ACCUMULATES (+=) into its output add to the gradient in place; the buffer is
+    /// zero-filled the first time.
+    public func withAccumulatingGrad<R>(_ body: (UnsafeMutablePointer<Float>) -> R) -> R {
+        var current = grad ?? [Float](repeating: 0, count: count)
+        grad = nil
+        defer { grad = current }
+        return current.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+    }
+
+    // MARK: Backward
+
+    /// Reverse-mode differentiation from this tensor. Leaves that require gradients accumulate into
+    /// `grad`; the graph is released afterwards (as PyTorch without `retain_graph`), and intermediate
+    /// gradients are dropped unless `retainsGrad` is set.
+    /// - Parameter gradient: the seed, same count as this tensor; nil means 1 for a one-element tensor.
+    public func backward(gradient: [Float]? = nil) {
+        precondition(requiresGrad, "backward(): tensor does not require gradients (no parameter or input on its tape)")
+        let seed: [Float]
+        if let gradient {
+            precondition(gradient.count == count, "backward(): seed of \(gradient.count) values for shape \(shape)")
+            seed = gradient
+        } else {
+            precondition(count == 1, "backward(): a seed gradient is needed for shape \(shape)")
+            seed = [1]
+        }
+        let order = topologicalOrder()
+        accumulateGrad(seed)
+        for node in order.reversed() {
+            guard let function = node.backwardFunction else { continue }
+            if let g = node.grad {
+                precondition(g.count == node.count, "\(node.opName ?? "op"): gradient count \(g.count) for shape \(node.shape)")
+                function(g)
+            }
+            node.backwardFunction = nil
+            node.parents = []
+            if !node.retainsGrad { node.grad = nil }
+        }
+    }
+
+    /// Nodes on the tape reachable from this one, each after all of its parents (iterative DFS, so
+    /// deep networks do not exhaust the stack).
+    private func topologicalOrder() -> [Tensor] {
+        var order: [Tensor] = []
+        var visited = Set<ObjectIdentifier>()
+        var stack: [(Tensor, Int)] = [(self, 0)]
+        visited.insert(ObjectIdentifier(self))
+        while let (node, next) = stack.popLast() {
+            if next < node.parents.count {
+                stack.append((node, next + 1))
+                let parent = node.parents[next]
+                if parent.backwardFunction != nil, visited.insert(ObjectIdentifier(parent)).inserted {
+                    stack.append((parent, 0))
+                }
+            } else {
+                order.append(node)
+            }
+        }
+        return order
+    }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String {
+        let preview = data.prefix(6).map { String($0) }.joined(separator: ", ")
+        return "Tensor(shape: \(shape), [\(preview)\(count > 6 ? ", …" : "")])"
+    }
+}
+
+/// Hands a backward kernel of the form (dx, dweight, dbias) the gradient buffers of the inputs that want
+/// one, nil for the others: dx is overwritten (a fresh buffer, then accumulated), dweight and dbias
+/// accumulate in place.
+func withGradientBuffers(x: Tensor, weight: Tensor, bias: Tensor?,
+                         _ run: (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void) {
+    func withBias(_ dx: UnsafeMutablePointer<Float>?, _ dw: UnsafeMutablePointer<Float>?) {
+        if let bias, bias.requiresGrad { bias.withAccumulatingGrad { run(dx, dw, $0) } } else { run(dx, dw, nil) }
+    }
+    func withWeight(_ dx: UnsafeMutablePointer<Float>?) {
+        if weight.requiresGrad { weight.withAccumulatingGrad { withBias(dx, $0) } } else { withBias(dx, nil) }
+    }
+    if x.requiresGrad { x.accumulateGrad(overwriting: { withWeight($0) }) } else { withWeight(nil) }
+}

@@ -1,0 +1,71 @@
+import Foundation
+
+/// Why a weight file could not be read or written. Weight files are untrusted input: every problem
+/// found in one ends here, never in a crash.
+///
+/// `description` is one line, `<file>: <problem>`, for example
+/// `resnet50.pth: pickle global 'os.system' is not allowed (…)`.
+public struct WeightFileError: Error, CustomStringConvertible, Sendable {
+    /// What kind of problem it is, for callers that react differently (e.g. retry a download on `.io`).
+    public enum Kind: String, Sendable {
+        /// The file could not be opened, read, written or renamed.
+        case io
+        /// The container is broken: not a zip, truncated, a bad header or offsets.
+        case corrupt
+        /// The file is well formed but uses something this reader does not implement (a compressed
+        /// zip entry, a dtype, a legacy format).
+        case unsupported
+        /// The pickle names a global or uses an opcode outside the allowlist.
+        case disallowed
+        /// Tensor data does not agree with its declared shape, dtype or storage.
+        case tensor
+    }
+
+    /// The file the problem was found in, as given by the caller.
+    public let path: String
+    public let kind: Kind
+    /// What is wrong, one line, without the path.
+    public let problem: String
+
+    public init(path: String, kind: Kind, problem: String) {
+        self.path = path
+        self.kind = kind
+        self.problem = problem.replacingOccurrences(of: "\n", with: " ")
+    }
+
+    public var description: String { "\(path): \(problem)" }
+}
+
+/// A problem found below the file level; `WeightFileError` adds the path when it leaves the module.
+struct FormatProblem: Error {
+    let kind: WeightFileError.Kind
+    let message: String
+
+    init(_ kind: WeightFileError.Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    static func corrupt(_ message: String) -> FormatProblem { FormatProblem(.corrupt, message) }
+    static func unsupported(_ message: String) -> FormatProblem { FormatProblem(.unsupported, message) }
+    static func disallowed(_ message: String) -> FormatProblem { FormatProblem(.disallowed, message) }
+    static func tensor(_ message: String) -> FormatProblem { FormatProblem(.tensor, message) }
+}
+
+/// Runs `body`, turning a `FormatProblem` into a `WeightFileError` naming `path`.
+func naming<T>(_ path: String, _ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let problem as FormatProblem {
+        throw WeightFileError(path: path, kind: problem.kind, problem: problem.message)
+    }
+}
+
+/// Reads a whole file, memory-mapped when the platform allows it.
+func readFile(_ url: URL) throws -> Data {
+    do {
+        return try Data(contentsOf: url, options: .alwaysMapped)
+    } catch {
+        throw WeightFileError(path: url.path, kind: .io, problem: "cannot read the file (\(error.localizedDescription))")
+    }
+}

@@ -1,0 +1,214 @@
+import Foundation
+
+/// A read-only view of a zip archive's stored (uncompressed) entries, as `torch.save` writes them.
+///
+/// Every offset and length read from the file is bounds-checked against the file size; a compressed or
+/// encrypted entry is reported, not decoded (torch never writes one). ZIP64 records are honoured, so
+/// archives past 4 GiB work. Spec: PKWARE APPNOTE.TXT, sections 4.3 and 4.5.3.
+struct ZipArchive {
+    struct Entry {
+        let name: String
+        /// Byte range of the entry's data in the archive.
+        let dataOffset: Int
+        let size: Int
+        let crc32: UInt32
+    }
+
+    let data: Data
+    /// Entries in central-directory order.
+    let entries: [Entry]
+    private let byName: [String: Int]
+
+    init(_ data: Data) throws {
+        self.data = data
+        self.entries = try data.withUnsafeBytes { try ZipArchive.readEntries(Bytes($0)) }
+        var byName = [String: Int]()
+        for (i, entry) in entries.enumerated() where byName[entry.name] == nil { byName[entry.name] = i }
+        self.byName = byName
+    }
+
+    func entry(named name: String) -> Entry? {
+        byName[name].map { entries[$0] }
+    }
+
+    /// Calls `body` with the entry's bytes, after checking its CRC-32 when `verify` is set.
+    func withBytes<T>(of entry: Entry, verify: Bool = true, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
+        try data.withUnsafeBytes { all in
+            // `readEntries` checked that the range is inside the file.
+            let bytes = UnsafeRawBufferPointer(rebasing: all[entry.dataOffset ..< entry.dataOffset + entry.size])
+            if verify, crc32(bytes) != entry.crc32 {
+                throw FormatProblem.corrupt("zip entry '\(entry.name)' fails its CRC-32 check (the file is damaged)")
+            }
+            return try body(bytes)
+        }
+    }
+
+    private static let endOfCentralDirectory: UInt32 = 0x0605_4B50
+    private static let zip64Locator: UInt32 = 0x0706_4B50
+    private static let zip64End: UInt32 = 0x0606_4B50
+    private static let centralHeader: UInt32 = 0x0201_4B50
+    private static let localHeader: UInt32 = 0x0403_4B50
+
+    private static func readEntries(_ bytes: Bytes) throws -> [Entry] {
+        let truncated = FormatProblem.corrupt(
+            "not a complete zip archive (no end-of-central-directory record; truncated or not a torch.save file)")
+        guard bytes.count >= 22 else {
+            if bytes.count >= 2, bytes.u8(0) == 0x80 { throw legacyFormat }
+            throw truncated
+        }
+        if bytes.u32(0) != localHeader, bytes.u8(0) == 0x80 { throw legacyFormat }
+        // The end record is the last 22 bytes plus a comment of up to 65535 bytes.
+        var eocd = -1
+        var position = bytes.count - 22
+        let lowest = max(0, bytes.count - 22 - 65535)
+        while position >= lowest {
+            if bytes.u32(position) == endOfCentralDirectory,
+               position + 22 + Int(bytes.u16(position + 20)) == bytes.count {
+                eocd = position
+                break
+            }
+            position -= 1
+        }
+        guard eocd >= 0 else { throw truncated }
+
+        var entryCount = Int(bytes.u16(eocd + 10))
+        var directorySize = Int(bytes.u32(eocd + 12))
+        var directoryOffset = Int(bytes.u32(eocd + 16))
+        if entryCount == 0xFFFF || directorySize == 0xFFFF_FFFF || directoryOffset == 0xFFFF_FFFF {
+            let locator = eocd - 20
+            guard locator >= 0, bytes.u32(locator) == zip64Locator else {
+                throw FormatProblem.corrupt("zip64 end-of-central-directory locator missing")
+            }
+            guard let record = Int(exactly: bytes.u64(locator + 8)), record >= 0,
+                  record <= bytes.count - 56, bytes.u32(record) == zip64End else {
+                throw FormatProblem.corrupt("zip64 end-of-central-directory record out of bounds")
+            }
+            guard let count = Int(exactly: bytes.u64(record + 32)), let size = Int(exactly: bytes.u64(record + 40)),
+                  let offset = Int(exactly: bytes.u64(record + 48)) else {
+                throw FormatProblem.corrupt("zip64 central directory sizes out of range")
+            }
+            (entryCount, directorySize, directoryOffset) = (count, size, offset)
+        }
+        guard directoryOffset <= bytes.count, directorySize <= bytes.count - directoryOffset else {
+            throw FormatProblem.corrupt(
+                "zip central directory (offset \(directoryOffset), \(directorySize) bytes) runs past the end of the \(bytes.count)-byte file; truncated?")
+        }
+        // Each central header is at least 46 bytes: a count the directory cannot hold is corrupt.
+        guard entryCount <= directorySize / 46 else {
+            throw FormatProblem.corrupt("zip central directory claims \(entryCount) entries in \(directorySize) bytes")
+        }
+
+        var entries = [Entry]()
+        entries.reserveCapacity(entryCount)
+        var cursor = directoryOffset
+        let directoryEnd = directoryOffset + directorySize
+        for _ in 0..<entryCount {
+            guard cursor <= directoryEnd - 46, bytes.u32(cursor) == centralHeader else {
+                throw FormatProblem.corrupt("zip central directory entry at offset \(cursor) is damaged")
+            }
+            let flags = bytes.u16(cursor + 8)
+            let method = bytes.u16(cursor + 10)
+            let crc = bytes.u32(cursor + 16)
+            var compressedSize = UInt64(bytes.u32(cursor + 20))
+            var size = UInt64(bytes.u32(cursor + 24))
+            let nameLength = Int(bytes.u16(cursor + 28))
+            let extraLength = Int(bytes.u16(cursor + 30))
+            let commentLength = Int(bytes.u16(cursor + 32))
+            var localOffset = UInt64(bytes.u32(cursor + 42))
+            let next = cursor + 46 + nameLength + extraLength + commentLength
+            guard next <= directoryEnd else {
+                throw FormatProblem.corrupt("zip central directory entry at offset \(cursor) runs past the directory")
+            }
+            guard let name = String(validating: bytes.slice(cursor + 46, nameLength), as: UTF8.self) else {
+                throw FormatProblem.corrupt("zip entry name at offset \(cursor) is not UTF-8")
+            }
+            // ZIP64 extended information: the 64-bit values replace the ones saturated at 0xFFFFFFFF.
+            var extra = cursor + 46 + nameLength
+            let extraEnd = extra + extraLength
+            while extra + 4 <= extraEnd {
+                let id = bytes.u16(extra)
+                let length = Int(bytes.u16(extra + 2))
+                guard extra + 4 + length <= extraEnd else { break }
+                if id == 0x0001 {
+                    var field = extra + 4
+                    let fieldEnd = field + length
+                    func next64() -> UInt64? {
+                        guard field + 8 <= fieldEnd else { return nil }
+                        defer { field += 8 }
+                        return bytes.u64(field)
+                    }
+                    if size == 0xFFFF_FFFF { size = next64() ?? size }
+                    if compressedSize == 0xFFFF_FFFF { compressedSize = next64() ?? compressedSize }
+                    if localOffset == 0xFFFF_FFFF { localOffset = next64() ?? localOffset }
+                }
+                extra += 4 + length
+            }
+            if flags & 1 != 0 {
+                throw FormatProblem.unsupported("zip entry '\(name)' is encrypted")
+            }
+            if method != 0 || compressedSize != size {
+                throw FormatProblem.unsupported(
+                    "zip entry '\(name)' is compressed (method \(method)); torch.save writes stored entries only — re-save the file with torch.save")
+            }
+            guard let local = Int(exactly: localOffset), let length = Int(exactly: size),
+                  local >= 0, local <= bytes.count - 30, bytes.u32(local) == localHeader else {
+                throw FormatProblem.corrupt("zip local header of '\(name)' is missing or out of bounds; truncated?")
+            }
+            let dataOffset = local + 30 + Int(bytes.u16(local + 26)) + Int(bytes.u16(local + 28))
+            guard dataOffset <= bytes.count, length <= bytes.count - dataOffset else {
+                throw FormatProblem.corrupt(
+                    "zip entry '\(name)' (\(length) bytes at offset \(dataOffset)) runs past the end of the \(bytes.count)-byte file; truncated?")
+            }
+            entries.append(Entry(name: name, dataOffset: dataOffset, size: length, crc32: crc))
+            cursor = next
+        }
+        return entries
+    }
+
+    private static let legacyFormat = FormatProblem.unsupported(
+        "legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with a current torch.save")
+}
+
+/// Little-endian reads from a byte buffer. Callers check ranges before reading; each read also checks
+/// and returns 0 out of range, so a missed check yields garbage that later validation rejects, never a
+/// read outside the buffer.
+struct Bytes {
+    let raw: UnsafeRawBufferPointer
+    init(_ raw: UnsafeRawBufferPointer) { self.raw = raw }
+    var count: Int { raw.count }
+
+    @inline(__always) private func fits(_ offset: Int, _ width: Int) -> Bool {
+        offset >= 0 && offset <= raw.count - width
+    }
+    func u8(_ offset: Int) -> UInt8 { fits(offset, 1) ? raw[offset] : 0 }
+    func u16(_ offset: Int) -> UInt16 {
+        fits(offset, 2) ? UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self)) : 0
+    }
+    func u32(_ offset: Int) -> UInt32 {
+        fits(offset, 4) ? UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) : 0
+    }
+    func u64(_ offset: Int) -> UInt64 {
+        fits(offset, 8) ? UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) : 0
+    }
+    func slice(_ offset: Int, _ length: Int) -> UnsafeRawBufferPointer {
+        guard length >= 0, fits(offset, length) else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(rebasing: raw[offset ..< offset + length])
+    }
+}
+
+private let crcTable: [UInt32] = (0..<256).map { n -> UInt32 in
+    var c = UInt32(n)
+    for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+    return c
+}
+
+/// CRC-32 (IEEE 802.3, as zip uses it).
+func crc32(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    var c: UInt32 = 0xFFFF_FFFF
+    crcTable.withUnsafeBufferPointer { table in
+        for byte in bytes {
+            c = table[Int((c ^ UInt32(byte)) & 0xFF)] ^ (c >> 8)
+        }
+    }
+    return c ^ 0xFFFF_FFFF
+}

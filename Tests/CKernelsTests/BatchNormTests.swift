@@ -1,0 +1,146 @@
+import CKernels
+import XCTest
+
+/// BatchNorm kernels: optimized vs reference, hand-computed running statistics, finite differences, folding.
+final class BatchNormTests: XCTestCase {
+    override func setUp() { ck_set_num_threads(2) }
+
+    /// x = [1, 2, 3, 4] as N=2, C=1, HW=2: batch mean 2.5, biased variance 1.25 (normalises), unbiased
+    /// variance 5/3 (feeds the running variance). From running (0, 1) with momentum 0.1:
+    /// running_mean = 0.25, running_var = 0.9 + 0.1·5/3 = 1.0666667.
+    func testRunningStatisticsByHand() {
+        let x: [Float] = [1, 2, 3, 4]
+        for reference in [false, true] {
+            var y = [Float](repeating: 0, count: 4), mean: [Float] = [0], invstd: [Float] = [0]
+            var runningMean: [Float] = [0], runningVar: [Float] = [1]
+            let forward = reference ? ck_batchnorm2d_forward_train_f32_ref : ck_batchnorm2d_forward_train_f32
+            XCTAssertOK(forward(&y, &mean, &invstd, &runningMean, &runningVar, x, [2], [0.5], 2, 1, 2, 0.1, 1e-5))
+            XCTAssertEqual(mean[0], 2.5, accuracy: 1e-6)
+            XCTAssertEqual(invstd[0], Float(1 / (1.25 + 1e-5).squareRoot()), accuracy: 1e-6)
+            XCTAssertEqual(runningMean[0], 0.25, accuracy: 1e-6)
+            XCTAssertEqual(runningVar[0], 0.9 + 0.1 * 5 / 3, accuracy: 1e-6)
+            let expected = x.map { ($0 - 2.5) / Float((1.25 + 1e-5).squareRoot()) * 2 + 0.5 }
+            for i in 0..<4 { XCTAssertEqual(y[i], expected[i], accuracy: 1e-5) }
+        }
+    }
+
+    func testOptimizedMatchesReference() {
+        var rng = SeededGenerator(seed: 3)
+        for (n, c, hw) in [(1, 3, 5), (8, 16, 49), (2, 64, 3136), (3, 7, 1)] where n * hw > 1 {
+            let x = randomArray(n * c * hw, &rng, range: -3...5)
+            let gamma = randomArray(c, &rng), beta = randomArray(c, &rng), dy = randomArray(x.count, &rng)
+            let runStart = randomArray(c, &rng), varStart = randomArray(c, &rng, range: 0.5...2)
+            var y = [Float](repeating: 0, count: x.count), yRef = y
+            var mean = [Float](repeating: 0, count: c), meanRef = mean, invstd = mean, invstdRef = mean
+            var rm = runStart, rmRef = runStart, rv = varStart, rvRef = varStart
+            let N = Int32(n), C = Int32(c), HW = Int32(hw)
+            XCTAssertOK(ck_batchnorm2d_forward_train_f32(&y, &mean, &invstd, &rm, &rv, x, gamma, beta, N, C, HW, 0.1, 1e-5))
+            XCTAssertOK(ck_batchnorm2d_forward_train_f32_ref(&yRef, &meanRef, &invstdRef, &rmRef, &rvRef, x, gamma, beta,
+                                                             N, C, HW, 0.1, 1e-5))
+            XCTAssertLessThanOrEqual(relativeError(y, yRef), 1e-4, "train forward \(n),\(c),\(hw)")
+            XCTAssertLessThanOrEqual(relativeError(rm, rmRef), 1e-5)
+            XCTAssertLessThanOrEqual(relativeError(rv, rvRef), 1e-5)
+
+            var dx = y, dxRef = y
+            let gStart = randomArray(c, &rng)
+            var dg = gStart, dgRef = gStart, dbeta = gStart, dbetaRef = gStart
+            XCTAssertOK(ck_batchnorm2d_backward_f32(&dx, &dg, &dbeta, dy, x, mean, invstd, gamma, N, C, HW))
+            XCTAssertOK(ck_batchnorm2d_backward_f32_ref(&dxRef, &dgRef, &dbetaRef, dy, x, meanRef, invstdRef, gamma, N, C, HW))
+            XCTAssertLessThanOrEqual(relativeError(dx, dxRef), 1e-3, "backward dx \(n),\(c),\(hw)")
+            XCTAssertLessThanOrEqual(relativeError(dg, dgRef), 1e-3)
+            XCTAssertLessThanOrEqual(relativeError(dbeta, dbetaRef), 1e-3)
+
+            var yi = y, yiRef = y
+            XCTAssertOK(ck_batchnorm2d_forward_infer_f32(&yi, x, gamma, beta, rm, rv, N, C, HW, 1e-5))
+            XCTAssertOK(ck_batchnorm2d_forward_infer_f32_ref(&yiRef, x, gamma, beta, rm, rv, N, C, HW, 1e-5))
+            XCTAssertLessThanOrEqual(relativeError(yi, yiRef), 1e-5)
+        }
+    }
+
+    /// Central differences of L = Σ g·bn(x) through the batch statistics, h = 1e-2, L summed in double.
+    func testTrainingBackwardMatchesFiniteDifferences() {
+        var rng = SeededGenerator(seed: 11)
+        let n = 2, c = 3, hw = 5
+        var x = randomArray(n * c * hw, &rng, range: -2...2)
+        var gamma = randomArray(c, &rng, range: 0.5...1.5), beta = randomArray(c, &rng)
+        let g = randomArray(x.count, &rng)
+        func loss() -> Double {
+            var y = [Float](repeating: 0, count: x.count), m = [Float](repeating: 0, count: c), s = m
+            XCTAssertOK(ck_batchnorm2d_forward_train_f32(&y, &m, &s, nil, nil, x, gamma, beta, 2, 3, 5, 0.1, 1e-5))
+            return zip(y, g).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        var y = [Float](repeating: 0, count: x.count), mean = [Float](repeating: 0, count: c), invstd = mean
+        XCTAssertOK(ck_batchnorm2d_forward_train_f32(&y, &mean, &invstd, nil, nil, x, gamma, beta, 2, 3, 5, 0.1, 1e-5))
+        var dx = y, dg = [Float](repeating: 0, count: c), db = dg
+        XCTAssertOK(ck_batchnorm2d_backward_f32(&dx, &dg, &db, g, x, mean, invstd, gamma, 2, 3, 5))
+        let h: Float = 1e-2
+        func numeric(_ read: () -> Float, _ write: (Float) -> Void) -> Float {
+            let original = read()
+            write(original + h); let plus = loss()
+            write(original - h); let minus = loss()
+            write(original)
+            return Float((plus - minus) / Double(2 * h))
+        }
+        let fdX = x.indices.map { i in numeric({ x[i] }, { x[i] = $0 }) }
+        let fdG = gamma.indices.map { i in numeric({ gamma[i] }, { gamma[i] = $0 }) }
+        let fdB = beta.indices.map { i in numeric({ beta[i] }, { beta[i] = $0 }) }
+        // The normalisation is nonlinear: the O(h²) truncation term and float rounding of y allow ~1e-3.
+        XCTAssertLessThanOrEqual(relativeError(dx, fdX), 2e-3)
+        XCTAssertLessThanOrEqual(relativeError(dg, fdG), 2e-3)
+        XCTAssertLessThanOrEqual(relativeError(db, fdB), 2e-3)
+    }
+
+    /// Inference backward: dx = dy·gamma/sqrt(var + eps); checked against finite differences (it is linear).
+    func testInferenceBackwardMatchesFiniteDifferences() {
+        var rng = SeededGenerator(seed: 12)
+        var x = randomArray(2 * 3 * 4, &rng), gamma = randomArray(3, &rng)
+        let beta = randomArray(3, &rng), mean = randomArray(3, &rng), variance = randomArray(3, &rng, range: 0.5...2)
+        let g = randomArray(x.count, &rng)
+        func loss() -> Double {
+            var y = [Float](repeating: 0, count: x.count)
+            XCTAssertOK(ck_batchnorm2d_forward_infer_f32(&y, x, gamma, beta, mean, variance, 2, 3, 4, 1e-5))
+            return zip(y, g).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        var dx = [Float](repeating: 0, count: x.count), dg = [Float](repeating: 0, count: 3)
+        XCTAssertOK(ck_batchnorm2d_backward_infer_f32(&dx, &dg, nil, g, x, gamma, mean, variance, 2, 3, 4, 1e-5))
+        let h: Float = 0.5
+        var fdX = [Float](), fdG = [Float]()
+        for i in x.indices {
+            let o = x[i]; x[i] = o + h; let p = loss(); x[i] = o - h; let m = loss(); x[i] = o
+            fdX.append(Float((p - m) / Double(2 * h)))
+        }
+        for i in gamma.indices {
+            let o = gamma[i]; gamma[i] = o + h; let p = loss(); gamma[i] = o - h; let m = loss(); gamma[i] = o
+            fdG.append(Float((p - m) / Double(2 * h)))
+        }
+        XCTAssertLessThanOrEqual(relativeError(dx, fdX), 1e-4)
+        XCTAssertLessThanOrEqual(relativeError(dg, fdG), 1e-4)
+    }
+
+    /// conv(x, folded w) + folded b equals bn_infer(conv(x, w) + b).
+    func testFoldingIntoConvolution() {
+        var rng = SeededGenerator(seed: 5)
+        var s = convShape(batch: 2, inChannels: 3, height: 6, width: 6, outChannels: 4, kernel: 3, stride: 1, pad: 1)
+        let x = randomArray(2 * 3 * 36, &rng), w = randomArray(4 * 27, &rng), b = randomArray(4, &rng)
+        let gamma = randomArray(4, &rng), beta = randomArray(4, &rng), mean = randomArray(4, &rng)
+        let variance = randomArray(4, &rng, range: 0.1...3)
+        let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
+        var conv = [Float](repeating: 0, count: 2 * 4 * 36), expected = conv, folded = conv
+        XCTAssertOK(ck_conv2d_forward_f32(&conv, x, w, b, &s, workspace.buffer, workspace.bytes))
+        XCTAssertOK(ck_batchnorm2d_forward_infer_f32(&expected, conv, gamma, beta, mean, variance, 2, 4, 36, 1e-5))
+        var fw = w, fb = b
+        XCTAssertOK(ck_batchnorm2d_fold_into_conv_f32(&fw, &fb, w, b, gamma, beta, mean, variance, 4, 27, 1e-5))
+        XCTAssertOK(ck_conv2d_forward_f32(&folded, x, fw, fb, &s, workspace.buffer, workspace.bytes))
+        XCTAssertLessThanOrEqual(relativeError(folded, expected), 1e-5)
+    }
+
+    func testBadArgumentsReturnErrors() {
+        var y: [Float] = [0], m: [Float] = [0], s: [Float] = [0]
+        XCTAssertEqual(ck_batchnorm2d_forward_train_f32(&y, &m, &s, nil, nil, [1], [1], [0], 0, 1, 1, 0.1, 1e-5),
+                       CK_ERR_BAD_SIZE.rawValue)
+        XCTAssertEqual(ck_batchnorm2d_forward_train_f32(&y, &m, &s, nil, nil, [1], nil, [0], 1, 1, 1, 0.1, 1e-5),
+                       CK_ERR_NULL_POINTER.rawValue)
+        XCTAssertEqual(ck_batchnorm2d_forward_infer_f32(&y, [1], [1], [0], nil, [1], 1, 1, 1, 1e-5),
+                       CK_ERR_NULL_POINTER.rawValue)
+    }
+}

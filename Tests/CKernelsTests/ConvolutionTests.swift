@@ -1,0 +1,173 @@
+import CKernels
+import ResNetShapes
+import XCTest
+
+/// Optimized convolution kernels against their reference twins, and against finite differences.
+/// Tolerances: relative error (max |Δ| / max |reference|) ≤ 1e-4 forward, ≤ 1e-3 backward (sgemm sums
+/// in a different order than the naive loops).
+final class ConvolutionTests: XCTestCase {
+    override func setUp() { ck_set_num_threads(2) }
+
+    /// Runs the three optimized kernels and their twins on one shape; returns the three relative errors.
+    private func compareWithReference(_ shape: ck_conv2d_shape, bias: Bool, seed: UInt64)
+        -> (forward: Float, input: Float, weight: Float, bias: Float)
+    {
+        var s = shape
+        var rng = SeededGenerator(seed: seed)
+        let P = Int(ck_conv2d_output_height(&s)), Q = Int(ck_conv2d_output_width(&s))
+        XCTAssertGreaterThan(P, 0)
+        let n = Int(s.batch), c = Int(s.in_channels), k = Int(s.out_channels)
+        let x = randomArray(n * c * Int(s.in_height) * Int(s.in_width), &rng)
+        let w = randomArray(k * c * Int(s.kernel_height) * Int(s.kernel_width), &rng, range: -0.2...0.2)
+        let b: [Float]? = bias ? randomArray(k, &rng) : nil
+        let dy = randomArray(n * k * P * Q, &rng)
+        let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
+
+        var y = [Float](repeating: .nan, count: n * k * P * Q), yRef = y
+        XCTAssertOK(ck_conv2d_forward_f32(&y, x, w, b, &s, workspace.buffer, workspace.bytes), "forward")
+        XCTAssertOK(ck_conv2d_forward_f32_ref(&yRef, x, w, b, &s, nil, 0), "forward ref")
+
+        var dx = [Float](repeating: .nan, count: x.count), dxRef = dx
+        XCTAssertOK(ck_conv2d_backward_input_f32(&dx, dy, w, &s, workspace.buffer, workspace.bytes), "dx")
+        XCTAssertOK(ck_conv2d_backward_input_f32_ref(&dxRef, dy, w, &s, nil, 0), "dx ref")
+
+        // Weight gradients accumulate: start both from the same non-zero values to check that too.
+        let start = randomArray(w.count, &rng)
+        var dw = start, dwRef = start
+        let biasStart = randomArray(k, &rng)
+        var db = biasStart, dbRef = biasStart
+        db.withUnsafeMutableBufferPointer { db in
+            dbRef.withUnsafeMutableBufferPointer { dbRef in
+                XCTAssertOK(ck_conv2d_backward_weight_f32(&dw, bias ? db.baseAddress : nil, dy, x, &s,
+                                                          workspace.buffer, workspace.bytes), "dw")
+                XCTAssertOK(ck_conv2d_backward_weight_f32_ref(&dwRef, bias ? dbRef.baseAddress : nil, dy, x, &s, nil, 0),
+                            "dw ref")
+            }
+        }
+        return (relativeError(y, yRef), relativeError(dx, dxRef), relativeError(dw, dwRef), relativeError(db, dbRef))
+    }
+
+    func testRandomShapesMatchReference() {
+        // Odd sizes, stride 2, padding, non-square kernels, batch 1, 3 and 8, pointwise and lowered paths.
+        let cases: [(n: Int, c: Int, h: Int, w: Int, k: Int, r: Int, s: Int, sh: Int, sw: Int, ph: Int, pw: Int)] = [
+            (1, 3, 9, 7, 4, 3, 3, 1, 1, 1, 1),
+            (3, 5, 11, 13, 6, 3, 3, 2, 2, 1, 1),
+            (8, 4, 8, 8, 5, 1, 1, 1, 1, 0, 0),
+            (8, 6, 9, 9, 7, 1, 1, 2, 2, 0, 0),
+            (2, 3, 15, 15, 4, 7, 7, 2, 2, 3, 3),
+            (1, 2, 5, 6, 3, 2, 3, 1, 2, 0, 1),
+            (3, 7, 6, 10, 2, 3, 1, 2, 1, 2, 0),
+            (1, 16, 1, 1, 8, 1, 1, 1, 1, 0, 0),
+            (8, 3, 4, 4, 3, 5, 5, 1, 1, 2, 2),
+            (1, 1, 3, 3, 1, 3, 3, 3, 3, 0, 0),
+        ]
+        for threads in [1, 2, 3] {
+            ck_set_num_threads(Int32(threads))
+            for (i, t) in cases.enumerated() {
+                let shape = ck_conv2d_shape(batch: Int32(t.n), in_channels: Int32(t.c), in_height: Int32(t.h),
+                                            in_width: Int32(t.w), out_channels: Int32(t.k), kernel_height: Int32(t.r),
+                                            kernel_width: Int32(t.s), stride_height: Int32(t.sh),
+                                            stride_width: Int32(t.sw), pad_height: Int32(t.ph), pad_width: Int32(t.pw))
+                for bias in [false, true] {
+                    let e = compareWithReference(shape, bias: bias, seed: UInt64(100 * i + threads))
+                    let label = "case \(i) \(t) threads \(threads) bias \(bias)"
+                    XCTAssertLessThanOrEqual(e.forward, 1e-4, "forward \(label)")
+                    XCTAssertLessThanOrEqual(e.input, 1e-3, "backward input \(label)")
+                    XCTAssertLessThanOrEqual(e.weight, 1e-3, "backward weight \(label)")
+                    XCTAssertLessThanOrEqual(e.bias, 1e-3, "backward bias \(label)")
+                }
+            }
+        }
+    }
+
+    /// Every distinct ResNet-50 convolution at its real size, batch 1 (threads split one image) and
+    /// batch 2 (threads take whole images).
+    func testEveryResNet50ShapeMatchesReference() {
+        for (i, layer) in resnet50ConvShapes.enumerated() {
+            // Batch 2 at full size would double the naive reference's minutes; the batch path is the same
+            // code for every shape, so run it on the cheaper half.
+            let batches = layer.inputSize <= 28 ? [1, 2] : [1]
+            for batch in batches {
+                let shape = convShape(batch: batch, inChannels: layer.inChannels, height: layer.inputSize,
+                                      width: layer.inputSize, outChannels: layer.outChannels, kernel: layer.kernel,
+                                      stride: layer.stride, pad: layer.pad)
+                let e = compareWithReference(shape, bias: false, seed: UInt64(7 + i))
+                XCTAssertLessThanOrEqual(e.forward, 1e-4, "forward \(layer.name) batch \(batch)")
+                XCTAssertLessThanOrEqual(e.input, 1e-3, "backward input \(layer.name) batch \(batch)")
+                XCTAssertLessThanOrEqual(e.weight, 1e-3, "backward weight \(layer.name) batch \(batch)")
+            }
+        }
+    }
+
+    /// Central differences of L = Σ g·conv(x, w, b): the convolution is linear in each argument, so a large
+    /// step (h = 0.5) leaves only float rounding; L is summed in double.
+    func testGradientsMatchFiniteDifferences() {
+        var s = convShape(batch: 2, inChannels: 3, height: 7, width: 6, outChannels: 4, kernel: 3, stride: 2, pad: 1)
+        var rng = SeededGenerator(seed: 42)
+        let P = Int(ck_conv2d_output_height(&s)), Q = Int(ck_conv2d_output_width(&s))
+        var x = randomArray(2 * 3 * 7 * 6, &rng), w = randomArray(4 * 3 * 9, &rng), b = randomArray(4, &rng)
+        let g = randomArray(2 * 4 * P * Q, &rng)
+        let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
+        func loss() -> Double {
+            var y = [Float](repeating: 0, count: g.count)
+            XCTAssertOK(ck_conv2d_forward_f32(&y, x, w, b, &s, workspace.buffer, workspace.bytes))
+            return zip(y, g).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        var dx = [Float](repeating: 0, count: x.count)
+        var dw = [Float](repeating: 0, count: w.count), db = [Float](repeating: 0, count: 4)
+        XCTAssertOK(ck_conv2d_backward_input_f32(&dx, g, w, &s, workspace.buffer, workspace.bytes))
+        XCTAssertOK(ck_conv2d_backward_weight_f32(&dw, &db, g, x, &s, workspace.buffer, workspace.bytes))
+
+        let h: Float = 0.5
+        func numeric(_ read: () -> Float, _ write: (Float) -> Void) -> Float {
+            let original = read()
+            write(original + h); let plus = loss()
+            write(original - h); let minus = loss()
+            write(original)
+            return Float((plus - minus) / Double(2 * h))
+        }
+        var fdX = [Float](), fdW = [Float](), fdB = [Float]()
+        for i in x.indices { fdX.append(numeric({ x[i] }, { x[i] = $0 })) }
+        for i in w.indices { fdW.append(numeric({ w[i] }, { w[i] = $0 })) }
+        for i in b.indices { fdB.append(numeric({ b[i] }, { b[i] = $0 })) }
+        XCTAssertLessThanOrEqual(relativeError(dx, fdX), 1e-4)
+        XCTAssertLessThanOrEqual(relativeError(dw, fdW), 1e-4)
+        XCTAssertLessThanOrEqual(relativeError(db, fdB), 1e-4)
+    }
+
+    /// A case small enough to check by eye: 1 channel 3x3 input of 1…9, a 2x2 all-ones kernel, stride 1,
+    /// no padding: each output is the sum of a 2x2 window.
+    func testHandComputedConvolution() {
+        var s = convShape(batch: 1, inChannels: 1, height: 3, width: 3, outChannels: 1, kernel: 2, stride: 1, pad: 0)
+        let x: [Float] = [1, 2, 3, 4, 5, 6, 7, 8, 9]
+        let w: [Float] = [1, 1, 1, 1]
+        var y = [Float](repeating: 0, count: 4)
+        let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
+        XCTAssertOK(ck_conv2d_forward_f32(&y, x, w, [0.5], &s, workspace.buffer, workspace.bytes))
+        XCTAssertEqual(y, [12.5, 16.5, 24.5, 28.5])
+    }
+
+    func testBadArgumentsReturnErrors() {
+        var s = convShape(batch: 1, inChannels: 2, height: 5, width: 5, outChannels: 3, kernel: 3, stride: 1, pad: 0)
+        let x = [Float](repeating: 1, count: 50), w = [Float](repeating: 1, count: 54)
+        var y = [Float](repeating: 0, count: 27)
+        let bytes = ck_conv2d_workspace_size(&s)
+        XCTAssertGreaterThan(bytes, 0)
+        let small = Workspace(bytes: bytes - 4)
+        XCTAssertEqual(ck_conv2d_forward_f32(&y, x, w, nil, &s, small.buffer, small.bytes), CK_ERR_WORKSPACE.rawValue)
+        XCTAssertEqual(ck_conv2d_forward_f32(&y, x, w, nil, &s, nil, 0), CK_ERR_WORKSPACE.rawValue)
+        let workspace = Workspace(bytes: bytes)
+        XCTAssertEqual(ck_conv2d_forward_f32(nil, x, w, nil, &s, workspace.buffer, workspace.bytes),
+                       CK_ERR_NULL_POINTER.rawValue)
+        XCTAssertEqual(ck_conv2d_forward_f32(&y, x, w, nil, nil, workspace.buffer, workspace.bytes),
+                       CK_ERR_NULL_POINTER.rawValue)
+        var zeroBatch = s; zeroBatch.batch = 0
+        XCTAssertEqual(ck_conv2d_forward_f32(&y, x, w, nil, &zeroBatch, workspace.buffer, workspace.bytes),
+                       CK_ERR_BAD_SIZE.rawValue)
+        var tooBigKernel = s; tooBigKernel.kernel_height = 9
+        XCTAssertEqual(ck_conv2d_output_height(&tooBigKernel), 0)
+        XCTAssertEqual(ck_conv2d_workspace_size(&tooBigKernel), 0)
+        var negativePad = s; negativePad.pad_width = -1
+        XCTAssertEqual(ck_conv2d_backward_input_f32_ref(&y, x, w, &negativePad, nil, 0), CK_ERR_BAD_SIZE.rawValue)
+    }
+}

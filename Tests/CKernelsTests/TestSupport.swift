@@ -1,0 +1,55 @@
+import CKernels
+import XCTest
+
+/// SplitMix64: a small seedable generator so every test draws the same numbers on every run.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func randomArray(_ count: Int, _ rng: inout SeededGenerator, range: ClosedRange<Float> = -1...1) -> [Float] {
+    (0..<count).map { _ in Float.random(in: range, using: &rng) }
+}
+
+/// max |a − b| / max |b|: one number that stays meaningful whatever the scale of the output.
+func relativeError(_ a: [Float], _ b: [Float]) -> Float {
+    precondition(a.count == b.count, "length mismatch \(a.count) vs \(b.count)")
+    var maxDiff: Float = 0, maxRef: Float = 0
+    for i in a.indices {
+        maxDiff = max(maxDiff, abs(a[i] - b[i]))
+        maxRef = max(maxRef, abs(b[i]))
+    }
+    return maxDiff / max(maxRef, 1e-30)
+}
+
+func XCTAssertOK(_ status: Int32, _ what: String = "", file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(status, CK_OK.rawValue, "\(what): \(String(cString: ck_status_string(status)))",
+                   file: file, line: line)
+}
+
+/// A workspace buffer of at least `bytes`, float-aligned.
+final class Workspace {
+    private(set) var buffer: UnsafeMutableRawPointer?
+    private(set) var bytes: Int = 0
+    init(bytes: Int) {
+        self.bytes = bytes
+        buffer = bytes > 0 ? UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64) : nil
+    }
+    deinit { buffer?.deallocate() }
+}
+
+func convShape(batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int, kernel: Int,
+               stride: Int, pad: Int) -> ck_conv2d_shape {
+    ck_conv2d_shape(batch: Int32(batch), in_channels: Int32(inChannels), in_height: Int32(height),
+                    in_width: Int32(width), out_channels: Int32(outChannels), kernel_height: Int32(kernel),
+                    kernel_width: Int32(kernel), stride_height: Int32(stride), stride_width: Int32(stride),
+                    pad_height: Int32(pad), pad_width: Int32(pad))
+}
+
