@@ -1,0 +1,90 @@
+import Foundation
+
+/// Counts of a binary classifier's outcomes for the positive class (label 1, "interesting").
+public struct BinaryConfusion: Equatable, Sendable {
+    public var truePositives = 0
+    public var falsePositives = 0
+    public var falseNegatives = 0
+    public var trueNegatives = 0
+
+    public init() {}
+    public init(truePositives: Int, falsePositives: Int, falseNegatives: Int, trueNegatives: Int) {
+        self.truePositives = truePositives
+        self.falsePositives = falsePositives
+        self.falseNegatives = falseNegatives
+        self.trueNegatives = trueNegatives
+    }
+
+    public mutating func add(prediction: Int, label: Int) {
+        switch (prediction == 1, label == 1) {
+        case (true, true): truePositives += 1
+        case (true, false): falsePositives += 1
+        case (false, true): falseNegatives += 1
+        case (false, false): trueNegatives += 1
+        }
+    }
+
+    public var count: Int { truePositives + falsePositives + falseNegatives + trueNegatives }
+    public var accuracy: Double { count == 0 ? 0 : Double(truePositives + trueNegatives) / Double(count) }
+    /// 0 when nothing was predicted positive (scikit-learn's zero_division=0, as the seed computes it).
+    public var precision: Double {
+        truePositives + falsePositives == 0 ? 0 : Double(truePositives) / Double(truePositives + falsePositives)
+    }
+    /// 0 when there are no positives.
+    public var recall: Double {
+        truePositives + falseNegatives == 0 ? 0 : Double(truePositives) / Double(truePositives + falseNegatives)
+    }
+    /// Harmonic mean of precision and recall; 0 when both are 0.
+    public var f1: Double {
+        let p = precision, r = recall
+        return p + r == 0 ? 0 : 2 * p * r / (p + r)
+    }
+}
+
+/// Loss and confusion over one pass of a split.
+public struct EpochMetrics: Equatable, Sendable {
+    /// Σ (batch mean loss · batch size) / N, as the seed computes it.
+    public var loss: Double
+    public var confusion: BinaryConfusion
+
+    public init(loss: Double, confusion: BinaryConfusion) {
+        self.loss = loss
+        self.confusion = confusion
+    }
+}
+
+/// Accumulates batches into an `EpochMetrics`.
+public struct MetricsAccumulator: Sendable {
+    private var weightedLoss = 0.0
+    private var samples = 0
+    private var confusion = BinaryConfusion()
+
+    public init() {}
+
+    /// - Parameters:
+    ///   - batchMeanLoss: the batch's mean cross-entropy.
+    ///   - predictions: predicted class per sample (0 or 1).
+    ///   - labels: true class per sample (0 or 1), as many as predictions.
+    public mutating func add(batchMeanLoss: Double, predictions: [Int], labels: [Int]) {
+        precondition(predictions.count == labels.count, "predictions and labels differ in length")
+        weightedLoss += batchMeanLoss * Double(labels.count)
+        samples += labels.count
+        for (p, l) in zip(predictions, labels) { confusion.add(prediction: p, label: l) }
+    }
+
+    public var result: EpochMetrics {
+        EpochMetrics(loss: samples == 0 ? 0 : weightedLoss / Double(samples), confusion: confusion)
+    }
+}
+
+/// The seed script's per-epoch line, byte for byte (DESIGN §4): epoch numbers two digits, loss four
+/// decimals, the rest three; the commas are where the seed puts them (none after accuracy).
+public func seedEpochLine(epoch: Int, epochs: Int, training: EpochMetrics, validation: EpochMetrics) -> String {
+    func f(_ v: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", v) }
+    let t = training.confusion, v = validation.confusion
+    return "Epoch \(String(format: "%02d", epoch))/\(String(format: "%02d", epochs)) | "
+        + "Training: train-loss \(f(training.loss, 4)), train-accuracy \(f(t.accuracy, 3)) "
+        + "train-precision \(f(t.precision, 3)), train-recall \(f(t.recall, 3)), train-F1 \(f(t.f1, 3)) | "
+        + "Validation: val-loss \(f(validation.loss, 4)), val-accuracy \(f(v.accuracy, 3)) "
+        + "val-precision \(f(v.precision, 3)) val-recall \(f(v.recall, 3)) val-F1 \(f(v.f1, 3))"
+}
