@@ -2,7 +2,8 @@
 // backward-input, backward-weight) in ms, GFLOP/s and percent of this machine's sgemm rate measured in
 // the same run; BatchNorm and pooling in GB/s. Prints numbers; asserts nothing.
 //
-//   bench-kernels [--threads N] [--batch N] [--repeats N] [--reference]
+//   bench-kernels [--threads N] [--batch N] [--repeats N] [--reference] [--only TEXT]
+//   (--only: just the convolutions whose name contains TEXT)
 import CKernels
 import Foundation
 import ResNetShapes
@@ -12,6 +13,7 @@ struct Options {
     var batch = 8
     var repeats = 5
     var reference = false
+    var only: String?
 
     init(arguments: [String]) {
         var i = 1
@@ -29,8 +31,12 @@ struct Options {
             case "--batch": batch = value()
             case "--repeats": repeats = value()
             case "--reference": reference = true
+            case "--only":
+                i += 1
+                guard i < arguments.count else { exit(2) }
+                only = arguments[i]
             default:
-                FileHandle.standardError.write("usage: bench-kernels [--threads N] [--batch N] [--repeats N] [--reference]\n".data(using: .utf8)!)
+                FileHandle.standardError.write("usage: bench-kernels [--threads N] [--batch N] [--repeats N] [--reference] [--only TEXT]\n".data(using: .utf8)!)
                 exit(2)
             }
             i += 1
@@ -127,8 +133,9 @@ print(pad("", 28) + lpad("", 3) + " | " + Array(repeating: lpad("ms  GFLOP/s  %s
 
 struct Totals { var seconds = 0.0; var flops = 0.0 }
 var forwardTotal = Totals(), backwardTotal = Totals(), pointwiseEarly = Totals()
+var winogradRows = [(name: String, gemm: Double, winograd: Double, flops: Double)]()
 let batch = options.batch
-for layer in resnet50ConvShapes {
+for layer in resnet50ConvShapes where options.only.map({ layer.name.contains($0) }) ?? true {
     var shape = ck_conv2d_shape(batch: Int32(batch), in_channels: Int32(layer.inChannels),
                                 in_height: Int32(layer.inputSize), in_width: Int32(layer.inputSize),
                                 out_channels: Int32(layer.outChannels), kernel_height: Int32(layer.kernel),
@@ -151,6 +158,15 @@ for layer in resnet50ConvShapes {
     let occurrences = Double(layer.occurrences)
     forwardTotal.seconds += tf * occurrences; forwardTotal.flops += flops * occurrences
     backwardTotal.seconds += (ti + tw) * occurrences; backwardTotal.flops += 2 * flops * occurrences
+    if layer.kernel == 3 && layer.stride == 1 && !options.reference {
+        let tg = medianSeconds(repeats: repeats) {
+            check(ck_conv2d_forward_gemm_f32(y, x, w, nil, &shape, workspace, bytes), "gemm forward")
+        }
+        let twg = medianSeconds(repeats: repeats) {
+            check(ck_conv2d_forward_winograd_f32(y, x, w, nil, &shape, workspace, bytes), "winograd forward")
+        }
+        winogradRows.append((layer.name, tg, twg, flops))
+    }
     if layer.kernel == 1 && layer.stride == 1 && !layer.name.hasPrefix("layer4") {
         pointwiseEarly.seconds += tf * occurrences; pointwiseEarly.flops += flops * occurrences
     }
@@ -174,6 +190,16 @@ summary("all ResNet-50 convolutions, forward (batch \(batch), weighted by occurr
 summary("all ResNet-50 convolutions, backward input + weight", backwardTotal)
 print(pad("forward convolutions per image", 58) + lpad(fmt(forwardTotal.seconds * 1e3 / Double(batch), 1), 9) + " ms")
 print("")
+if !winogradRows.isEmpty {
+    print("3x3 stride-1 forward (GFLOP/s counts direct-convolution FLOPs, so Winograd can pass 100%)")
+    print(pad("", 28) + lpad("im2col ms", 11) + lpad("GFLOP/s", 9) + lpad("Winograd ms", 13) + lpad("GFLOP/s", 9) + lpad("speed-up", 10))
+    for row in winogradRows {
+        print(pad(row.name, 28) + lpad(fmt(row.gemm * 1e3, 2), 11) + lpad(fmt(row.flops / row.gemm / 1e9, 1), 9)
+              + lpad(fmt(row.winograd * 1e3, 2), 13) + lpad(fmt(row.flops / row.winograd / 1e9, 1), 9)
+              + lpad(fmt(row.gemm / row.winograd, 2) + "x", 10))
+    }
+    print("")
+}
 
 // ------------------------------------------------------------------------------ memory-bound kernels
 print(pad("memory-bound kernel", 46) + lpad("ms", 9) + lpad("GB/s", 9))

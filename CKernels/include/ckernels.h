@@ -78,10 +78,20 @@ int ck_conv2d_output_width(const ck_conv2d_shape *shape);
 /// shape at the current thread count (one size serves all three). 0 when the shape is invalid.
 size_t ck_conv2d_workspace_size(const ck_conv2d_shape *shape);
 
-/// y = conv(x, weight) + bias.
+/// y = conv(x, weight) + bias: im2col (none for 1x1 stride 1) + sgemm, or Winograd F(2x2, 3x3) for 3x3
+/// stride-1 padding-1 layers when ck_conv2d_set_winograd(1) chose it.
 /// y is (N, K, P, Q); x is (N, C, H, W); weight is (K, C, R, S); bias is (K) or NULL.
 int ck_conv2d_forward_f32(float *y, const float *x, const float *weight, const float *bias,
                           const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
+/// Lets ck_conv2d_forward_f32 use Winograd on the shapes it handles (off by default until it measures
+/// faster on the target machine).
+void ck_conv2d_set_winograd(int enabled);
+/// The same through im2col + sgemm for every shape.
+int ck_conv2d_forward_gemm_f32(float *y, const float *x, const float *weight, const float *bias,
+                               const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
+/// The same through Winograd F(2x2, 3x3); CK_ERR_BAD_SIZE unless 3x3, stride 1, padding 1.
+int ck_conv2d_forward_winograd_f32(float *y, const float *x, const float *weight, const float *bias,
+                                   const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
 int ck_conv2d_forward_f32_ref(float *y, const float *x, const float *weight, const float *bias,
                               const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
 

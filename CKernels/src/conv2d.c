@@ -8,6 +8,7 @@
 // images, threads split each image: forward by output columns, backward-input by input channels (their
 // col2im writes never overlap), backward-weight by output channels.
 #include "im2col.h"
+#include "winograd.h"
 #include <stdlib.h>
 
 typedef struct {
@@ -59,14 +60,25 @@ static size_t per_thread_floats(const conv_dims *d) {
     return col + (size_t)d->K * d->CRS + (size_t)d->K;
 }
 
+// Every algorithm's workspace fits in one size, so callers query once per shape.
+static size_t workspace_floats(const ck_conv2d_shape *shape, const conv_dims *d) {
+    const int threads = ck_get_num_threads();
+    size_t floats = ck_mul_size(per_thread_floats(d), (size_t)threads);
+    if (ck_winograd_applies(shape)) {
+        size_t winograd = ck_winograd_workspace_floats(shape, threads);
+        if (winograd > floats) floats = winograd;
+    }
+    return floats;
+}
+
 size_t ck_conv2d_workspace_size(const ck_conv2d_shape *shape) {
     conv_dims d;
     if (conv_check(shape, &d) != CK_OK) return 0;
-    return ck_mul_size(ck_mul_size(per_thread_floats(&d), (size_t)ck_get_num_threads()), sizeof(float));
+    return ck_mul_size(workspace_floats(shape, &d), sizeof(float));
 }
 
-static int workspace_check(const conv_dims *d, const void *workspace, size_t bytes) {
-    size_t need = ck_mul_size(ck_mul_size(per_thread_floats(d), (size_t)ck_get_num_threads()), sizeof(float));
+static int workspace_check(const ck_conv2d_shape *shape, const conv_dims *d, const void *workspace, size_t bytes) {
+    size_t need = ck_mul_size(workspace_floats(shape, d), sizeof(float));
     return (workspace && bytes >= need) ? CK_OK : CK_ERR_WORKSPACE;
 }
 
@@ -80,14 +92,38 @@ static inline float *thread_weight_grad(void *workspace, const conv_dims *d, int
 
 // ------------------------------------------------------------------------------------------ forward
 
+// Winograd for 3x3 stride-1 layers only where it measures faster (make bench-kernels prints both).
+static int ck_conv_prefers_winograd = 0;
+
+void ck_conv2d_set_winograd(int enabled) { ck_conv_prefers_winograd = enabled != 0; }
+
 int ck_conv2d_forward_f32(float *y, const float *x, const float *weight, const float *bias,
                           const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    if (shape && ck_winograd_applies(shape) && ck_conv_prefers_winograd)
+        return ck_conv2d_forward_winograd_f32(y, x, weight, bias, shape, workspace, workspace_bytes);
+    return ck_conv2d_forward_gemm_f32(y, x, weight, bias, shape, workspace, workspace_bytes);
+}
+
+int ck_conv2d_forward_winograd_f32(float *y, const float *x, const float *weight, const float *bias,
+                                   const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    conv_dims d;
+    int status = conv_check(shape, &d);
+    if (status != CK_OK) return status;
+    if (!ck_winograd_applies(shape)) return CK_ERR_BAD_SIZE;
+    CK_REQUIRE(y && x && weight, CK_ERR_NULL_POINTER);
+    ck_ensure_threads();
+    if ((status = workspace_check(shape, &d, workspace, workspace_bytes)) != CK_OK) return status;
+    return ck_winograd_forward(y, x, weight, bias, shape, d.P, d.Q, (float *)workspace);
+}
+
+int ck_conv2d_forward_gemm_f32(float *y, const float *x, const float *weight, const float *bias,
+                               const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
     conv_dims d;
     int status = conv_check(shape, &d);
     if (status != CK_OK) return status;
     CK_REQUIRE(y && x && weight, CK_ERR_NULL_POINTER);
     ck_ensure_threads();
-    if (!d.pointwise && (status = workspace_check(&d, workspace, workspace_bytes)) != CK_OK) return status;
+    if (!d.pointwise && (status = workspace_check(shape, &d, workspace, workspace_bytes)) != CK_OK) return status;
 
     const int threads = ck_get_num_threads();
     // Work items: (image, column block). Blocks per image only when images alone can't feed the threads.
@@ -158,7 +194,7 @@ int ck_conv2d_backward_input_f32(float *dx, const float *dy, const float *weight
     if (status != CK_OK) return status;
     CK_REQUIRE(dx && dy && weight, CK_ERR_NULL_POINTER);
     ck_ensure_threads();
-    if (!d.pointwise && (status = workspace_check(&d, workspace, workspace_bytes)) != CK_OK) return status;
+    if (!d.pointwise && (status = workspace_check(shape, &d, workspace, workspace_bytes)) != CK_OK) return status;
 
     const int threads = ck_get_num_threads();
     // Work items: (image, input-channel block); dcol rows of channels c0..c1 = weightᵀ rows c0..c1 · dy_n.
@@ -241,7 +277,7 @@ int ck_conv2d_backward_weight_f32(float *dweight, float *dbias, const float *dy,
     if (status != CK_OK) return status;
     CK_REQUIRE(dweight && dy && x, CK_ERR_NULL_POINTER);
     ck_ensure_threads();
-    if ((status = workspace_check(&d, workspace, workspace_bytes)) != CK_OK) return status;
+    if ((status = workspace_check(shape, &d, workspace, workspace_bytes)) != CK_OK) return status;
 
     const int threads = ck_get_num_threads();
     const size_t weight_count = (size_t)d.K * d.CRS;

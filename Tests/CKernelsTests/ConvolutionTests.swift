@@ -10,7 +10,7 @@ final class ConvolutionTests: XCTestCase {
 
     /// Runs the three optimized kernels and their twins on one shape; returns the three relative errors.
     private func compareWithReference(_ shape: ck_conv2d_shape, bias: Bool, seed: UInt64)
-        -> (forward: Float, input: Float, weight: Float, bias: Float)
+        -> (forward: Float, gemmForward: Float, input: Float, weight: Float, bias: Float)
     {
         var s = shape
         var rng = SeededGenerator(seed: seed)
@@ -26,6 +26,9 @@ final class ConvolutionTests: XCTestCase {
         var y = [Float](repeating: .nan, count: n * k * P * Q), yRef = y
         XCTAssertOK(ck_conv2d_forward_f32(&y, x, w, b, &s, workspace.buffer, workspace.bytes), "forward")
         XCTAssertOK(ck_conv2d_forward_f32_ref(&yRef, x, w, b, &s, nil, 0), "forward ref")
+        // The automatic choice may be Winograd; the im2col path must agree on every shape too.
+        var yGemm = [Float](repeating: .nan, count: y.count)
+        XCTAssertOK(ck_conv2d_forward_gemm_f32(&yGemm, x, w, b, &s, workspace.buffer, workspace.bytes), "gemm forward")
 
         var dx = [Float](repeating: .nan, count: x.count), dxRef = dx
         XCTAssertOK(ck_conv2d_backward_input_f32(&dx, dy, w, &s, workspace.buffer, workspace.bytes), "dx")
@@ -44,7 +47,8 @@ final class ConvolutionTests: XCTestCase {
                             "dw ref")
             }
         }
-        return (relativeError(y, yRef), relativeError(dx, dxRef), relativeError(dw, dwRef), relativeError(db, dbRef))
+        return (relativeError(y, yRef), relativeError(yGemm, yRef), relativeError(dx, dxRef), relativeError(dw, dwRef),
+                relativeError(db, dbRef))
     }
 
     func testRandomShapesMatchReference() {
@@ -72,12 +76,39 @@ final class ConvolutionTests: XCTestCase {
                     let e = compareWithReference(shape, bias: bias, seed: UInt64(100 * i + threads))
                     let label = "case \(i) \(t) threads \(threads) bias \(bias)"
                     XCTAssertLessThanOrEqual(e.forward, 1e-4, "forward \(label)")
+                    XCTAssertLessThanOrEqual(e.gemmForward, 1e-4, "im2col forward \(label)")
                     XCTAssertLessThanOrEqual(e.input, 1e-3, "backward input \(label)")
                     XCTAssertLessThanOrEqual(e.weight, 1e-3, "backward weight \(label)")
                     XCTAssertLessThanOrEqual(e.bias, 1e-3, "backward bias \(label)")
                 }
             }
         }
+    }
+
+    /// Winograd F(2x2, 3x3) on its own: odd and even sizes (partial last tiles), 1x1 and 2x2 planes, batch
+    /// 1 to 5, thread counts that split images and that split tiles; and its refusal of other shapes.
+    func testWinogradMatchesReference() {
+        var rng = SeededGenerator(seed: 77)
+        for threads in [1, 2, 3] {
+            ck_set_num_threads(Int32(threads))
+            for (n, c, h, w, k) in [(1, 3, 5, 5, 2), (2, 4, 8, 8, 3), (5, 2, 7, 9, 4), (1, 1, 1, 1, 1), (3, 6, 2, 3, 5),
+                                    (2, 70, 14, 14, 33)] {
+                var s = convShape(batch: n, inChannels: c, height: h, width: w, outChannels: k, kernel: 3, stride: 1, pad: 1)
+                let x = randomArray(n * c * h * w, &rng), wt = randomArray(k * c * 9, &rng), b = randomArray(k, &rng)
+                let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
+                var y = [Float](repeating: .nan, count: n * k * h * w), yRef = y
+                XCTAssertOK(ck_conv2d_forward_winograd_f32(&y, x, wt, b, &s, workspace.buffer, workspace.bytes))
+                XCTAssertOK(ck_conv2d_forward_f32_ref(&yRef, x, wt, b, &s, nil, 0))
+                XCTAssertLessThanOrEqual(relativeError(y, yRef), 1e-4, "winograd \((n, c, h, w, k)) threads \(threads)")
+            }
+        }
+        ck_set_num_threads(2)
+        var strided = convShape(batch: 1, inChannels: 2, height: 6, width: 6, outChannels: 2, kernel: 3, stride: 2, pad: 1)
+        let workspace = Workspace(bytes: ck_conv2d_workspace_size(&strided))
+        var y = [Float](repeating: 0, count: 18)
+        XCTAssertEqual(ck_conv2d_forward_winograd_f32(&y, [Float](repeating: 1, count: 72), [Float](repeating: 1, count: 36),
+                                                      nil, &strided, workspace.buffer, workspace.bytes),
+                       CK_ERR_BAD_SIZE.rawValue)
     }
 
     /// Every distinct ResNet-50 convolution at its real size, batch 1 (threads split one image) and
@@ -93,6 +124,7 @@ final class ConvolutionTests: XCTestCase {
                                       stride: layer.stride, pad: layer.pad)
                 let e = compareWithReference(shape, bias: false, seed: UInt64(7 + i))
                 XCTAssertLessThanOrEqual(e.forward, 1e-4, "forward \(layer.name) batch \(batch)")
+                XCTAssertLessThanOrEqual(e.gemmForward, 1e-4, "im2col forward \(layer.name) batch \(batch)")
                 XCTAssertLessThanOrEqual(e.input, 1e-3, "backward input \(layer.name) batch \(batch)")
                 XCTAssertLessThanOrEqual(e.weight, 1e-3, "backward weight \(layer.name) batch \(batch)")
             }

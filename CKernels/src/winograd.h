@@ -1,0 +1,13 @@
+// Winograd F(2x2, 3x3) forward, internal to conv2d.c's forward dispatch.
+#ifndef CKERNELS_WINOGRAD_H
+#define CKERNELS_WINOGRAD_H
+#include "internal.h"
+
+// 1 for 3x3, stride 1, padding 1: the shapes the Winograd path handles.
+int ck_winograd_applies(const ck_conv2d_shape *shape);
+// Floats of workspace for `threads` threads.
+size_t ck_winograd_workspace_floats(const ck_conv2d_shape *shape, int threads);
+// y is (N, K, P, Q); x is (N, C, H, W); weight is (K, C, 3, 3); bias is (K) or NULL.
+int ck_winograd_forward(float *y, const float *x, const float *weight, const float *bias,
+                        const ck_conv2d_shape *shape, int P, int Q, float *workspace);
+#endif
