@@ -42,6 +42,12 @@ final class PoolingAndElementwiseTests: XCTestCase {
         var y2: [Float] = [0], a2: [Int32] = [-1]
         XCTAssertOK(ck_maxpool2d_forward_f32(&y2, &a2, flat, &s2))
         XCTAssertEqual(a2, [0])
+        // NaN propagates as in PyTorch; the argmax points at the window's first NaN.
+        for forward in [ck_maxpool2d_forward_f32, ck_maxpool2d_forward_f32_ref] {
+            XCTAssertOK(forward(&y2, &a2, [1, .nan, 3, .nan], &s2))
+            XCTAssertTrue(y2[0].isNaN)
+            XCTAssertEqual(a2, [1])
+        }
     }
 
     func testMaxPoolMatchesReference() {
