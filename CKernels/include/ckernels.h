@@ -83,6 +83,15 @@ size_t ck_conv2d_workspace_size(const ck_conv2d_shape *shape);
 /// y is (N, K, P, Q); x is (N, C, H, W); weight is (K, C, R, S); bias is (K) or NULL.
 int ck_conv2d_forward_f32(float *y, const float *x, const float *weight, const float *bias,
                           const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
+/// y = relu?(conv(x, weight) + bias + residual): the inference path of a BatchNorm-folded ResNet, with
+/// the epilogue applied to each output block while it is in cache. residual (N, K, P, Q) and bias may be
+/// NULL; relu is 0 or 1. y must alias neither x nor residual.
+int ck_conv2d_forward_fused_f32(float *y, const float *x, const float *weight, const float *bias,
+                                const float *residual, int relu, const ck_conv2d_shape *shape,
+                                void *workspace, size_t workspace_bytes);
+int ck_conv2d_forward_fused_f32_ref(float *y, const float *x, const float *weight, const float *bias,
+                                    const float *residual, int relu, const ck_conv2d_shape *shape,
+                                    void *workspace, size_t workspace_bytes);
 /// Lets ck_conv2d_forward_f32 use Winograd on the shapes it handles (off by default until it measures
 /// faster on the target machine).
 void ck_conv2d_set_winograd(int enabled);

@@ -97,15 +97,22 @@ static int ck_conv_prefers_winograd = 0;
 
 void ck_conv2d_set_winograd(int enabled) { ck_conv_prefers_winograd = enabled != 0; }
 
-int ck_conv2d_forward_f32(float *y, const float *x, const float *weight, const float *bias,
-                          const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
-    if (shape && ck_winograd_applies(shape) && ck_conv_prefers_winograd)
-        return ck_conv2d_forward_winograd_f32(y, x, weight, bias, shape, workspace, workspace_bytes);
-    return ck_conv2d_forward_gemm_f32(y, x, weight, bias, shape, workspace, workspace_bytes);
+// y block (K rows of `width`, row stride ld) = act(y + bias + residual), while it is still in cache.
+void ck_conv_apply_epilogue(float *y, size_t ld, int K, int width, const ck_conv_epilogue *e,
+                            const float *residual) {
+    if (!e->bias && !residual && !e->relu) return;
+    for (int k = 0; k < K; k++) {
+        float *row = y + (size_t)k * ld;
+        const float b = e->bias ? e->bias[k] : 0.0f;
+        const float *res = residual ? residual + (size_t)k * ld : NULL;
+        if (res) for (int j = 0; j < width; j++) row[j] += b + res[j];
+        else if (b != 0.0f) for (int j = 0; j < width; j++) row[j] += b;
+        if (e->relu) for (int j = 0; j < width; j++) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+    }
 }
 
-int ck_conv2d_forward_winograd_f32(float *y, const float *x, const float *weight, const float *bias,
-                                   const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+static int conv_forward_winograd(float *y, const float *x, const float *weight, const ck_conv_epilogue *epilogue,
+                                 const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
     conv_dims d;
     int status = conv_check(shape, &d);
     if (status != CK_OK) return status;
@@ -113,11 +120,11 @@ int ck_conv2d_forward_winograd_f32(float *y, const float *x, const float *weight
     CK_REQUIRE(y && x && weight, CK_ERR_NULL_POINTER);
     ck_ensure_threads();
     if ((status = workspace_check(shape, &d, workspace, workspace_bytes)) != CK_OK) return status;
-    return ck_winograd_forward(y, x, weight, bias, shape, d.P, d.Q, (float *)workspace);
+    return ck_winograd_forward(y, x, weight, epilogue, shape, d.P, d.Q, (float *)workspace);
 }
 
-int ck_conv2d_forward_gemm_f32(float *y, const float *x, const float *weight, const float *bias,
-                               const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+static int conv_forward_gemm(float *y, const float *x, const float *weight, const ck_conv_epilogue *epilogue,
+                             const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
     conv_dims d;
     int status = conv_check(shape, &d);
     if (status != CK_OK) return status;
@@ -136,7 +143,8 @@ int ck_conv2d_forward_gemm_f32(float *y, const float *x, const float *weight, co
         ck_block_range((int)d.PQ, blocks, block, &j0, &j1);
         if (j1 <= j0) continue;
         const int width = j1 - j0;
-        float *yn = y + (size_t)n * d.K * d.PQ + j0;
+        const size_t out_offset = (size_t)n * d.K * d.PQ + j0;
+        float *yn = y + out_offset;
         const float *xn = x + (size_t)n * d.C * d.HW;
         if (d.pointwise) {
             ck_sgemm(0, 0, d.K, width, d.C, 1.0f, weight, d.C, xn + j0, (int)d.HW, 0.0f, yn, (int)d.PQ);
@@ -145,13 +153,48 @@ int ck_conv2d_forward_gemm_f32(float *y, const float *x, const float *weight, co
             ck_im2col_columns(col, xn, shape, d.Q, j0, j1);
             ck_sgemm(0, 0, d.K, width, (int)d.CRS, 1.0f, weight, (int)d.CRS, col, width, 0.0f, yn, (int)d.PQ);
         }
-        if (bias) {
-            for (int k = 0; k < d.K; k++) {
-                float *row = yn + (size_t)k * d.PQ;
-                const float b = bias[k];
-                for (int j = 0; j < width; j++) row[j] += b;
-            }
-        }
+        ck_conv_apply_epilogue(yn, d.PQ, d.K, width, epilogue,
+                               epilogue->residual ? epilogue->residual + out_offset : NULL);
+    }
+    return CK_OK;
+}
+
+int ck_conv2d_forward_f32(float *y, const float *x, const float *weight, const float *bias,
+                          const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    return ck_conv2d_forward_fused_f32(y, x, weight, bias, NULL, 0, shape, workspace, workspace_bytes);
+}
+
+int ck_conv2d_forward_fused_f32(float *y, const float *x, const float *weight, const float *bias,
+                                const float *residual, int relu, const ck_conv2d_shape *shape,
+                                void *workspace, size_t workspace_bytes) {
+    const ck_conv_epilogue epilogue = {bias, residual, relu};
+    if (shape && ck_winograd_applies(shape) && ck_conv_prefers_winograd)
+        return conv_forward_winograd(y, x, weight, &epilogue, shape, workspace, workspace_bytes);
+    return conv_forward_gemm(y, x, weight, &epilogue, shape, workspace, workspace_bytes);
+}
+
+int ck_conv2d_forward_winograd_f32(float *y, const float *x, const float *weight, const float *bias,
+                                   const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    const ck_conv_epilogue epilogue = {bias, NULL, 0};
+    return conv_forward_winograd(y, x, weight, &epilogue, shape, workspace, workspace_bytes);
+}
+
+int ck_conv2d_forward_gemm_f32(float *y, const float *x, const float *weight, const float *bias,
+                               const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    const ck_conv_epilogue epilogue = {bias, NULL, 0};
+    return conv_forward_gemm(y, x, weight, &epilogue, shape, workspace, workspace_bytes);
+}
+
+int ck_conv2d_forward_fused_f32_ref(float *y, const float *x, const float *weight, const float *bias,
+                                    const float *residual, int relu, const ck_conv2d_shape *shape,
+                                    void *workspace, size_t workspace_bytes) {
+    int status = ck_conv2d_forward_f32_ref(y, x, weight, bias, shape, workspace, workspace_bytes);
+    if (status != CK_OK) return status;
+    const size_t count = (size_t)shape->batch * shape->out_channels * ck_conv2d_output_height(shape) *
+                         ck_conv2d_output_width(shape);
+    for (size_t i = 0; i < count; i++) {
+        float v = y[i] + (residual ? residual[i] : 0.0f);
+        y[i] = relu && v < 0.0f ? 0.0f : v;
     }
     return CK_OK;
 }

@@ -23,6 +23,17 @@ static inline void ck_block_range(int total, int parts, int index, int *begin, i
     *end = *begin + base + (index < extra ? 1 : 0);
 }
 
+// What a convolution's forward adds to its output block before it leaves cache: y = act(y + bias + residual).
+typedef struct {
+    const float *bias;      // (K) or NULL
+    const float *residual;  // (N, K, P, Q) or NULL, the whole output's shape
+    int relu;
+} ck_conv_epilogue;
+
+// y and residual point at the same position of their (N, K, P, Q) tensors; rows are ld apart.
+void ck_conv_apply_epilogue(float *y, size_t ld, int K, int width, const ck_conv_epilogue *epilogue,
+                            const float *residual);
+
 #define CK_REQUIRE(condition, status) \
     do { if (!(condition)) return (status); } while (0)
 

@@ -91,13 +91,13 @@ static void transform_inputs(float *V, const float *x, const ck_conv2d_shape *s,
 }
 
 // y tile = Aᵀ m A (+ bias) with Aᵀ = [1 1 1 0; 0 1 −1 −1], clipped at the image's last row/column.
-static void transform_outputs(float *y, const float *M, const float *bias, const ck_conv2d_shape *s, int P, int Q,
-                              int tiles_h, int tiles_w, int tile_begin, int tile_end) {
+static void transform_outputs(float *y, const float *M, const ck_conv_epilogue *e, const ck_conv2d_shape *s, int P,
+                              int Q, int tiles_h, int tiles_w, int tile_begin, int tile_end) {
     const int K = s->out_channels;
     const int width = tile_end - tile_begin, per_image = tiles_h * tiles_w;
     const size_t plane_stride = (size_t)K * width;
     for (int k = 0; k < K; k++) {
-        const float b = bias ? bias[k] : 0.0f;
+        const float b = e->bias ? e->bias[k] : 0.0f;
         for (int t = tile_begin; t < tile_end; t++) {
             const int n = t / per_image, r = t % per_image;
             const int p0 = (r / tiles_w) * 2, q0 = (r % tiles_w) * 2;
@@ -109,18 +109,22 @@ static void transform_outputs(float *y, const float *M, const float *bias, const
                 am[0][j] = m[0][j] + m[1][j] + m[2][j];
                 am[1][j] = m[1][j] - m[2][j] - m[3][j];
             }
-            float *plane = y + ((size_t)n * K + k) * P * Q;
+            const size_t plane_offset = ((size_t)n * K + k) * P * Q;
+            float *plane = y + plane_offset;
+            const float *residual = e->residual ? e->residual + plane_offset : NULL;
             for (int i = 0; i < 2 && p0 + i < P; i++) {
-                const float v0 = am[i][0] + am[i][1] + am[i][2] + b;
-                const float v1 = am[i][1] - am[i][2] - am[i][3] + b;
-                plane[(size_t)(p0 + i) * Q + q0] = v0;
-                if (q0 + 1 < Q) plane[(size_t)(p0 + i) * Q + q0 + 1] = v1;
+                for (int j = 0; j < 2 && q0 + j < Q; j++) {
+                    const size_t at = (size_t)(p0 + i) * Q + q0 + j;
+                    float v = (j == 0 ? am[i][0] + am[i][1] + am[i][2] : am[i][1] - am[i][2] - am[i][3]) + b;
+                    if (residual) v += residual[at];
+                    plane[at] = e->relu && v < 0.0f ? 0.0f : v;
+                }
             }
         }
     }
 }
 
-int ck_winograd_forward(float *y, const float *x, const float *weight, const float *bias,
+int ck_winograd_forward(float *y, const float *x, const float *weight, const ck_conv_epilogue *epilogue,
                         const ck_conv2d_shape *s, int P, int Q, float *workspace) {
     const int C = s->in_channels, K = s->out_channels;
     const int tiles_h = (P + 1) / 2, tiles_w = (Q + 1) / 2;
@@ -144,7 +148,7 @@ int ck_winograd_forward(float *y, const float *x, const float *weight, const flo
             for (int xi = 0; xi < 16; xi++)
                 ck_sgemm(0, 0, K, width, C, 1.0f, U + (size_t)xi * K * C, C, V + (size_t)xi * C * width, width,
                          0.0f, M + (size_t)xi * K * width, width);
-            transform_outputs(y, M, bias, s, P, Q, tiles_h, tiles_w, t0, t1);
+            transform_outputs(y, M, epilogue, s, P, Q, tiles_h, tiles_w, t0, t1);
         }
     }
     return CK_OK;

@@ -7,7 +7,7 @@
 int ck_winograd_applies(const ck_conv2d_shape *shape);
 // Floats of workspace for `threads` threads.
 size_t ck_winograd_workspace_floats(const ck_conv2d_shape *shape, int threads);
-// y is (N, K, P, Q); x is (N, C, H, W); weight is (K, C, 3, 3); bias is (K) or NULL.
-int ck_winograd_forward(float *y, const float *x, const float *weight, const float *bias,
+// y is (N, K, P, Q); x is (N, C, H, W); weight is (K, C, 3, 3).
+int ck_winograd_forward(float *y, const float *x, const float *weight, const ck_conv_epilogue *epilogue,
                         const ck_conv2d_shape *shape, int P, int Q, float *workspace);
 #endif

@@ -111,6 +111,35 @@ final class ConvolutionTests: XCTestCase {
                        CK_ERR_BAD_SIZE.rawValue)
     }
 
+    /// The fused inference epilogue, relu(conv + bias + residual), through im2col, pointwise and Winograd.
+    func testFusedEpilogueMatchesReference() {
+        var rng = SeededGenerator(seed: 31)
+        for winograd in [Int32(0), 1] {
+            ck_conv2d_set_winograd(winograd)
+            for (n, c, h, k, r, stride, pad) in [(2, 5, 9, 6, 3, 1, 1), (3, 8, 7, 4, 1, 1, 0), (1, 3, 11, 4, 3, 2, 1),
+                                                 (4, 6, 6, 8, 1, 2, 0), (1, 4, 5, 3, 3, 1, 1)] {
+                var s = convShape(batch: n, inChannels: c, height: h, width: h, outChannels: k, kernel: r,
+                                  stride: stride, pad: pad)
+                let outCount = n * k * Int(ck_conv2d_output_height(&s)) * Int(ck_conv2d_output_width(&s))
+                let x = randomArray(n * c * h * h, &rng), w = randomArray(k * c * r * r, &rng)
+                let b = randomArray(k, &rng), residual = randomArray(outCount, &rng)
+                let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
+                for (useResidual, relu) in [(false, Int32(1)), (true, 0), (true, 1)] {
+                    var y = [Float](repeating: .nan, count: outCount), yRef = y
+                    residual.withUnsafeBufferPointer { res in
+                        let r = useResidual ? res.baseAddress : nil
+                        XCTAssertOK(ck_conv2d_forward_fused_f32(&y, x, w, b, r, relu, &s, workspace.buffer, workspace.bytes))
+                        XCTAssertOK(ck_conv2d_forward_fused_f32_ref(&yRef, x, w, b, r, relu, &s, nil, 0))
+                    }
+                    XCTAssertLessThanOrEqual(relativeError(y, yRef), 1e-4,
+                                             "fused \((n, c, h, k, r, stride, pad)) residual \(useResidual) relu \(relu) winograd \(winograd)")
+                    if relu == 1 { XCTAssertTrue(y.allSatisfy { $0 >= 0 }) }
+                }
+            }
+        }
+        ck_conv2d_set_winograd(0)
+    }
+
     /// Every distinct ResNet-50 convolution at its real size, batch 1 (threads split one image) and
     /// batch 2 (threads take whole images).
     func testEveryResNet50ShapeMatchesReference() {
