@@ -59,27 +59,24 @@ enum ElementCodec {
         }
     }
 
-    /// Little-endian bytes of a tensor's values in its dtype.
+    /// Little-endian bytes of a tensor's values in its dtype. Total over every tensor: values of the
+    /// other kind (floats given an integer dtype) are converted, non-finite floats to 0.
     static func encode(_ tensor: WeightTensor, into data: inout Data) {
-        switch tensor.rawStorage {
-        case .floats(let values):
-            switch tensor.dtype {
-            case .float32: appendLittleEndian(values.lazy.map { $0.bitPattern }, into: &data)
-            case .float64: appendLittleEndian(values.lazy.map { Double($0).bitPattern }, into: &data)
-            case .float16: appendLittleEndian(values.lazy.map { halfBitsFromFloat($0) }, into: &data)
-            case .bfloat16: appendLittleEndian(values.lazy.map { bfloat16BitsFromFloat($0) }, into: &data)
-            default: preconditionFailure("float storage with dtype \(tensor.dtype)")
-            }
-        case .integers(let values):
-            switch tensor.dtype {
-            case .int64: appendLittleEndian(values.lazy.map { UInt64(bitPattern: $0) }, into: &data)
-            case .int32: appendLittleEndian(values.lazy.map { UInt32(truncatingIfNeeded: $0) }, into: &data)
-            case .int16: appendLittleEndian(values.lazy.map { UInt16(truncatingIfNeeded: $0) }, into: &data)
-            case .int8, .uint8: data.append(contentsOf: values.lazy.map { UInt8(truncatingIfNeeded: $0) })
-            case .bool: data.append(contentsOf: values.lazy.map { $0 != 0 ? UInt8(1) : 0 })
-            default: preconditionFailure("integer storage with dtype \(tensor.dtype)")
-            }
+        switch tensor.dtype {
+        case .float32: appendLittleEndian(tensor.floats.lazy.map { $0.bitPattern }, into: &data)
+        case .float64: appendLittleEndian(tensor.floats.lazy.map { Double($0).bitPattern }, into: &data)
+        case .float16: appendLittleEndian(tensor.floats.lazy.map { halfBitsFromFloat($0) }, into: &data)
+        case .bfloat16: appendLittleEndian(tensor.floats.lazy.map { bfloat16BitsFromFloat($0) }, into: &data)
+        case .int64: appendLittleEndian(integers(tensor).lazy.map { UInt64(bitPattern: $0) }, into: &data)
+        case .int32: appendLittleEndian(integers(tensor).lazy.map { UInt32(truncatingIfNeeded: $0) }, into: &data)
+        case .int16: appendLittleEndian(integers(tensor).lazy.map { UInt16(truncatingIfNeeded: $0) }, into: &data)
+        case .int8, .uint8: data.append(contentsOf: integers(tensor).lazy.map { UInt8(truncatingIfNeeded: $0) })
+        case .bool: data.append(contentsOf: integers(tensor).lazy.map { $0 != 0 ? UInt8(1) : 0 })
         }
+    }
+
+    private static func integers(_ tensor: WeightTensor) -> [Int64] {
+        tensor.integers ?? tensor.floats.map { Int64(exactly: $0.rounded(.towardZero)) ?? 0 }
     }
 
     private static func appendLittleEndian<S: Sequence>(_ values: S, into data: inout Data)

@@ -124,8 +124,6 @@ public struct WeightTensor: Equatable, Sendable {
         return nil
     }
 
-    var rawStorage: Storage { storage }
-
     /// The product of `sizes`, or nil when a size is negative or the product overflows `Int`.
     static func elementCount(_ sizes: [Int]) -> Int? {
         var count = 1

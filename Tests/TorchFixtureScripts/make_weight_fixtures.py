@@ -161,16 +161,39 @@ def pickle_zip(path, pkl, folder="archive", storages=None):
         z.writestr(f"{folder}/version", b"3\n")
 
 
-def tensor_pickle(numel_in_pid, size):
-    """Protocol-2 pickle of {'w': FloatStorage tensor of `size` elements on storage '0'}."""
+def tensor_pickle(numel_in_pid, size, sizes=None, strides=None):
+    """Protocol-2 pickle of {'w': a FloatStorage tensor on storage '0'}: `size` contiguous elements, or
+    the given `sizes` and `strides`."""
     def unicode(s):
         b = s.encode()
         return b"X" + struct.pack("<I", len(b)) + b
+
+    def int_tuple(values):
+        return b"(" + b"".join(b"J" + struct.pack("<i", v) for v in values) + b"t"
+    sizes = [size] if sizes is None else sizes
+    strides = [1] if strides is None else strides
     return (b"\x80\x02}(" + unicode("w") + b"ctorch._utils\n_rebuild_tensor_v2\n("
             + b"(" + unicode("storage") + b"ctorch\nFloatStorage\n" + unicode("0") + unicode("cpu")
             + b"J" + struct.pack("<i", numel_in_pid) + b"tQ"
-            + b"K\x00" + b"J" + struct.pack("<i", size) + b"\x85" + b"K\x01\x85" + b"\x89"
+            + b"K\x00" + int_tuple(sizes) + int_tuple(strides) + b"\x89"
             + b"ccollections\nOrderedDict\n)R" + b"tR" + b"u.")
+
+
+def rounding_cases():
+    """float32 -> float16 / bfloat16 as torch rounds them, as bit patterns (JSON has no inf)."""
+    g = torch.Generator().manual_seed(99)
+    scales = torch.tensor([1e-9, 1e-7, 1e-5, 1e-3, 1.0, 1e3, 6e4, 1e30])
+    values = (torch.randn(8, 64, generator=g) * scales[:, None]).reshape(-1)
+    edges = torch.tensor([0.0, -0.0, 65504.0, 65519.0, 65520.0, 1e5, 5.960464477539063e-08, 2.9802322387695312e-08,
+                          2.98023259e-08, 6.097555160522461e-05, 6.1035156e-05, 1.0009765625, 1.00048828125,
+                          1.00146484375, 3.0e38, 3.4028235e38, float("inf"), float("-inf"), 1.00390625, 1.01171875])
+    values = torch.cat([values, edges]).to(torch.float32)
+
+    def bits(t, dtype):
+        return t.view(dtype).to(torch.int64).bitwise_and(0xFFFFFFFF if dtype == torch.int32 else 0xFFFF).tolist()
+    return {"float32_bits": bits(values, torch.int32),
+            "float16_bits": bits(values.to(torch.float16), torch.int16),
+            "bfloat16_bits": bits(values.to(torch.bfloat16), torch.int16)}
 
 
 def safetensors_bytes(header, data, header_len=None):
@@ -202,6 +225,10 @@ def write_malformed(checkpoint_path):
     pickle_zip(os.path.join(bad, "tensor_past_storage.pth"), tensor_pickle(4, 10),
                storages={"0": struct.pack("<4f", 1, 2, 3, 4)})
     pickle_zip(os.path.join(bad, "missing_storage.pth"), tensor_pickle(4, 4), storages={})
+    # A stride-0 view of one float that claims 10^10 elements: valid for torch (it shares the storage),
+    # refused by a reader that copies.
+    pickle_zip(os.path.join(bad, "expand_bomb.pth"), tensor_pickle(1, 0, sizes=[100000, 100000], strides=[0, 0]),
+               storages={"0": struct.pack("<f", 1)})
     with zipfile.ZipFile(os.path.join(bad, "no_data_pkl.pth"), "w") as z:
         z.writestr("archive/byteorder", b"little")
 
@@ -246,6 +273,11 @@ def write_fixtures():
         loaded = torch.load(os.path.join(OUT, name), weights_only=True)
         expected[name] = {"tensors": [[k, describe(v)] for k, v in loaded.items()]}
 
+    # pickle_protocol=4 brings FRAME, SHORT_BINUNICODE, MEMOIZE and STACK_GLOBAL.
+    torch.save(collections.OrderedDict(list(small.items())[:4]), os.path.join(OUT, "protocol4.pth"),
+               pickle_protocol=4)
+    expected["protocol4.pth"] = expected["renamed_folder.pth"]
+
     fusion = fusion_like_state_dict()
     checkpoint = {"state_dict": fusion, "meta_dim": 84, "max_boxes": 10, "lr": 0.001, "tag": "seed run",
                   "big": 2 ** 40, "neg": -5, "flag": True, "nothing": None, "history": [0.5, 0.25]}
@@ -275,6 +307,7 @@ def write_fixtures():
     except ImportError:
         print("safetensors not installed: reference.safetensors left as it is")
 
+    expected["rounding"] = rounding_cases()
     write_malformed(os.path.join(OUT, "checkpoint.pth"))
     with open(os.path.join(OUT, "expected.json"), "w") as f:
         json.dump(expected, f, indent=0)

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""PyTorch's side of `make bench`: one measurement per call, printed as one JSON line, so the Swift
+driver can alternate rounds between the two systems on this shared, noisy machine.
+
+  bench_torch.py --case inference|frozen-train-bn|train-step|jpeg|train-step-memory
+                 [--threads N] [--batch N] [--steps N] [--jpeg PATH] [--meta-dim N]
+
+Cases (batch 8, 224x224, like our side): inference = backbone forward in eval mode under no_grad;
+frozen-train-bn = the seed's --freeze-backbone cost (backbone parameters frozen, BatchNorm in training
+mode); train-step = forward, backward and Adam on the whole fusion model; jpeg = a JPEG file to the
+normalized 224 tensor with Pillow + torchvision; train-step-memory = peak resident memory of a process
+that runs train-step steps (ru_maxrss). Needs torch, torchvision, pillow; CI never runs it.
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from seed_resnet50 import FusionModel, preprocessing  # noqa: E402
+
+
+def images_per_second(step, images_per_step, steps):
+    step()  # warm-up: oneDNN primitive creation, allocator growth
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return images_per_step * steps / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--case", required=True,
+                        choices=["inference", "frozen-train-bn", "train-step", "jpeg", "train-step-memory"])
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--jpeg", default=None)
+    parser.add_argument("--meta-dim", type=int, default=84)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    if args.case == "jpeg":
+        from PIL import Image
+        transform = preprocessing()
+
+        def decode():
+            with Image.open(args.jpeg) as image:
+                transform(image.convert("RGB"))
+        rate = images_per_second(decode, 1, max(args.steps, 20))
+        print(json.dumps({"case": args.case, "images_per_second": rate}))
+        return
+
+    model = FusionModel(args.meta_dim)
+    images = torch.randn(args.batch, 3, 224, 224)
+    meta = torch.randn(args.batch, args.meta_dim)
+    labels = torch.randint(0, 2, (args.batch,))
+
+    if args.case == "inference":
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                model.backbone(images)
+    elif args.case == "frozen-train-bn":
+        model.train()
+        for p in model.backbone.parameters():
+            p.requires_grad = False
+
+        def step():
+            with torch.no_grad():
+                model.backbone(images)
+    else:
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        criterion = torch.nn.CrossEntropyLoss()
+
+        def step():
+            optimizer.zero_grad()
+            criterion(model(images, meta), labels).backward()
+            optimizer.step()
+
+    rate = images_per_second(step, args.batch, args.steps)
+    result = {"case": args.case, "images_per_second": rate}
+    if args.case == "train-step-memory":
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

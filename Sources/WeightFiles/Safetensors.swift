@@ -1,0 +1,267 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A safetensors file: tensors plus a string-to-string `__metadata__` map.
+///
+/// Layout (https://github.com/huggingface/safetensors, "Format"): an 8-byte little-endian header
+/// length N, N bytes of JSON (`{"name": {"dtype", "shape", "data_offsets": [begin, end]}, …}`), then
+/// the data section; offsets are relative to the data section, and the tensors must tile it exactly
+/// (contiguous, no overlap, no gap, nothing left over). Values are little-endian, row-major.
+public struct SafetensorsFile: Sendable {
+    /// The tensors in data-section order (the order `save` wrote them).
+    public var stateDict: StateDict
+    /// The `__metadata__` map (empty when the file has none).
+    public var metadata: [String: String]
+
+    public init(stateDict: StateDict, metadata: [String: String] = [:]) {
+        self.stateDict = stateDict
+        self.metadata = metadata
+    }
+
+    /// Headers larger than this are refused before parsing (the reference implementation's limit).
+    static let maximumHeaderBytes = 100_000_000
+
+    /// Reads and validates a safetensors file.
+    /// - Throws: `WeightFileError` naming the file and the problem.
+    public static func load(from url: URL) throws -> SafetensorsFile {
+        let data = try readFile(url)
+        return try naming(url.path) { try parse(data) }
+    }
+
+    /// Reads safetensors bytes already in memory; `name` is used in error messages.
+    public static func load(data: Data, name: String) throws -> SafetensorsFile {
+        try naming(name) { try parse(data) }
+    }
+
+    /// Writes `stateDict` (in its order) and `metadata` to `url`, atomically: the bytes go to a temporary
+    /// file in the same directory, which is flushed and renamed over `url`, so a crash leaves either the
+    /// old file or the new one.
+    /// - Parameters:
+    ///   - stateDict: the tensors; each is written in its `dtype`.
+    ///   - metadata: stored as `__metadata__` (omitted when empty).
+    ///   - url: the destination; its directory must exist.
+    /// - Throws: `WeightFileError` naming the file and the problem.
+    public static func save(_ stateDict: StateDict, metadata: [String: String] = [:], to url: URL) throws {
+        try SafetensorsFile(stateDict: stateDict, metadata: metadata).save(to: url)
+    }
+
+    /// Writes this file to `url` atomically (see `save(_:metadata:to:)`).
+    public func save(to url: URL) throws {
+        let path = url.path
+        var header = "{"
+        var members: [String] = []
+        if !metadata.isEmpty {
+            let entries = metadata.keys.sorted().map { JSON.quote($0) + ":" + JSON.quote(metadata[$0]!) }
+            members.append("\"__metadata__\":{" + entries.joined(separator: ",") + "}")
+        }
+        var offset = 0
+        for (key, tensor) in stateDict {
+            guard key != "__metadata__" else {
+                throw WeightFileError(path: path, kind: .unsupported, problem: "a tensor cannot be named '__metadata__'")
+            }
+            let count = WeightTensor.elementCount(tensor.shape)
+            let stored = tensor.integers?.count ?? tensor.floats.count
+            guard let count, count == stored else {
+                throw WeightFileError(path: path, kind: .tensor,
+                                      problem: "tensor '\(key)' has shape \(tensor.shape) but \(stored) values")
+            }
+            let end = offset + count * tensor.dtype.byteCount
+            members.append(JSON.quote(key) + ":{\"dtype\":\"\(tensor.dtype.safetensorsName)\",\"shape\":["
+                + tensor.shape.map(String.init).joined(separator: ",") + "],\"data_offsets\":[\(offset),\(end)]}")
+            offset = end
+        }
+        header += members.joined(separator: ",") + "}"
+        // Pad with spaces so the data section starts 8-byte aligned, as the reference writer does.
+        var headerBytes = Array(header.utf8)
+        headerBytes.append(contentsOf: repeatElement(UInt8(ascii: " "), count: (8 - headerBytes.count % 8) % 8))
+
+        try AtomicFile.write(to: url) { sink in
+            var prefix = Data()
+            withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { prefix.append(contentsOf: $0) }
+            prefix.append(contentsOf: headerBytes)
+            try sink(prefix)
+            for (_, tensor) in stateDict {
+                var chunk = Data()
+                chunk.reserveCapacity(tensor.count * tensor.dtype.byteCount)
+                ElementCodec.encode(tensor, into: &chunk)
+                try sink(chunk)
+            }
+        }
+    }
+
+    static func parse(_ data: Data) throws -> SafetensorsFile {
+        try data.withUnsafeBytes { raw in
+            let bytes = Bytes(raw)
+            guard bytes.count >= 8 else {
+                throw FormatProblem.corrupt("file is \(bytes.count) bytes, too short for the 8-byte header length")
+            }
+            let declared = bytes.u64(0)
+            guard declared <= UInt64(bytes.count - 8) else {
+                throw FormatProblem.corrupt(
+                    "header length \(declared) runs past the end of the file (\(bytes.count) bytes); truncated or not a safetensors file")
+            }
+            let headerLength = Int(declared)
+            guard headerLength <= maximumHeaderBytes else {
+                throw FormatProblem.unsupported("header of \(headerLength) bytes is larger than the \(maximumHeaderBytes)-byte limit")
+            }
+            guard headerLength >= 2, bytes.u8(8) == UInt8(ascii: "{") else {
+                throw FormatProblem.corrupt("header does not start with '{'; not a safetensors file")
+            }
+            let header = try JSON.parse(bytes.slice(8, headerLength))
+            guard case .object(let members) = header else {
+                throw FormatProblem.corrupt("header is \(header.typeName), not an object")
+            }
+            let dataStart = 8 + headerLength
+            let dataSize = bytes.count - dataStart
+
+            struct Entry {
+                let name: String
+                let dtype: WeightDType
+                let shape: [Int]
+                let begin: Int
+                let end: Int
+            }
+            var metadata: [String: String] = [:]
+            var entries: [Entry] = []
+            for (name, value) in members {
+                if name == "__metadata__" {
+                    guard case .object(let pairs) = value else {
+                        throw FormatProblem.corrupt("__metadata__ is \(value.typeName), not an object of strings")
+                    }
+                    for (key, item) in pairs {
+                        guard case .string(let text) = item else {
+                            throw FormatProblem.corrupt("__metadata__ entry '\(key)' is \(item.typeName), not a string")
+                        }
+                        metadata[key] = text
+                    }
+                    continue
+                }
+                guard case .object(let fields) = value else {
+                    throw FormatProblem.corrupt("tensor '\(name)' is described by \(value.typeName), not an object")
+                }
+                func field(_ key: String) -> JSON? { fields.first { $0.0 == key }?.1 }
+                guard case .string(let dtypeName)? = field("dtype") else {
+                    throw FormatProblem.corrupt("tensor '\(name)' has no dtype")
+                }
+                guard let dtype = WeightDType(safetensorsName: dtypeName) else {
+                    throw FormatProblem.unsupported("tensor '\(name)' has unsupported dtype '\(dtypeName.prefix(20))'")
+                }
+                guard case .array(let sizes)? = field("shape") else {
+                    throw FormatProblem.corrupt("tensor '\(name)' has no shape")
+                }
+                let shape = sizes.compactMap(\.nonNegativeInt)
+                guard shape.count == sizes.count else {
+                    throw FormatProblem.corrupt("tensor '\(name)' has a shape that is not a list of non-negative integers")
+                }
+                guard case .array(let offsets)? = field("data_offsets"), offsets.count == 2,
+                      let begin = offsets[0].nonNegativeInt, let end = offsets[1].nonNegativeInt, begin <= end else {
+                    throw FormatProblem.corrupt("tensor '\(name)' has data_offsets that are not [begin, end] with begin <= end")
+                }
+                guard end <= dataSize else {
+                    throw FormatProblem.corrupt(
+                        "tensor '\(name)' data_offsets [\(begin), \(end)] run past the end of the \(dataSize)-byte data section; truncated?")
+                }
+                guard let count = WeightTensor.elementCount(shape) else {
+                    throw FormatProblem.corrupt("tensor '\(name)' has shape \(shape) whose size overflows")
+                }
+                let (expected, overflow) = count.multipliedReportingOverflow(by: dtype.byteCount)
+                guard !overflow, expected == end - begin else {
+                    throw FormatProblem.tensor(
+                        "tensor '\(name)' has shape \(shape) of \(dtypeName) (\(overflow ? "overflowing" : String(expected)) bytes) but data_offsets [\(begin), \(end)] span \(end - begin) bytes")
+                }
+                entries.append(Entry(name: name, dtype: dtype, shape: shape, begin: begin, end: end))
+            }
+
+            // The tensors must tile the data section: sorted by offset, each starts where the last ended.
+            let ordered = entries.enumerated().sorted {
+                ($0.element.begin, $0.element.end, $0.offset) < ($1.element.begin, $1.element.end, $1.offset)
+            }.map(\.element)
+            var cursor = 0
+            for entry in ordered {
+                if entry.begin < cursor {
+                    throw FormatProblem.corrupt(
+                        "tensor '\(entry.name)' at bytes [\(entry.begin), \(entry.end)] overlaps the tensor before it (which ends at \(cursor))")
+                }
+                if entry.begin > cursor {
+                    throw FormatProblem.corrupt(
+                        "tensor '\(entry.name)' starts at byte \(entry.begin), leaving a gap after byte \(cursor) (offsets must be contiguous)")
+                }
+                cursor = entry.end
+            }
+            guard cursor == dataSize else {
+                throw FormatProblem.corrupt(
+                    "the tensors cover \(cursor) bytes but the data section has \(dataSize) (offsets must cover it exactly)")
+            }
+
+            var stateDict = StateDict()
+            for entry in ordered {
+                let section = bytes.slice(dataStart + entry.begin, entry.end - entry.begin)
+                let count = WeightTensor.elementCount(entry.shape) ?? 0
+                #if _endian(big)
+                let swap = true
+                #else
+                let swap = false
+                #endif
+                let values = ElementCodec.decode(section, dtype: entry.dtype, byteSwapped: swap,
+                                                 layout: TensorLayout(contiguous: entry.shape), count: count)
+                stateDict[entry.name] = WeightTensor(shape: entry.shape, dtype: entry.dtype, storage: values)
+            }
+            return SafetensorsFile(stateDict: stateDict, metadata: metadata)
+        }
+    }
+}
+
+/// Writing through a temporary file in the destination's directory, then `rename(2)`.
+enum AtomicFile {
+    static func write(to url: URL, _ produce: (_ sink: (Data) throws -> Void) throws -> Void) throws {
+        let path = url.path
+        let directory = url.deletingLastPathComponent().path
+        let temporary = directory + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        func failure(_ what: String) -> WeightFileError {
+            WeightFileError(path: path, kind: .io, problem: "\(what) failed: \(String(cString: strerror(errno)))")
+        }
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        guard fd >= 0 else { throw failure("creating a temporary file in \(directory)") }
+        var closed = false
+        defer {
+            if !closed { close(fd) }
+        }
+        do {
+            try produce { chunk in
+                try chunk.withUnsafeBytes { raw in
+                    var done = 0
+                    while done < raw.count {
+                        let n = posixWrite(fd, raw.baseAddress! + done, raw.count - done)
+                        if n < 0 {
+                            if errno == EINTR { continue }
+                            throw failure("writing")
+                        }
+                        done += n
+                    }
+                }
+            }
+            guard fsync(fd) == 0 else { throw failure("flushing") }
+            closed = true
+            guard close(fd) == 0 else { throw failure("closing") }
+            guard rename(temporary, path) == 0 else { throw failure("renaming the temporary file over it") }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        // Make the rename itself durable.
+        let directoryFD = open(directory, O_RDONLY)
+        if directoryFD >= 0 {
+            _ = fsync(directoryFD)
+            close(directoryFD)
+        }
+    }
+}
+
+@inline(__always)
+private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
+    write(fd, buffer, count)
+}

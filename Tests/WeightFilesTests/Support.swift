@@ -1,0 +1,166 @@
+import Foundation
+import XCTest
+import WeightFiles
+
+/// The committed fixtures written by Tests/TorchFixtureScripts/make_weight_fixtures.py.
+enum Fixtures {
+    static let directory: URL = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
+
+    static func url(_ name: String) -> URL { directory.appendingPathComponent(name) }
+
+    /// expected.json: what torch.load saw in each fixture.
+    static let expected: [String: Any] = {
+        let data = try! Data(contentsOf: url("expected.json"))
+        return try! JSONSerialization.jsonObject(with: data) as! [String: Any]
+    }()
+
+    struct ExpectedTensor {
+        let key: String
+        let dtype: String
+        let shape: [Int]
+        let values: [Double]
+    }
+
+    static func tensors(of file: String) -> [ExpectedTensor] {
+        let entry = expected[file] as! [String: Any]
+        return (entry["tensors"] as! [[Any]]).map { pair in
+            let info = pair[1] as! [String: Any]
+            return ExpectedTensor(key: pair[0] as! String, dtype: info["dtype"] as! String,
+                                  shape: (info["shape"] as! [NSNumber]).map(\.intValue),
+                                  values: (info["values"] as! [NSNumber]).map(\.doubleValue))
+        }
+    }
+}
+
+/// Torch dtype names as `torch.float32` prints them, without the module.
+func torchName(_ dtype: WeightDType) -> String {
+    switch dtype {
+    case .float64: return "float64"
+    case .float32: return "float32"
+    case .float16: return "float16"
+    case .bfloat16: return "bfloat16"
+    case .int64: return "int64"
+    case .int32: return "int32"
+    case .int16: return "int16"
+    case .int8: return "int8"
+    case .uint8: return "uint8"
+    case .bool: return "bool"
+    }
+}
+
+/// Asserts `tensor` is exactly what torch saw: same dtype, shape and values. Tolerance: none — every
+/// fixture value is a float16/bfloat16/float32 value, exact in Float, or a float64 compared after the
+/// same rounding to Float the reader documents.
+func assertMatches(_ tensor: WeightTensor?, _ expected: Fixtures.ExpectedTensor, file: StaticString = #filePath, line: UInt = #line) {
+    guard let tensor else { return XCTFail("missing tensor \(expected.key)", file: file, line: line) }
+    XCTAssertEqual(torchName(tensor.dtype), expected.dtype, expected.key, file: file, line: line)
+    XCTAssertEqual(tensor.shape, expected.shape, expected.key, file: file, line: line)
+    XCTAssertEqual(tensor.count, expected.values.count, expected.key, file: file, line: line)
+    if tensor.dtype.isFloatingPoint {
+        XCTAssertNil(tensor.integers, expected.key, file: file, line: line)
+        XCTAssertEqual(tensor.floats, expected.values.map { Float($0) }, expected.key, file: file, line: line)
+    } else {
+        XCTAssertEqual(tensor.integers, expected.values.map { Int64($0) }, expected.key, file: file, line: line)
+    }
+}
+
+/// A fresh temporary directory, removed at the end of the test.
+func temporaryDirectory(_ test: XCTestCase) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("WeightFilesTests-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+    return url
+}
+
+/// Asserts `body` throws a `WeightFileError` whose one-line description names the file and contains
+/// every one of `fragments`.
+func assertWeightFileError<T>(_ body: @autoclosure () throws -> T, file url: URL, kind: WeightFileError.Kind,
+                              _ fragments: String..., sourceFile: StaticString = #filePath, line: UInt = #line) {
+    do {
+        _ = try body()
+        XCTFail("\(url.lastPathComponent) loaded without an error", file: sourceFile, line: line)
+    } catch let error as WeightFileError {
+        let message = error.description
+        XCTAssertTrue(message.contains(url.lastPathComponent), "no file name in: \(message)", file: sourceFile, line: line)
+        XCTAssertFalse(message.contains("\n"), "not one line: \(message)", file: sourceFile, line: line)
+        XCTAssertEqual(error.kind, kind, message, file: sourceFile, line: line)
+        for fragment in fragments {
+            XCTAssertTrue(message.contains(fragment), "'\(fragment)' missing from: \(message)", file: sourceFile, line: line)
+        }
+    } catch {
+        XCTFail("unexpected error type \(type(of: error)): \(error)", file: sourceFile, line: line)
+    }
+}
+
+/// A deterministic generator for test data (SplitMix64).
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A minimal zip reader and writer for well-formed test archives (stored entries), used to rebuild a
+/// torch file around a mutated data.pkl.
+enum TestZip {
+    static func entries(_ data: Data) -> [(String, Data)] {
+        // Through the central directory: torch writes sizes there (its local headers defer them to
+        // data descriptors). Assumes no archive comment.
+        let bytes = [UInt8](data)
+        func u16(_ o: Int) -> Int { Int(bytes[o]) | Int(bytes[o + 1]) << 8 }
+        func u32(_ o: Int) -> Int { u16(o) | u16(o + 2) << 16 }
+        let end = bytes.count - 22
+        var o = u32(end + 16)
+        var out: [(String, Data)] = []
+        for _ in 0..<u16(end + 10) {
+            let size = u32(o + 20), nameLength = u16(o + 28), extraLength = u16(o + 30), commentLength = u16(o + 32)
+            let name = String(decoding: bytes[(o + 46)..<(o + 46 + nameLength)], as: UTF8.self)
+            let local = u32(o + 42)
+            let start = local + 30 + u16(local + 26) + u16(local + 28)
+            out.append((name, Data(bytes[start..<(start + size)])))
+            o += 46 + nameLength + extraLength + commentLength
+        }
+        return out
+    }
+
+    static func archive(_ entries: [(String, Data)]) -> Data {
+        var out = Data()
+        var central = Data()
+        func le16(_ v: Int, _ d: inout Data) { d.append(UInt8(v & 0xFF)); d.append(UInt8(v >> 8 & 0xFF)) }
+        func le32(_ v: Int, _ d: inout Data) { le16(v & 0xFFFF, &d); le16(v >> 16 & 0xFFFF, &d) }
+        for (name, content) in entries {
+            let offset = out.count
+            let crc = Int(testCRC32(content))
+            let nameBytes = Data(name.utf8)
+            le32(0x0403_4B50, &out); le16(20, &out); le16(0, &out); le16(0, &out); le32(0, &out)
+            le32(crc, &out); le32(content.count, &out); le32(content.count, &out)
+            le16(nameBytes.count, &out); le16(0, &out); out.append(nameBytes); out.append(content)
+            le32(0x0201_4B50, &central); le16(20, &central); le16(20, &central); le16(0, &central); le16(0, &central)
+            le32(0, &central); le32(crc, &central); le32(content.count, &central); le32(content.count, &central)
+            le16(nameBytes.count, &central); le16(0, &central); le16(0, &central); le16(0, &central); le16(0, &central)
+            le32(0, &central); le32(offset, &central); central.append(nameBytes)
+        }
+        let centralOffset = out.count
+        out.append(central)
+        le32(0x0605_4B50, &out); le16(0, &out); le16(0, &out); le16(entries.count, &out); le16(entries.count, &out)
+        le32(central.count, &out); le32(centralOffset, &out); le16(0, &out)
+        return out
+    }
+
+    private static let crcTable: [UInt32] = (0..<256).map { n -> UInt32 in
+        var c = UInt32(n)
+        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        return c
+    }
+
+    static func testCRC32(_ data: Data) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for byte in data { c = crcTable[Int((c ^ UInt32(byte)) & 0xFF)] ^ (c >> 8) }
+        return c ^ 0xFFFF_FFFF
+    }
+}
