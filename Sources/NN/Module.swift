@@ -152,12 +152,18 @@ protocol KeyedItem {
 /// A parameter whose state_dict key differs from the Swift name (mlx-swift `@ParameterInfo`).
 @propertyWrapper
 public struct ParameterInfo: KeyedItem {
-    public var wrappedValue: Tensor
+    private var storage: Tensor?
     public let key: String?
-    var value: Any { wrappedValue }
+    public var wrappedValue: Tensor {
+        get { storage! }
+        set { storage = newValue }
+    }
+    var value: Any { storage as Any }
     var isBuffer: Bool { false }
+    /// Declares the key; the value is assigned in the owner's initialiser (after `super.init()`).
+    public init(key: String? = nil) { self.key = key }
     public init(wrappedValue: Tensor, key: String? = nil) {
-        self.wrappedValue = wrappedValue
+        storage = wrappedValue
         self.key = key
     }
 }
@@ -165,12 +171,18 @@ public struct ParameterInfo: KeyedItem {
 /// A buffer: state saved in the state_dict but never trained (running statistics).
 @propertyWrapper
 public struct BufferInfo: KeyedItem {
-    public var wrappedValue: Tensor
+    private var storage: Tensor?
     public let key: String?
-    var value: Any { wrappedValue }
+    public var wrappedValue: Tensor {
+        get { storage! }
+        set { storage = newValue }
+    }
+    var value: Any { storage as Any }
     var isBuffer: Bool { true }
+    /// Declares the key; the value is assigned in the owner's initialiser (after `super.init()`).
+    public init(key: String? = nil) { self.key = key }
     public init(wrappedValue: Tensor, key: String? = nil) {
-        self.wrappedValue = wrappedValue
+        storage = wrappedValue
         self.key = key
     }
 }
@@ -178,16 +190,23 @@ public struct BufferInfo: KeyedItem {
 /// A child module whose key differs from the Swift name (mlx-swift `@ModuleInfo`); also for optional children.
 @propertyWrapper
 public struct ModuleInfo<M>: KeyedItem {
-    public var wrappedValue: M
+    private var storage: M?
     public let key: String?
+    public var wrappedValue: M {
+        get { storage! }
+        set { storage = newValue }
+    }
     var value: Any {
         // Unwrap optionals so that a present child is seen as a module and an absent one as nothing.
-        if let optional = wrappedValue as? OptionalModule { return optional.unwrapped as Any }
-        return wrappedValue
+        guard let stored = storage else { return Optional<Module>.none as Any }
+        if let optional = stored as? OptionalModule { return optional.unwrapped as Any }
+        return stored
     }
     var isBuffer: Bool { false }
+    /// Declares the key; the value is assigned in the owner's initialiser (after `super.init()`).
+    public init(key: String? = nil) { self.key = key }
     public init(wrappedValue: M, key: String? = nil) {
-        self.wrappedValue = wrappedValue
+        storage = wrappedValue
         self.key = key
     }
 }

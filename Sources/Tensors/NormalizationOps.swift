@@ -133,3 +133,41 @@ func withOptionalMutablePointer<R>(_ t: Tensor?, _ body: (UnsafeMutablePointer<F
     guard let t else { return body(nil) }
     return t.data.withUnsafeMutableBufferPointer { body($0.baseAddress) }
 }
+
+/// Folds an inference batch norm into the convolution before it: conv(x, w′) + b′ equals
+/// bn(conv(x, w) + b) with the running statistics, with w′ = w·s, b′ = (b − mean)·s + beta, s = gamma/√(var + eps).
+/// For forward passes without gradients (evaluation, feature extraction): one pass over the activations less.
+/// - Parameters:
+///   - weight: convolution weight (K, …).
+///   - bias: convolution bias (K) or nil.
+///   - gamma: (K); beta: (K); runningMean: (K); runningVar: (K).
+///   - eps: the batch norm's epsilon.
+/// - Returns: the folded weight (same shape) and bias (K), off the tape.
+public func foldBatchNormIntoConv(weight: Tensor, bias: Tensor?, gamma: Tensor, beta: Tensor,
+                                  runningMean: Tensor, runningVar: Tensor, eps: Float) -> (weight: Tensor, bias: Tensor) {
+    let k = weight.shape[0], perChannel = weight.count / max(k, 1)
+    precondition([gamma, beta, runningMean, runningVar].allSatisfy { $0.shape == [k] },
+                 "foldBatchNormIntoConv: batch norm of \(gamma.shape) after a weight \(weight.shape)")
+    var foldedBias = [Float](repeating: 0, count: k)
+    let foldedWeight = [Float](unsafeUninitializedCapacity: weight.count) { out, initialized in
+        foldedBias.withUnsafeMutableBufferPointer { fb in
+            weight.data.withUnsafeBufferPointer { w in
+                withOptionalPointer(bias) { b in
+                    gamma.data.withUnsafeBufferPointer { g in
+                        beta.data.withUnsafeBufferPointer { be in
+                            runningMean.data.withUnsafeBufferPointer { m in
+                                runningVar.data.withUnsafeBufferPointer { v in
+                                    Kernels.check(ck_batchnorm2d_fold_into_conv_f32(
+                                        out.baseAddress, fb.baseAddress, w.baseAddress, b, g.baseAddress, be.baseAddress,
+                                        m.baseAddress, v.baseAddress, Int32(k), Int32(perChannel), eps), "batchnorm fold")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        initialized = weight.count
+    }
+    return (Tensor(shape: weight.shape, data: foldedWeight), Tensor(shape: [k], data: foldedBias))
+}

@@ -24,9 +24,11 @@ public func maxPool2d(_ x: Tensor, kernelSize: (Int, Int), stride: (Int, Int), p
     let y = [Float](unsafeUninitializedCapacity: outCount) { out, initialized in
         x.data.withUnsafeBufferPointer { xp in
             argmax.withUnsafeMutableBufferPointer { am in
+                // An empty array's base address is the shared empty storage, not nil: say "no argmax" explicitly.
+                let argmaxPointer = wantsGrad ? am.baseAddress : nil
                 let status = reference
-                    ? ck_maxpool2d_forward_f32_ref(out.baseAddress, am.baseAddress, xp.baseAddress, &shape)
-                    : ck_maxpool2d_forward_f32(out.baseAddress, am.baseAddress, xp.baseAddress, &shape)
+                    ? ck_maxpool2d_forward_f32_ref(out.baseAddress, argmaxPointer, xp.baseAddress, &shape)
+                    : ck_maxpool2d_forward_f32(out.baseAddress, argmaxPointer, xp.baseAddress, &shape)
                 Kernels.check(status, "maxpool2d forward")
             }
         }

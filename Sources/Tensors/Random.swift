@@ -68,13 +68,18 @@ public final class RandomGenerator {
         return out
     }
 
-    /// `count` values normal with the given mean and standard deviation.
+    /// `count` values normal with the given mean and standard deviation (both Box–Muller outputs used).
     public func normalArray(count: Int, mean: Float = 0, std: Float = 1) -> [Float] {
-        var out = [Float](repeating: 0, count: count)
-        out.withUnsafeMutableBufferPointer { p in
-            for i in 0..<count { p[i] = mean + std * normal() }
+        [Float](unsafeUninitializedCapacity: count) { out, initialized in
+            var i = 0
+            while i < count {
+                let u1 = max(nextDouble(), 1e-300), u2 = nextDouble()
+                let radius = (-2 * log(u1)).squareRoot(), angle = 2 * Double.pi * u2
+                out[i] = mean + std * Float(radius * cos(angle))
+                if i + 1 < count { out[i + 1] = mean + std * Float(radius * sin(angle)) }
+                i += 2
+            }
+            initialized = count
         }
-        return out
     }
 }
-

@@ -1,0 +1,75 @@
+// FusionModel.swift — the image + detector-metadata classifier of DESIGN §3.
+import NN
+import Tensors
+
+/// A ResNet backbone (fc = identity) fused with an MLP over the detector metadata:
+/// `meta_net` = Linear(metaDim, 128), ReLU, Dropout(0.2), Linear(128, 64), ReLU;
+/// `head` = Linear(features + 64, 256), ReLU, Dropout(0.3), Linear(256, 2) on [image features, meta features].
+/// State-dict keys: `backbone.…` (torchvision's ResNet keys without `fc`), `meta_net.0/3.{weight,bias}`,
+/// `head.0/3.{weight,bias}`.
+///
+/// Freezing, two ways (DESIGN §4): the seed's `--freeze-backbone` is `backbone.freeze()` with the model left in
+/// training mode (BatchNorm still uses and updates batch statistics); the recommended one adds
+/// `backbone.eval()` after every `train()`, which makes `imageFeatures` a fixed function (cacheable).
+public final class FusionModel: Module {
+    public let backbone: ResNet
+    @ModuleInfo(key: "meta_net") public var metaNet: Sequential
+    public let head: Sequential
+    /// Length of the metadata vector (4 + 8·max_boxes).
+    public let metaDim: Int
+
+    /// - Parameters:
+    ///   - metaDim: metadata width.
+    ///   - backbone: the image network; its `fc` must be nil (default: ResNet-50 features, 2048 wide).
+    ///   - generator: initialisation stream of `meta_net` and `head` (PyTorch's Linear default).
+    ///   - dropoutGenerator: mask stream of both dropouts (nil: `Dropout.defaultGenerator`).
+    public init(metaDim: Int, backbone: ResNet? = nil, generator: RandomGenerator = Initializer.defaultGenerator,
+                dropoutGenerator: RandomGenerator? = nil) {
+        let backbone = backbone ?? ResNet(config: .depth(50, numClasses: nil), generator: generator)
+        precondition(backbone.fc == nil, "FusionModel: the backbone must have no fc (numClasses: nil)")
+        self.backbone = backbone
+        self.metaDim = metaDim
+        let metaNet = Sequential(Linear(metaDim, 128, generator: generator), ReLU(), Dropout(p: 0.2, generator: dropoutGenerator),
+                                 Linear(128, 64, generator: generator), ReLU())
+        head = Sequential(Linear(backbone.featureCount + 64, 256, generator: generator), ReLU(),
+                          Dropout(p: 0.3, generator: dropoutGenerator), Linear(256, 2, generator: generator))
+        super.init()
+        self.metaNet = metaNet
+    }
+
+    /// Loads a torchvision ResNet state dict (e.g. `resnet50-0676ba61.pth`) into the backbone: every backbone
+    /// key must be present with its shape; the file's `fc.*` classifier is ignored; any other extra key is an error.
+    /// Also accepts the keys with a `backbone.` prefix (a slice of a saved fusion model).
+    /// - Parameter stateDict: the file's tensors.
+    /// - Returns: the report (its `unexpectedKeys` lists the ignored `fc.*` keys).
+    @discardableResult
+    public func loadBackbone(_ stateDict: StateDict) throws -> LoadReport {
+        let own = stateDict.keys.contains { $0.hasPrefix("backbone.") } ? stateDict.strippingPrefix("backbone.") : stateDict
+        var report = try backbone.loadStateDict(own.filter { !$0.hasPrefix("fc.") })
+        report.unexpectedKeys = own.keys.filter { $0.hasPrefix("fc.") }
+        return report
+    }
+
+    /// Backbone features of a batch of images; what a feature cache stores when the backbone is frozen in eval mode.
+    /// - Parameter images: (N, 3, H, W).
+    /// - Returns: (N, backbone.featureCount).
+    public func imageFeatures(_ images: Tensor) -> Tensor { backbone(images) }
+
+    /// The fusion part alone, from image features.
+    /// - Parameters:
+    ///   - features: (N, backbone.featureCount).
+    ///   - meta: (N, metaDim).
+    /// - Returns: logits (N, 2).
+    public func classify(features: Tensor, meta: Tensor) -> Tensor {
+        precondition(meta.shape.count == 2 && meta.shape[1] == metaDim, "FusionModel: meta \(meta.shape), expected (N, \(metaDim))")
+        return head(concat([features, metaNet(meta)], axis: 1))
+    }
+
+    /// - Parameters:
+    ///   - images: (N, 3, H, W).
+    ///   - meta: (N, metaDim).
+    /// - Returns: logits (N, 2).
+    public func callAsFunction(_ images: Tensor, _ meta: Tensor) -> Tensor {
+        classify(features: imageFeatures(images), meta: meta)
+    }
+}

@@ -1,0 +1,215 @@
+// Optimizers.swift — Adam/AdamW and SGD on trainable parameters, with PyTorch's update formulas and
+// state that can be saved and restored.
+import Foundation
+import Tensors
+
+/// An optimizer over a fixed list of parameters.
+public protocol Optimizer: AnyObject {
+    /// The parameters it updates (frozen ones are skipped by the constructors).
+    var parameters: [Tensor] { get }
+    /// Learning rate (may be changed between steps, e.g. by a schedule).
+    var learningRate: Float { get set }
+    /// One update from the current gradients; parameters without a gradient are left alone (as PyTorch).
+    func step()
+    /// The optimizer state as named tensors, `state.<i>.<name>` per parameter index (PyTorch's layout).
+    func stateDict() -> StateDict
+    /// Restores a state written by `stateDict()` for the same parameter list.
+    func loadStateDict(_ state: StateDict) throws
+}
+
+extension Optimizer {
+    /// Drops every parameter's gradient (PyTorch's `zero_grad(set_to_none=True)`).
+    public func zeroGrad() {
+        for p in parameters { p.grad = nil }
+    }
+}
+
+/// A malformed optimizer state.
+public struct OptimizerStateError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Adam with bias correction, PyTorch's `torch.optim.Adam` (amsgrad off) and, with `decoupled`,
+/// `torch.optim.AdamW`. Kingma & Ba 2014, https://arxiv.org/abs/1412.6980; Loshchilov & Hutter 2017,
+/// https://arxiv.org/abs/1711.05101.
+///
+/// Per parameter with gradient g at step t:
+/// g += λ·p (Adam) or p −= lr·λ·p (AdamW); m = β₁m + (1−β₁)g; v = β₂v + (1−β₂)g²;
+/// p −= lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε).
+public final class Adam: Optimizer {
+    public let parameters: [Tensor]
+    public var learningRate: Float
+    public let beta1: Float, beta2: Float, eps: Float, weightDecay: Float
+    /// AdamW's decoupled weight decay instead of Adam's L2 term.
+    public let decoupled: Bool
+    /// Steps taken per parameter.
+    public private(set) var steps: [Int]
+    private var expAvg: [[Float]]
+    private var expAvgSq: [[Float]]
+
+    /// - Parameters:
+    ///   - parameters: the tensors to update; those with `requiresGrad == false` are left out.
+    ///   - learningRate: lr (PyTorch 1e-3).
+    ///   - betas: (β₁, β₂) (PyTorch (0.9, 0.999)).
+    ///   - eps: ε (PyTorch 1e-8).
+    ///   - weightDecay: λ (PyTorch 0 for Adam, 1e-2 for AdamW).
+    ///   - decoupled: AdamW when true.
+    public init(parameters: [Tensor], learningRate: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999),
+                eps: Float = 1e-8, weightDecay: Float = 0, decoupled: Bool = false) {
+        self.parameters = parameters.filter(\.requiresGrad)
+        self.learningRate = learningRate
+        (beta1, beta2) = betas
+        self.eps = eps
+        self.weightDecay = weightDecay
+        self.decoupled = decoupled
+        steps = Array(repeating: 0, count: self.parameters.count)
+        expAvg = self.parameters.map { [Float](repeating: 0, count: $0.count) }
+        expAvgSq = expAvg
+    }
+
+    /// AdamW, PyTorch's `torch.optim.AdamW` defaults (weight decay 1e-2).
+    public static func adamW(parameters: [Tensor], learningRate: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999),
+                             eps: Float = 1e-8, weightDecay: Float = 1e-2) -> Adam {
+        Adam(parameters: parameters, learningRate: learningRate, betas: betas, eps: eps, weightDecay: weightDecay, decoupled: true)
+    }
+
+    public func step() {
+        for (index, parameter) in parameters.enumerated() {
+            guard let grad = parameter.grad else { continue }
+            steps[index] += 1
+            let t = Double(steps[index])
+            let biasCorrection1 = 1 - pow(Double(beta1), t)
+            let biasCorrection2Sqrt = (1 - pow(Double(beta2), t)).squareRoot()
+            let stepSize = Float(Double(learningRate) / biasCorrection1)
+            let invBc2Sqrt = Float(1 / biasCorrection2Sqrt)
+            let (b1, b2, eps, lr, wd, decoupled) = (beta1, beta2, self.eps, learningRate, weightDecay, self.decoupled)
+            var m = expAvg[index], v = expAvgSq[index]
+            expAvg[index] = []; expAvgSq[index] = []  // unique references: update in place
+            var p = parameter.data
+            parameter.data = []
+            p.withUnsafeMutableBufferPointer { p in
+                grad.withUnsafeBufferPointer { g in
+                    m.withUnsafeMutableBufferPointer { m in
+                        v.withUnsafeMutableBufferPointer { v in
+                            for i in 0..<p.count {
+                                var gi = g[i]
+                                if wd != 0 {
+                                    if decoupled { p[i] *= 1 - lr * wd } else { gi += wd * p[i] }
+                                }
+                                m[i] += (gi - m[i]) * (1 - b1)  // PyTorch's lerp
+                                v[i] = v[i] * b2 + (1 - b2) * gi * gi
+                                let denom = v[i].squareRoot() * invBc2Sqrt + eps
+                                p[i] -= stepSize * m[i] / denom
+                            }
+                        }
+                    }
+                }
+            }
+            parameter.data = p
+            expAvg[index] = m; expAvgSq[index] = v
+        }
+    }
+
+    public func stateDict() -> StateDict {
+        var state = StateDict()
+        for index in parameters.indices {
+            let shape = parameters[index].shape
+            state["state.\(index).step"] = NamedTensor(shape: [], values: [Float(steps[index])])
+            state["state.\(index).exp_avg"] = NamedTensor(shape: shape, values: expAvg[index])
+            state["state.\(index).exp_avg_sq"] = NamedTensor(shape: shape, values: expAvgSq[index])
+        }
+        return state
+    }
+
+    public func loadStateDict(_ state: StateDict) throws {
+        var newSteps = steps, newAvg = expAvg, newAvgSq = expAvgSq
+        for index in parameters.indices {
+            let count = parameters[index].count
+            guard let step = state["state.\(index).step"], step.values.count == 1,
+                  let avg = state["state.\(index).exp_avg"], avg.values.count == count,
+                  let avgSq = state["state.\(index).exp_avg_sq"], avgSq.values.count == count
+            else { throw OptimizerStateError(description: "Adam state: entry for parameter \(index) missing or of the wrong size") }
+            newSteps[index] = Int(step.values[0])
+            newAvg[index] = avg.values
+            newAvgSq[index] = avgSq.values
+        }
+        steps = newSteps; expAvg = newAvg; expAvgSq = newAvgSq
+    }
+}
+
+/// Stochastic gradient descent with momentum, PyTorch's `torch.optim.SGD`:
+/// g += λ·p; b = μ·b + (1 − dampening)·g (b = g at the first step); g = g + μ·b (Nesterov) or b; p −= lr·g.
+/// Sutskever et al. 2013, http://proceedings.mlr.press/v28/sutskever13.html.
+public final class SGD: Optimizer {
+    public let parameters: [Tensor]
+    public var learningRate: Float
+    public let momentum: Float, dampening: Float, weightDecay: Float, nesterov: Bool
+    private var momentumBuffers: [[Float]?]
+
+    /// - Parameters:
+    ///   - parameters: the tensors to update; those with `requiresGrad == false` are left out.
+    ///   - learningRate: lr.
+    ///   - momentum: μ (0: plain SGD).
+    ///   - dampening: dampening of the momentum.
+    ///   - weightDecay: L2 coefficient λ.
+    ///   - nesterov: Nesterov momentum (needs μ > 0 and no dampening, as PyTorch).
+    public init(parameters: [Tensor], learningRate: Float, momentum: Float = 0, dampening: Float = 0,
+                weightDecay: Float = 0, nesterov: Bool = false) {
+        precondition(!nesterov || (momentum > 0 && dampening == 0), "SGD: Nesterov momentum requires a momentum and zero dampening")
+        self.parameters = parameters.filter(\.requiresGrad)
+        self.learningRate = learningRate
+        self.momentum = momentum
+        self.dampening = dampening
+        self.weightDecay = weightDecay
+        self.nesterov = nesterov
+        momentumBuffers = Array(repeating: nil, count: self.parameters.count)
+    }
+
+    public func step() {
+        for (index, parameter) in parameters.enumerated() {
+            guard let grad = parameter.grad else { continue }
+            let (lr, mu, damp, wd, nesterov) = (learningRate, momentum, dampening, weightDecay, self.nesterov)
+            let firstStep = momentumBuffers[index] == nil
+            var buffer = momentumBuffers[index] ?? (mu != 0 ? [Float](repeating: 0, count: parameter.count) : [])
+            momentumBuffers[index] = nil
+            var p = parameter.data
+            parameter.data = []
+            p.withUnsafeMutableBufferPointer { p in
+                grad.withUnsafeBufferPointer { g in
+                    buffer.withUnsafeMutableBufferPointer { b in
+                        for i in 0..<p.count {
+                            var d = g[i] + wd * p[i]
+                            if mu != 0 {
+                                b[i] = firstStep ? d : mu * b[i] + (1 - damp) * d
+                                d = nesterov ? d + mu * b[i] : b[i]
+                            }
+                            p[i] -= lr * d
+                        }
+                    }
+                }
+            }
+            parameter.data = p
+            if mu != 0 { momentumBuffers[index] = buffer }
+        }
+    }
+
+    public func stateDict() -> StateDict {
+        var state = StateDict()
+        for (index, buffer) in momentumBuffers.enumerated() {
+            if let buffer { state["state.\(index).momentum_buffer"] = NamedTensor(shape: parameters[index].shape, values: buffer) }
+        }
+        return state
+    }
+
+    public func loadStateDict(_ state: StateDict) throws {
+        var buffers = [[Float]?](repeating: nil, count: parameters.count)
+        for index in parameters.indices {
+            guard let entry = state["state.\(index).momentum_buffer"] else { continue }
+            guard entry.values.count == parameters[index].count else {
+                throw OptimizerStateError(description: "SGD state: momentum buffer \(index) has \(entry.values.count) values, parameter has \(parameters[index].count)")
+            }
+            buffers[index] = entry.values
+        }
+        momentumBuffers = buffers
+    }
+}

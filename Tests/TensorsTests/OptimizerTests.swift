@@ -1,0 +1,89 @@
+// OptimizerTests.swift — Adam/AdamW/SGD parameter trajectories against PyTorch's over 5 steps with fixed
+// gradients (Fixtures/optimizers.rnfx): relative error ≤ 1e-5 per step. Plus state save/restore.
+import NN
+import Tensors
+import XCTest
+
+final class OptimizerTests: XCTestCase {
+    var fixture: Fixture!
+
+    override func setUpWithError() throws { fixture = try Fixture(named: "optimizers") }
+
+    private func makeOptimizer(_ name: String, _ parameters: [Tensor]) -> Optimizer {
+        switch name {
+        case "adam": return Adam(parameters: parameters, learningRate: 1e-2)
+        case "adam_l2": return Adam(parameters: parameters, learningRate: 1e-2, betas: (0.8, 0.99), eps: 1e-6, weightDecay: 0.1)
+        case "adamw": return Adam.adamW(parameters: parameters, learningRate: 1e-2, weightDecay: 0.1)
+        case "sgd_nesterov": return SGD(parameters: parameters, learningRate: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true)
+        case "sgd_dampened": return SGD(parameters: parameters, learningRate: 0.05, momentum: 0.9, dampening: 0.1)
+        default: fatalError(name)
+        }
+    }
+
+    private static let settings = ["adam", "adam_l2", "adamw", "sgd_nesterov", "sgd_dampened"]
+
+    func testTrajectoriesMatchTorch() {
+        for name in Self.settings {
+            let p0 = fixture.tensor("p0", requiresGrad: true), p1 = fixture.tensor("p1", requiresGrad: true)
+            let optimizer = makeOptimizer(name, [p0, p1])
+            var worst = 0.0
+            for t in 0..<5 {
+                optimizer.zeroGrad()
+                p0.grad = fixture["grad/\(t)/p0"].values
+                p1.grad = fixture["grad/\(t)/p1"].values
+                optimizer.step()
+                worst = max(worst, assertClose(p0.data, fixture["\(name)/\(t)/p0"].values, tolerance: 1e-5, "\(name) step \(t) p0"))
+                worst = max(worst, assertClose(p1.data, fixture["\(name)/\(t)/p1"].values, tolerance: 1e-5, "\(name) step \(t) p1"))
+            }
+            print("optimizer \(name): worst trajectory rel err over 5 steps \(worst)")
+        }
+    }
+
+    /// Saving after 2 steps and restoring into a fresh optimizer continues the same trajectory.
+    func testStateRoundTrip() throws {
+        for name in Self.settings {
+            let p0 = fixture.tensor("p0", requiresGrad: true), p1 = fixture.tensor("p1", requiresGrad: true)
+            var optimizer = makeOptimizer(name, [p0, p1])
+            for t in 0..<5 {
+                if t == 2 {
+                    let saved = optimizer.stateDict()
+                    optimizer = makeOptimizer(name, [p0, p1])
+                    try optimizer.loadStateDict(saved)
+                }
+                p0.grad = fixture["grad/\(t)/p0"].values
+                p1.grad = fixture["grad/\(t)/p1"].values
+                optimizer.step()
+            }
+            assertClose(p0.data, fixture["\(name)/4/p0"].values, tolerance: 1e-5, "\(name) after restore p0")
+            assertClose(p1.data, fixture["\(name)/4/p1"].values, tolerance: 1e-5, "\(name) after restore p1")
+        }
+        XCTAssertThrowsError(try Adam(parameters: [Tensor(shape: [3], repeating: 0, requiresGrad: true)]).loadStateDict(StateDict()))
+    }
+
+    /// Parameters without a gradient and frozen parameters are not touched.
+    func testSkipsFrozenAndGradlessParameters() {
+        let trained = Tensor(shape: [2], data: [1, 2], requiresGrad: true)
+        let idle = Tensor(shape: [2], data: [3, 4], requiresGrad: true)
+        let frozen = Tensor(shape: [2], data: [5, 6])
+        let adam = Adam(parameters: [trained, idle, frozen])
+        XCTAssertEqual(adam.parameters.count, 2)
+        trained.grad = [1, -1]
+        adam.step()
+        XCTAssertEqual(trained.data[0], 1 - 1e-3, accuracy: 1e-7)  // first Adam step is lr·sign(g)
+        XCTAssertEqual(trained.data[1], 2 + 1e-3, accuracy: 1e-7)
+        XCTAssertEqual(idle.data, [3, 4])
+        XCTAssertEqual(frozen.data, [5, 6])
+    }
+
+    /// Plain SGD with weight decay, by hand: p ← p − lr·(g + λ·p).
+    func testPlainSGDByHand() {
+        let p = Tensor(shape: [3], data: [1, -2, 0.5], requiresGrad: true)
+        let sgd = SGD(parameters: [p], learningRate: 0.1, weightDecay: 0.5)
+        p.grad = [0.2, 0.4, -1]
+        sgd.step()
+        XCTAssertEqual(p.data[0], 1 - 0.1 * (0.2 + 0.5), accuracy: 1e-7)
+        XCTAssertEqual(p.data[1], -2 - 0.1 * (0.4 - 1.0), accuracy: 1e-7)
+        XCTAssertEqual(p.data[2], 0.5 - 0.1 * (-1 + 0.25), accuracy: 1e-7)
+        XCTAssertEqual(sgd.stateDict().count, 0, "no momentum, no state")
+    }
+}
