@@ -43,7 +43,9 @@ const char *ck_status_string(int status);
 // ---------------------------------------------------------------------------------------------------
 // Threads
 
-/// Sets the number of OpenMP threads every optimized kernel uses (n <= 0: all cores), pins OpenBLAS to
+/// Sets the number of OpenMP threads every optimized kernel uses, whichever thread calls it (n <= 0: all
+/// cores); not to be changed while a kernel runs. A kernel called from inside another OpenMP parallel
+/// region runs single-threaded in each caller: give each caller its own workspace. It also pins OpenBLAS to
 /// one thread (the kernels split work across OpenMP threads and call a single-threaded sgemm on each
 /// block) and shortens how long idle OpenMP workers spin, so that other threads of the process (the data
 /// loader) get the cores. Kernels call it with n = 0 on first use if nobody did. Workspace sizes depend
@@ -121,7 +123,8 @@ int ck_conv2d_backward_weight_f32_ref(float *dweight, float *dbias, const float 
 // ---------------------------------------------------------------------------------------------------
 // batchnorm2d (batchnorm.c), PyTorch semantics: y = (x − mean) / sqrt(var + eps) · gamma + beta.
 
-/// Training forward: normalises with the batch mean and the biased batch variance over (N, H, W), saves
+/// Training forward (N·HW must exceed 1, as in PyTorch): normalises with the batch mean and the biased
+/// batch variance over (N, H, W), saves
 /// mean and 1/sqrt(var + eps) for backward, and when running_mean/running_var are not NULL updates them
 /// in place: running = (1 − momentum)·running + momentum·batch, with the UNBIASED variance (÷ (N·HW − 1)).
 /// y, x are (N, C, HW); save_mean, save_invstd, running_mean, running_var, gamma, beta are (C).
@@ -159,6 +162,10 @@ int ck_batchnorm2d_backward_infer_f32(float *dx, float *dgamma, float *dbeta,
                                       const float *dy, const float *x, const float *gamma,
                                       const float *running_mean, const float *running_var,
                                       int batch, int channels, int spatial, float eps);
+int ck_batchnorm2d_backward_infer_f32_ref(float *dx, float *dgamma, float *dbeta,
+                                          const float *dy, const float *x, const float *gamma,
+                                          const float *running_mean, const float *running_var,
+                                          int batch, int channels, int spatial, float eps);
 
 /// Folds an inference BatchNorm into the convolution before it: w' = w·s, b' = (b − mean)·s + beta with
 /// s = gamma/sqrt(var + eps). folded_weight/weight are (K, per_channel); folded_bias, bias (may be NULL:
@@ -204,7 +211,7 @@ int ck_global_avgpool_backward_f32_ref(float *dx, const float *dy, int batch, in
 // ---------------------------------------------------------------------------------------------------
 // Elementwise (activation.c). count is the number of floats.
 
-/// y = max(x, 0). y may alias x.
+/// y = max(x, 0), NaN kept (as PyTorch). y may alias x.
 int ck_relu_forward_f32(float *y, const float *x, size_t count);
 int ck_relu_forward_f32_ref(float *y, const float *x, size_t count);
 /// dx = dy where y > 0 else 0 (y is the forward output). Overwrites dx; dx may alias dy.
@@ -212,8 +219,10 @@ int ck_relu_backward_f32(float *dx, const float *dy, const float *y, size_t coun
 int ck_relu_backward_f32_ref(float *dx, const float *dy, const float *y, size_t count);
 /// y = a + b. y may alias a or b.
 int ck_add_f32(float *y, const float *a, const float *b, size_t count);
+int ck_add_f32_ref(float *y, const float *a, const float *b, size_t count);
 /// y += x.
 int ck_accumulate_f32(float *y, const float *x, size_t count);
+int ck_accumulate_f32_ref(float *y, const float *x, size_t count);
 
 // ---------------------------------------------------------------------------------------------------
 // Linear (linear.c), PyTorch layout: y = x · weightᵀ + bias.

@@ -4,30 +4,41 @@
 // Optimized kernels: one channel per OpenMP iteration, sums in double (M reaches 10^5 and more).
 #include "internal.h"
 #include <math.h>
+#include <stdint.h>
 
 static int bn_check(int batch, int channels, int spatial) {
     if (batch <= 0 || channels <= 0 || spatial <= 0) return CK_ERR_BAD_SIZE;
+    // Plane indices are int; the summing loops step spatial in runs of 1024.
+    if ((long long)batch * channels > INT32_MAX || spatial > INT32_MAX - 1024) return CK_ERR_BAD_SIZE;
     if (!ck_mul_size(ck_mul_size((size_t)batch, (size_t)channels), (size_t)spatial)) return CK_ERR_BAD_SIZE;
     return CK_OK;
 }
 
-// Sum and sum of squares of one channel, in double.
+// Mean and biased variance of one channel in one pass. The values are shifted by a pivot (the channel's
+// first value) before summing, so E[d²] − E[d]² does not cancel when the mean is large next to the
+// spread; short float runs keep the loop cheap, their totals go into doubles.
 static void channel_moments(const float *x, int batch, int channels, int spatial, int c,
-                            double *sum_out, double *sum_squares_out) {
+                            double *mean_out, double *variance_out) {
+    const float pivot = x[(size_t)c * spatial];
     double sum = 0.0, sum_squares = 0.0;
     for (int n = 0; n < batch; n++) {
         const float *plane = x + ((size_t)n * channels + c) * spatial;
-        // Float partial sums over short runs vectorise; the double totals keep the long sum exact enough.
         for (int i0 = 0; i0 < spatial; i0 += 1024) {
             const int i1 = spatial < i0 + 1024 ? spatial : i0 + 1024;
             float s = 0.0f, ss = 0.0f;
-            for (int i = i0; i < i1; i++) { s += plane[i]; ss += plane[i] * plane[i]; }
+            for (int i = i0; i < i1; i++) {
+                const float d = plane[i] - pivot;
+                s += d;
+                ss += d * d;
+            }
             sum += s;
             sum_squares += ss;
         }
     }
-    *sum_out = sum;
-    *sum_squares_out = sum_squares;
+    const double count = (double)batch * spatial, shifted_mean = sum / count;
+    const double variance = sum_squares / count - shifted_mean * shifted_mean;
+    *mean_out = pivot + shifted_mean;
+    *variance_out = variance > 0 ? variance : 0;
 }
 
 static void update_running(float *running_mean, float *running_var, int c, double mean, double biased_var,
@@ -44,25 +55,24 @@ int ck_batchnorm2d_forward_train_f32(float *y, float *save_mean, float *save_inv
     int status = bn_check(batch, channels, spatial);
     if (status != CK_OK) return status;
     CK_REQUIRE(y && save_mean && save_invstd && x && gamma && beta, CK_ERR_NULL_POINTER);
+    // One value per channel has no variance; PyTorch refuses it too.
+    CK_REQUIRE((long long)batch * spatial > 1, CK_ERR_BAD_SIZE);
     ck_ensure_threads();
     const double count = (double)batch * spatial;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) num_threads(ck_get_num_threads())
     for (int c = 0; c < channels; c++) {
-        double sum, sum_squares;
-        channel_moments(x, batch, channels, spatial, c, &sum, &sum_squares);
-        const double mean = sum / count;
-        double var = sum_squares / count - mean * mean;
-        if (var < 0) var = 0;
+        double mean, var;
+        channel_moments(x, batch, channels, spatial, c, &mean, &var);
         const float invstd = (float)(1.0 / sqrt(var + eps));
         save_mean[c] = (float)mean;
         save_invstd[c] = invstd;
         update_running(running_mean, running_var, c, mean, var, count, momentum);
-        const float scale = gamma[c] * invstd, shift = beta[c] - (float)mean * scale;
+        const float scale = gamma[c] * invstd, center = (float)mean, shift = beta[c];
         for (int n = 0; n < batch; n++) {
             const size_t offset = ((size_t)n * channels + c) * spatial;
             const float *in = x + offset;
             float *out = y + offset;
-            for (int i = 0; i < spatial; i++) out[i] = in[i] * scale + shift;
+            for (int i = 0; i < spatial; i++) out[i] = (in[i] - center) * scale + shift;
         }
     }
     return CK_OK;
@@ -75,6 +85,7 @@ int ck_batchnorm2d_forward_train_f32_ref(float *y, float *save_mean, float *save
     int status = bn_check(batch, channels, spatial);
     if (status != CK_OK) return status;
     CK_REQUIRE(y && save_mean && save_invstd && x && gamma && beta, CK_ERR_NULL_POINTER);
+    CK_REQUIRE((long long)batch * spatial > 1, CK_ERR_BAD_SIZE);
     const double count = (double)batch * spatial;
     for (int c = 0; c < channels; c++) {
         double mean = 0.0;
@@ -109,7 +120,7 @@ int ck_batchnorm2d_forward_infer_f32(float *y, const float *x, const float *gamm
     CK_REQUIRE(y && x && gamma && beta && running_mean && running_var, CK_ERR_NULL_POINTER);
     ck_ensure_threads();
     const int planes = batch * channels;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) num_threads(ck_get_num_threads())
     for (int plane = 0; plane < planes; plane++) {
         const int c = plane % channels;
         const float scale = gamma[c] / sqrtf(running_var[c] + eps);
@@ -147,7 +158,7 @@ int ck_batchnorm2d_backward_f32(float *dx, float *dgamma, float *dbeta,
     CK_REQUIRE(dy && x && save_mean && save_invstd && gamma, CK_ERR_NULL_POINTER);
     ck_ensure_threads();
     const double count = (double)batch * spatial;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) num_threads(ck_get_num_threads())
     for (int c = 0; c < channels; c++) {
         const float mean = save_mean[c], invstd = save_invstd[c];
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
@@ -217,7 +228,7 @@ int ck_batchnorm2d_backward_infer_f32(float *dx, float *dgamma, float *dbeta,
     if (status != CK_OK) return status;
     CK_REQUIRE(dy && x && gamma && running_mean && running_var, CK_ERR_NULL_POINTER);
     ck_ensure_threads();
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) num_threads(ck_get_num_threads())
     for (int c = 0; c < channels; c++) {
         const float invstd = 1.0f / sqrtf(running_var[c] + eps), mean = running_mean[c];
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
@@ -232,6 +243,29 @@ int ck_batchnorm2d_backward_infer_f32(float *dx, float *dgamma, float *dbeta,
             sum_dy += s;
             sum_dy_xhat += sx;
         }
+        if (dgamma) dgamma[c] += (float)sum_dy_xhat;
+        if (dbeta) dbeta[c] += (float)sum_dy;
+    }
+    return CK_OK;
+}
+
+int ck_batchnorm2d_backward_infer_f32_ref(float *dx, float *dgamma, float *dbeta,
+                                          const float *dy, const float *x, const float *gamma,
+                                          const float *running_mean, const float *running_var,
+                                          int batch, int channels, int spatial, float eps) {
+    int status = bn_check(batch, channels, spatial);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(dy && x && gamma && running_mean && running_var, CK_ERR_NULL_POINTER);
+    for (int c = 0; c < channels; c++) {
+        const double invstd = 1.0 / sqrt((double)running_var[c] + eps);
+        double sum_dy = 0.0, sum_dy_xhat = 0.0;
+        for (int n = 0; n < batch; n++)
+            for (int i = 0; i < spatial; i++) {
+                const size_t at = ((size_t)n * channels + c) * spatial + i;
+                sum_dy += dy[at];
+                sum_dy_xhat += (double)dy[at] * (x[at] - running_mean[c]) * invstd;
+                if (dx) dx[at] = (float)(dy[at] * gamma[c] * invstd);
+            }
         if (dgamma) dgamma[c] += (float)sum_dy_xhat;
         if (dbeta) dbeta[c] += (float)sum_dy;
     }

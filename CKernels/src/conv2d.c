@@ -23,6 +23,11 @@ static int conv_check(const ck_conv2d_shape *s, conv_dims *d) {
         s->out_channels <= 0 || s->kernel_height <= 0 || s->kernel_width <= 0 ||
         s->stride_height <= 0 || s->stride_width <= 0 || s->pad_height < 0 || s->pad_width < 0)
         return CK_ERR_BAD_SIZE;
+    // Index arithmetic is int: keep every coordinate a product or sum of these can reach below INT_MAX.
+    const int limit = 1 << 24;
+    if (s->in_height > limit || s->in_width > limit || s->kernel_height > limit || s->kernel_width > limit ||
+        s->stride_height > limit || s->stride_width > limit || s->pad_height > limit || s->pad_width > limit)
+        return CK_ERR_BAD_SIZE;
     long ph = (long)s->in_height + 2L * s->pad_height - s->kernel_height;
     long pw = (long)s->in_width + 2L * s->pad_width - s->kernel_width;
     if (ph < 0 || pw < 0) return CK_ERR_BAD_SIZE;
@@ -38,7 +43,9 @@ static int conv_check(const ck_conv2d_shape *s, conv_dims *d) {
     // Every buffer must be indexable with size_t and every GEMM dimension must fit an int.
     if (!ck_mul_size(ck_mul_size((size_t)d->N, (size_t)d->C), d->HW) ||
         !ck_mul_size(ck_mul_size((size_t)d->N, (size_t)d->K), d->PQ) ||
-        d->CRS > 0x7fffffff || d->PQ > 0x7fffffff)
+        d->CRS > 0x7fffffff || d->PQ > 0x7fffffff || d->HW > 0x7fffffff ||
+        (long long)d->N * d->PQ > 0x7fffffff || !ck_mul_size((size_t)d->K, d->CRS) ||
+        !ck_mul_size(d->CRS, d->PQ))
         return CK_ERR_BAD_SIZE;
     return CK_OK;
 }
@@ -53,32 +60,35 @@ int ck_conv2d_output_width(const ck_conv2d_shape *shape) {
     return conv_check(shape, &d) == CK_OK ? d.Q : 0;
 }
 
-// Per thread: a column matrix for one image (none for pointwise) and a private weight gradient (plus
-// bias gradient) for backward-weight's reduction.
+// Per thread: a column matrix for one image (none for pointwise) and a private weight gradient for
+// backward-weight's reduction. conv_check has bounded both products.
 static size_t per_thread_floats(const conv_dims *d) {
     size_t col = d->pointwise ? 0 : d->CRS * d->PQ;
-    return col + (size_t)d->K * d->CRS + (size_t)d->K;
+    return col + (size_t)d->K * d->CRS;
 }
 
-// Every algorithm's workspace fits in one size, so callers query once per shape.
-static size_t workspace_floats(const ck_conv2d_shape *shape, const conv_dims *d) {
-    const int threads = ck_get_num_threads();
+// Every algorithm's workspace fits in one size, so callers query once per shape. 0 on overflow.
+static size_t workspace_bytes_for(const ck_conv2d_shape *shape, const conv_dims *d, int threads) {
     size_t floats = ck_mul_size(per_thread_floats(d), (size_t)threads);
-    if (ck_winograd_applies(shape)) {
+    if (floats && ck_winograd_applies(shape)) {
         size_t winograd = ck_winograd_workspace_floats(shape, threads);
-        if (winograd > floats) floats = winograd;
+        floats = winograd == 0 ? 0 : (winograd > floats ? winograd : floats);
     }
-    return floats;
+    return ck_mul_size(floats, sizeof(float));
 }
 
 size_t ck_conv2d_workspace_size(const ck_conv2d_shape *shape) {
     conv_dims d;
     if (conv_check(shape, &d) != CK_OK) return 0;
-    return ck_mul_size(workspace_floats(shape, &d), sizeof(float));
+    return workspace_bytes_for(shape, &d, ck_get_num_threads());
 }
 
-static int workspace_check(const ck_conv2d_shape *shape, const conv_dims *d, const void *workspace, size_t bytes) {
-    size_t need = ck_mul_size(workspace_floats(shape, d), sizeof(float));
+// The thread count is read once per call and passed along, so the team that runs is the team the
+// workspace was checked for, whatever another thread sets meanwhile.
+static int workspace_check(const ck_conv2d_shape *shape, const conv_dims *d, int threads, const void *workspace,
+                           size_t bytes) {
+    size_t need = workspace_bytes_for(shape, d, threads);
+    if (need == 0) return CK_ERR_BAD_SIZE;
     return (workspace && bytes >= need) ? CK_OK : CK_ERR_WORKSPACE;
 }
 
@@ -107,7 +117,7 @@ void ck_conv_apply_epilogue(float *y, size_t ld, int K, int width, const ck_conv
         const float *res = residual ? residual + (size_t)k * ld : NULL;
         if (res) for (int j = 0; j < width; j++) row[j] += b + res[j];
         else if (b != 0.0f) for (int j = 0; j < width; j++) row[j] += b;
-        if (e->relu) for (int j = 0; j < width; j++) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+        if (e->relu) for (int j = 0; j < width; j++) row[j] = row[j] < 0.0f ? 0.0f : row[j];
     }
 }
 
@@ -118,9 +128,9 @@ static int conv_forward_winograd(float *y, const float *x, const float *weight, 
     if (status != CK_OK) return status;
     if (!ck_winograd_applies(shape)) return CK_ERR_BAD_SIZE;
     CK_REQUIRE(y && x && weight, CK_ERR_NULL_POINTER);
-    ck_ensure_threads();
-    if ((status = workspace_check(shape, &d, workspace, workspace_bytes)) != CK_OK) return status;
-    return ck_winograd_forward(y, x, weight, epilogue, shape, d.P, d.Q, (float *)workspace);
+    const int threads = ck_get_num_threads();
+    if ((status = workspace_check(shape, &d, threads, workspace, workspace_bytes)) != CK_OK) return status;
+    return ck_winograd_forward(y, x, weight, epilogue, shape, d.P, d.Q, threads, (float *)workspace);
 }
 
 static int conv_forward_gemm(float *y, const float *x, const float *weight, const ck_conv_epilogue *epilogue,
@@ -129,14 +139,14 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
     int status = conv_check(shape, &d);
     if (status != CK_OK) return status;
     CK_REQUIRE(y && x && weight, CK_ERR_NULL_POINTER);
-    ck_ensure_threads();
-    if (!d.pointwise && (status = workspace_check(shape, &d, workspace, workspace_bytes)) != CK_OK) return status;
-
     const int threads = ck_get_num_threads();
+    if (!d.pointwise && (status = workspace_check(shape, &d, threads, workspace, workspace_bytes)) != CK_OK)
+        return status;
+
     // Work items: (image, column block). Blocks per image only when images alone can't feed the threads.
     const int blocks = d.N >= threads ? 1 : (threads + d.N - 1) / d.N;
     const int items = d.N * blocks;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) num_threads(threads)
     for (int item = 0; item < items; item++) {
         const int n = item / blocks, block = item % blocks;
         int j0, j1;
@@ -194,7 +204,7 @@ int ck_conv2d_forward_fused_f32_ref(float *y, const float *x, const float *weigh
                          ck_conv2d_output_width(shape);
     for (size_t i = 0; i < count; i++) {
         float v = y[i] + (residual ? residual[i] : 0.0f);
-        y[i] = relu && v < 0.0f ? 0.0f : v;
+        y[i] = relu && v < 0.0f ? 0.0f : v;  // NaN passes, as in PyTorch
     }
     return CK_OK;
 }
@@ -236,15 +246,15 @@ int ck_conv2d_backward_input_f32(float *dx, const float *dy, const float *weight
     int status = conv_check(shape, &d);
     if (status != CK_OK) return status;
     CK_REQUIRE(dx && dy && weight, CK_ERR_NULL_POINTER);
-    ck_ensure_threads();
-    if (!d.pointwise && (status = workspace_check(shape, &d, workspace, workspace_bytes)) != CK_OK) return status;
-
     const int threads = ck_get_num_threads();
+    if (!d.pointwise && (status = workspace_check(shape, &d, threads, workspace, workspace_bytes)) != CK_OK)
+        return status;
+
     // Work items: (image, input-channel block); dcol rows of channels c0..c1 = weightᵀ rows c0..c1 · dy_n.
     const int blocks = d.N >= threads ? 1 : (threads + d.N - 1) / d.N;
     const int items = d.N * blocks;
     const size_t RS = (size_t)d.R * d.S;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) num_threads(threads)
     for (int item = 0; item < items; item++) {
         const int n = item / blocks, block = item % blocks;
         int c0, c1;
@@ -299,8 +309,8 @@ int ck_conv2d_backward_input_f32_ref(float *dx, const float *dy, const float *we
 
 // ----------------------------------------------------------------------------------- backward weight
 
-static void accumulate_bias_grad(float *dbias, const float *dy, const conv_dims *d) {
-    #pragma omp parallel for schedule(static)
+static void accumulate_bias_grad(float *dbias, const float *dy, const conv_dims *d, int threads) {
+    #pragma omp parallel for schedule(static) num_threads(threads)
     for (int k = 0; k < d->K; k++) {
         double sum = 0.0;
         for (int n = 0; n < d->N; n++) {
@@ -319,10 +329,9 @@ int ck_conv2d_backward_weight_f32(float *dweight, float *dbias, const float *dy,
     int status = conv_check(shape, &d);
     if (status != CK_OK) return status;
     CK_REQUIRE(dweight && dy && x, CK_ERR_NULL_POINTER);
-    ck_ensure_threads();
-    if ((status = workspace_check(shape, &d, workspace, workspace_bytes)) != CK_OK) return status;
-
     const int threads = ck_get_num_threads();
+    if ((status = workspace_check(shape, &d, threads, workspace, workspace_bytes)) != CK_OK) return status;
+
     const size_t weight_count = (size_t)d.K * d.CRS;
     if (d.N >= threads) {
         // Each thread sums its images into a private gradient; thread 0 uses dweight itself.
@@ -376,7 +385,7 @@ int ck_conv2d_backward_weight_f32(float *dweight, float *dbias, const float *dy,
             }
         }
     }
-    if (dbias) accumulate_bias_grad(dbias, dy, &d);
+    if (dbias) accumulate_bias_grad(dbias, dy, &d, threads);
     return CK_OK;
 }
 

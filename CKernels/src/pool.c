@@ -1,6 +1,7 @@
 // Max pooling (with argmax for backward) and global average pooling.
 #include "internal.h"
 #include <math.h>
+#include <stdint.h>
 
 typedef struct { int N, C, H, W, P, Q; } pool_dims;
 
@@ -17,6 +18,8 @@ static int pool_check(const ck_pool2d_shape *s, pool_dims *d) {
     d->N = s->batch; d->C = s->channels; d->H = s->in_height; d->W = s->in_width;
     d->P = (int)(ph / s->stride_height + 1);
     d->Q = (int)(pw / s->stride_width + 1);
+    // Plane indices are int and argmax is int32: both products must fit.
+    if ((long long)d->N * d->C > INT32_MAX || (long long)d->H * d->W > INT32_MAX) return CK_ERR_BAD_SIZE;
     if (!ck_mul_size(ck_mul_size((size_t)d->N * d->C, (size_t)d->H), (size_t)d->W)) return CK_ERR_BAD_SIZE;
     return CK_OK;
 }
@@ -65,7 +68,7 @@ int ck_maxpool2d_forward_f32(float *y, int32_t *argmax, const float *x, const ck
     ck_ensure_threads();
     const int planes = d.N * d.C;
     const size_t in_plane = (size_t)d.H * d.W, out_plane = (size_t)d.P * d.Q;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) num_threads(ck_get_num_threads())
     for (int plane = 0; plane < planes; plane++)
         maxpool_plane(y + plane * out_plane, argmax ? argmax + plane * out_plane : NULL, x + plane * in_plane,
                       shape, &d);
@@ -104,7 +107,7 @@ int ck_maxpool2d_backward_f32(float *dx, const float *dy, const int32_t *argmax,
     ck_ensure_threads();
     const int planes = d.N * d.C;
     const size_t in_plane = (size_t)d.H * d.W, out_plane = (size_t)d.P * d.Q;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) num_threads(ck_get_num_threads())
     for (int plane = 0; plane < planes; plane++) {
         float *dxp = dx + plane * in_plane;
         const float *dyp = dy + plane * out_plane;
@@ -133,6 +136,7 @@ int ck_maxpool2d_backward_f32_ref(float *dx, const float *dy, const int32_t *arg
 
 static int avg_check(int batch, int channels, int spatial) {
     if (batch <= 0 || channels <= 0 || spatial <= 0) return CK_ERR_BAD_SIZE;
+    if ((long long)batch * channels > INT32_MAX) return CK_ERR_BAD_SIZE;
     if (!ck_mul_size(ck_mul_size((size_t)batch, (size_t)channels), (size_t)spatial)) return CK_ERR_BAD_SIZE;
     return CK_OK;
 }
@@ -143,7 +147,7 @@ int ck_global_avgpool_forward_f32(float *y, const float *x, int batch, int chann
     CK_REQUIRE(y && x, CK_ERR_NULL_POINTER);
     ck_ensure_threads();
     const int planes = batch * channels;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) num_threads(ck_get_num_threads())
     for (int plane = 0; plane < planes; plane++) {
         const float *in = x + (size_t)plane * spatial;
         float sum = 0.0f;
@@ -171,7 +175,7 @@ int ck_global_avgpool_backward_f32(float *dx, const float *dy, int batch, int ch
     CK_REQUIRE(dx && dy, CK_ERR_NULL_POINTER);
     ck_ensure_threads();
     const int planes = batch * channels;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) num_threads(ck_get_num_threads())
     for (int plane = 0; plane < planes; plane++) {
         const float g = dy[plane] / (float)spatial;
         float *out = dx + (size_t)plane * spatial;

@@ -6,7 +6,10 @@
 // libomp extension: milliseconds an idle worker spins before it sleeps (default 200).
 void kmp_set_blocktime(int milliseconds);
 
-static int ck_threads = 0;
+#include <stdatomic.h>
+
+// Read by every kernel, possibly on other threads than the one that set it.
+static _Atomic int ck_threads = 0;
 static pthread_once_t ck_threads_once = PTHREAD_ONCE_INIT;
 
 const char *ck_status_string(int status) {
@@ -26,10 +29,10 @@ static void ck_default_threads(void) {
 void ck_ensure_threads(void) { pthread_once(&ck_threads_once, ck_default_threads); }
 
 void ck_set_num_threads(int n) {
-    static int cores = 0;
+    static _Atomic int cores = 0;
     if (cores == 0) cores = omp_get_max_threads();
     ck_threads = n > 0 ? n : cores;
-    omp_set_num_threads(ck_threads);
+    // Every parallel region names its team size itself (num_threads), so this affects all threads.
     // A short spin keeps back-to-back kernels cheap without starving the loader threads.
     kmp_set_blocktime(1);
     openblas_set_num_threads(1);
@@ -50,6 +53,6 @@ void ck_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha
 
 void ck_parallel_for(int count, void (*fn)(void *arg, int index), void *arg) {
     ck_ensure_threads();
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) num_threads(ck_get_num_threads())
     for (int i = 0; i < count; i++) fn(arg, i);
 }

@@ -6,13 +6,15 @@
 //
 //   U = G g Gᵀ (per k, c)   V = Bᵀ d B (per c, tile)   M_ξ = U_ξ · V_ξ (16 sgemms)   Y = Aᵀ M A
 #include "winograd.h"
+#include <stdint.h>
 
 // Tiles of one thread's share are transformed and multiplied in chunks whose V and M stay cache-sized.
 static int chunk_tiles(int C, int K) {
-    int chunk = (int)((2u << 20) / (64u * (unsigned)(C + K)));
+    const uint64_t per_tile_bytes = 64ull * ((uint64_t)C + (uint64_t)K);
+    uint64_t chunk = (2ull << 20) / per_tile_bytes;
     if (chunk < 64) chunk = 64;
     if (chunk > 1024) chunk = 1024;
-    return chunk;
+    return (int)chunk;
 }
 
 int ck_winograd_applies(const ck_conv2d_shape *s) {
@@ -23,13 +25,16 @@ int ck_winograd_applies(const ck_conv2d_shape *s) {
 size_t ck_winograd_workspace_floats(const ck_conv2d_shape *s, int threads) {
     const size_t C = (size_t)s->in_channels, K = (size_t)s->out_channels;
     const size_t chunk = (size_t)chunk_tiles((int)C, (int)K);
-    return 16 * K * C + (size_t)threads * 16 * (C + K) * chunk;
+    const size_t kernels = ck_mul_size(ck_mul_size(16, K), C);
+    const size_t per_thread = ck_mul_size(ck_mul_size(16 * chunk, C + K), (size_t)threads);
+    if (!kernels || !per_thread || kernels + per_thread < kernels) return 0;
+    return kernels + per_thread;
 }
 
 // U_ξ (K × C) for ξ = 4·i + j: G g Gᵀ with G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
-static void transform_kernels(float *U, const float *weight, int K, int C) {
+static void transform_kernels(float *U, const float *weight, int K, int C, int threads) {
     const size_t KC = (size_t)K * C;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) num_threads(threads)
     for (int k = 0; k < K; k++)
         for (int c = 0; c < C; c++) {
             const float *g = weight + ((size_t)k * C + c) * 9;
@@ -117,7 +122,7 @@ static void transform_outputs(float *y, const float *M, const ck_conv_epilogue *
                     const size_t at = (size_t)(p0 + i) * Q + q0 + j;
                     float v = (j == 0 ? am[i][0] + am[i][1] + am[i][2] : am[i][1] - am[i][2] - am[i][3]) + b;
                     if (residual) v += residual[at];
-                    plane[at] = e->relu && v < 0.0f ? 0.0f : v;
+                    plane[at] = e->relu && v < 0.0f ? 0.0f : v;  // NaN passes, as in PyTorch
                 }
             }
         }
@@ -125,16 +130,15 @@ static void transform_outputs(float *y, const float *M, const ck_conv_epilogue *
 }
 
 int ck_winograd_forward(float *y, const float *x, const float *weight, const ck_conv_epilogue *epilogue,
-                        const ck_conv2d_shape *s, int P, int Q, float *workspace) {
+                        const ck_conv2d_shape *s, int P, int Q, int threads, float *workspace) {
     const int C = s->in_channels, K = s->out_channels;
     const int tiles_h = (P + 1) / 2, tiles_w = (Q + 1) / 2;
     const int total_tiles = s->batch * tiles_h * tiles_w;
     const int chunk = chunk_tiles(C, K);
-    const int threads = ck_get_num_threads();
     float *U = workspace;
     float *per_thread = workspace + (size_t)16 * K * C;
     const size_t per_thread_floats = (size_t)16 * (C + K) * chunk;
-    transform_kernels(U, weight, K, C);
+    transform_kernels(U, weight, K, C, threads);
     #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num(), team = omp_get_num_threads();

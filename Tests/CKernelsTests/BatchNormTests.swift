@@ -26,8 +26,9 @@ final class BatchNormTests: XCTestCase {
 
     func testOptimizedMatchesReference() {
         var rng = SeededGenerator(seed: 3)
-        for (n, c, hw) in [(1, 3, 5), (8, 16, 49), (2, 64, 3136), (3, 7, 1)] where n * hw > 1 {
-            let x = randomArray(n * c * hw, &rng, range: -3...5)
+        // The last case sits far from zero (values 100 ± 1): a variance from E[x²] − mean² cancels there.
+        for (n, c, hw, offset) in [(1, 3, 5, Float(0)), (8, 16, 49, 0), (2, 64, 3136, 0), (3, 7, 1, 0), (8, 2, 3136, 100)] {
+            let x = randomArray(n * c * hw, &rng, range: -3...5).map { offset == 0 ? $0 : offset + $0 / 4 }
             let gamma = randomArray(c, &rng), beta = randomArray(c, &rng), dy = randomArray(x.count, &rng)
             let runStart = randomArray(c, &rng), varStart = randomArray(c, &rng, range: 0.5...2)
             var y = [Float](repeating: 0, count: x.count), yRef = y
@@ -88,6 +89,40 @@ final class BatchNormTests: XCTestCase {
         XCTAssertLessThanOrEqual(relativeError(dx, fdX), 2e-3)
         XCTAssertLessThanOrEqual(relativeError(dg, fdG), 2e-3)
         XCTAssertLessThanOrEqual(relativeError(db, fdB), 2e-3)
+    }
+
+    /// Inference backward against its twin, with every output accumulating from non-zero starts.
+    func testInferenceBackwardMatchesReference() {
+        var rng = SeededGenerator(seed: 13)
+        let (n, c, hw) = (3, 5, 20)
+        let x = randomArray(n * c * hw, &rng), dy = randomArray(x.count, &rng), gamma = randomArray(c, &rng)
+        let mean = randomArray(c, &rng), variance = randomArray(c, &rng, range: 0.5...2)
+        let gStart = randomArray(c, &rng), bStart = randomArray(c, &rng)
+        var dx = x, dxRef = x, dg = gStart, dgRef = gStart, db = bStart, dbRef = bStart
+        XCTAssertOK(ck_batchnorm2d_backward_infer_f32(&dx, &dg, &db, dy, x, gamma, mean, variance, 3, 5, 20, 1e-5))
+        XCTAssertOK(ck_batchnorm2d_backward_infer_f32_ref(&dxRef, &dgRef, &dbRef, dy, x, gamma, mean, variance, 3, 5, 20, 1e-5))
+        XCTAssertLessThanOrEqual(relativeError(dx, dxRef), 1e-5)
+        XCTAssertLessThanOrEqual(relativeError(dg, dgRef), 1e-4)
+        XCTAssertLessThanOrEqual(relativeError(db, dbRef), 1e-4)
+        XCTAssertNotEqual(db, bStart)
+    }
+
+    /// In-place inference (y aliases x) gives what out-of-place does; one value per channel cannot train.
+    func testInPlaceInferenceAndSingleValueTraining() {
+        var rng = SeededGenerator(seed: 14)
+        let x = randomArray(2 * 3 * 4, &rng), gamma = randomArray(3, &rng), beta = randomArray(3, &rng)
+        let mean = randomArray(3, &rng), variance = randomArray(3, &rng, range: 0.5...2)
+        var out = x
+        XCTAssertOK(ck_batchnorm2d_forward_infer_f32(&out, x, gamma, beta, mean, variance, 2, 3, 4, 1e-5))
+        var inPlace = x
+        inPlace.withUnsafeMutableBufferPointer { p in
+            XCTAssertOK(ck_batchnorm2d_forward_infer_f32(p.baseAddress, p.baseAddress, gamma, beta, mean, variance, 2, 3, 4, 1e-5))
+        }
+        XCTAssertEqual(inPlace, out)
+        var y: [Float] = [0], m: [Float] = [0], s: [Float] = [0]
+        for forward in [ck_batchnorm2d_forward_train_f32, ck_batchnorm2d_forward_train_f32_ref] {
+            XCTAssertEqual(forward(&y, &m, &s, nil, nil, [1], [1], [0], 1, 1, 1, 0.1, 1e-5), CK_ERR_BAD_SIZE.rawValue)
+        }
     }
 
     /// Inference backward: dx = dy·gamma/sqrt(var + eps); checked against finite differences (it is linear).

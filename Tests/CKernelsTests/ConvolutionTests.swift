@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 import ResNetShapes
 import XCTest
 
@@ -91,8 +92,9 @@ final class ConvolutionTests: XCTestCase {
         var rng = SeededGenerator(seed: 77)
         for threads in [1, 2, 3] {
             ck_set_num_threads(Int32(threads))
+            // The last two have more tiles per thread than one chunk holds (64+64 channels: 256 tiles).
             for (n, c, h, w, k) in [(1, 3, 5, 5, 2), (2, 4, 8, 8, 3), (5, 2, 7, 9, 4), (1, 1, 1, 1, 1), (3, 6, 2, 3, 5),
-                                    (2, 70, 14, 14, 33)] {
+                                    (2, 70, 14, 14, 33), (2, 64, 36, 35, 64), (1, 64, 56, 56, 64)] {
                 var s = convShape(batch: n, inChannels: c, height: h, width: w, outChannels: k, kernel: 3, stride: 1, pad: 1)
                 let x = randomArray(n * c * h * w, &rng), wt = randomArray(k * c * 9, &rng), b = randomArray(k, &rng)
                 let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
@@ -208,6 +210,57 @@ final class ConvolutionTests: XCTestCase {
         XCTAssertEqual(y, [12.5, 16.5, 24.5, 28.5])
     }
 
+    /// Kernels called from a thread other than the one that set the thread count use the set count: a
+    /// workspace sized for one thread is enough (under `make test-asan` an overflow would be caught).
+    func testKernelsOnAnotherThreadUseTheSetTeamSize() {
+        ck_set_num_threads(1)
+        defer { ck_set_num_threads(2) }
+        var s = convShape(batch: 2, inChannels: 4, height: 8, width: 8, outChannels: 4, kernel: 3, stride: 2, pad: 1)
+        var rng = SeededGenerator(seed: 21)
+        let x = randomArray(2 * 4 * 64, &rng), w = randomArray(4 * 4 * 9, &rng)
+        let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
+        /// What the worker thread hands back.
+        final class Outcome: @unchecked Sendable {
+            var y = [Float](repeating: 0, count: 2 * 4 * 16)
+            var status: Int32 = -99
+        }
+        let outcome = Outcome(), shape = s
+        let done = DispatchSemaphore(value: 0)
+        let worker = Thread {
+            var s = shape
+            outcome.status = ck_conv2d_forward_f32(&outcome.y, x, w, nil, &s, workspace.buffer, workspace.bytes)
+            done.signal()
+        }
+        worker.start()
+        done.wait()
+        XCTAssertOK(outcome.status)
+        let y = outcome.y
+        var yRef = y
+        XCTAssertOK(ck_conv2d_forward_f32_ref(&yRef, x, w, nil, &s, nil, 0))
+        XCTAssertLessThanOrEqual(relativeError(y, yRef), 1e-4)
+    }
+
+    /// NaN in the input reaches the output of every path, ReLU included (as in PyTorch).
+    func testNaNPropagatesThroughFusedReLU() {
+        var s = convShape(batch: 1, inChannels: 2, height: 6, width: 6, outChannels: 2, kernel: 3, stride: 1, pad: 1)
+        var x = [Float](repeating: 0.5, count: 72)
+        x[14] = .nan
+        let w = [Float](repeating: -1, count: 36)
+        let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
+        for winograd in [Int32(0), 1] {
+            ck_conv2d_set_winograd(winograd)
+            var y = [Float](repeating: 0, count: 72)
+            XCTAssertOK(ck_conv2d_forward_fused_f32(&y, x, w, nil, nil, 1, &s, workspace.buffer, workspace.bytes))
+            XCTAssertTrue(y.contains { $0.isNaN }, "winograd \(winograd)")
+            XCTAssertTrue(y.contains { $0 == 0 }, "negative outputs clamp to 0")
+        }
+        ck_conv2d_set_winograd(0)
+        var r = [Float](repeating: 0, count: 3)
+        XCTAssertOK(ck_relu_forward_f32(&r, [.nan, -1, 2], 3))
+        XCTAssertTrue(r[0].isNaN)
+        XCTAssertEqual(Array(r[1...]), [0, 2])
+    }
+
     func testBadArgumentsReturnErrors() {
         var s = convShape(batch: 1, inChannels: 2, height: 5, width: 5, outChannels: 3, kernel: 3, stride: 1, pad: 0)
         let x = [Float](repeating: 1, count: 50), w = [Float](repeating: 1, count: 54)
@@ -228,6 +281,27 @@ final class ConvolutionTests: XCTestCase {
         var tooBigKernel = s; tooBigKernel.kernel_height = 9
         XCTAssertEqual(ck_conv2d_output_height(&tooBigKernel), 0)
         XCTAssertEqual(ck_conv2d_workspace_size(&tooBigKernel), 0)
+        // Every kernel that needs scratch refuses a short one.
+        var dx = [Float](repeating: 0, count: 50), dw = [Float](repeating: 0, count: 54)
+        XCTAssertEqual(ck_conv2d_backward_input_f32(&dx, y, w, &s, small.buffer, small.bytes), CK_ERR_WORKSPACE.rawValue)
+        XCTAssertEqual(ck_conv2d_backward_weight_f32(&dw, nil, y, x, &s, small.buffer, small.bytes), CK_ERR_WORKSPACE.rawValue)
+        var same = convShape(batch: 1, inChannels: 2, height: 5, width: 5, outChannels: 3, kernel: 3, stride: 1, pad: 1)
+        let sameBytes = ck_conv2d_workspace_size(&same)
+        let sameSmall = Workspace(bytes: sameBytes - 4)
+        var ySame = [Float](repeating: 0, count: 75)
+        XCTAssertEqual(ck_conv2d_forward_winograd_f32(&ySame, x, w, nil, &same, sameSmall.buffer, sameSmall.bytes),
+                       CK_ERR_WORKSPACE.rawValue)
+        // Absurd shapes get an honest (absurd) size or a refusal, never a crash: 2²⁵ + 2²⁵ channels once
+        // overflowed Winograd's chunk arithmetic into a division by zero.
+        var huge = convShape(batch: 1, inChannels: 1 << 25, height: 1, width: 1, outChannels: 1 << 25, kernel: 3,
+                             stride: 1, pad: 1)
+        let hugeBytes = ck_conv2d_workspace_size(&huge)
+        XCTAssertTrue(hugeBytes == 0 || hugeBytes > 1 << 50, "\(hugeBytes)")
+        var enormous = convShape(batch: 1, inChannels: Int(Int32.max), height: 1, width: 1, outChannels: Int(Int32.max),
+                                 kernel: 3, stride: 1, pad: 1)
+        XCTAssertEqual(ck_conv2d_workspace_size(&enormous), 0)
+        var farStride = s; farStride.stride_height = 1_610_612_736; farStride.pad_height = 1_610_612_736
+        XCTAssertEqual(ck_conv2d_forward_f32_ref(&y, x, w, nil, &farStride, nil, 0), CK_ERR_BAD_SIZE.rawValue)
         var negativePad = s; negativePad.pad_width = -1
         XCTAssertEqual(ck_conv2d_backward_input_f32_ref(&y, x, w, &negativePad, nil, 0), CK_ERR_BAD_SIZE.rawValue)
     }

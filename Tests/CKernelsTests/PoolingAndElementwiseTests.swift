@@ -134,11 +134,15 @@ final class PoolingAndElementwiseTests: XCTestCase {
         XCTAssertOK(ck_relu_backward_f32(&dx, dy, y, x.count))
         XCTAssertOK(ck_relu_backward_f32_ref(&dxRef, dy, y, x.count))
         XCTAssertEqual(dx, dxRef)
-        var sum = x
+        var sum = x, sumRef = x
         XCTAssertOK(ck_add_f32(&sum, x, dy, x.count))
+        XCTAssertOK(ck_add_f32_ref(&sumRef, x, dy, x.count))
+        XCTAssertEqual(sum, sumRef)
+        XCTAssertOK(ck_accumulate_f32_ref(&sumRef, x, x.count))
         XCTAssertEqual(sum[7], x[7] + dy[7])
         XCTAssertOK(ck_accumulate_f32(&sum, x, x.count))
         XCTAssertEqual(sum[7], x[7] + dy[7] + x[7])
+        XCTAssertEqual(sum, sumRef)
     }
 
     func testLinearMatchesReferenceAndFiniteDifferences() {

@@ -1,0 +1,44 @@
+/// Everything wrong with a user's labels.csv or images folder. Messages name the CSV row the way a
+/// spreadsheet numbers it (the header is row 1), the column and the offending value.
+public enum DataError: Error, CustomStringConvertible, Equatable {
+    case fileAccess(path: String, reason: String)
+    case notUTF8(path: String)
+    case emptyCSV(path: String)
+    case missingColumns(missing: [String], found: [String])
+    case wrongFieldCount(row: Int, expected: Int, found: Int)
+    case badValue(row: Int, column: String, value: String, reason: String)
+    case duplicateImage(row: Int, name: String, firstRow: Int)
+    case imageNotFound(row: Int, name: String, tried: [String])
+    case badImage(row: Int, name: String, reason: String)
+    case noSamples(path: String)
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case let .fileAccess(path, reason):
+            return "\(path): \(reason)"
+        case let .notUTF8(path):
+            return "\(path) is not UTF-8 text"
+        case let .emptyCSV(path):
+            return "\(path) has no header row"
+        case let .missingColumns(missing, found):
+            return "labels.csv is missing required column(s) \(missing.map { "'\($0)'" }.joined(separator: ", ")); "
+                + "found: \(found.map { "'\($0)'" }.joined(separator: ", "))"
+        case let .wrongFieldCount(row, expected, found):
+            return "labels.csv row \(row): \(found) field(s), the header has \(expected)"
+        case let .badValue(row, column, value, reason):
+            return "labels.csv row \(row), column '\(column)': \(reason): '\(value)'"
+        case let .duplicateImage(row, name, firstRow):
+            return "labels.csv row \(row), column 'image_name': '\(name)' already appears in row \(firstRow)"
+        case let .imageNotFound(row, name, tried):
+            return "labels.csv row \(row), column 'image_name': no image for '\(name)'; tried "
+                + tried.joined(separator: ", ")
+        case let .badImage(row, name, reason):
+            return "labels.csv row \(row), column 'image_name': '\(name)': \(reason)"
+        case let .noSamples(path):
+            return "\(path) has no data rows"
+        case let .invalidArgument(message):
+            return message
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import ArgumentParser
+import Foundation
+import Training
+
+/// Options shared by the commands that read the user's images and labels.csv.
+struct DataOptions: ParsableArguments {
+    @Option(help: "Folder of the frames named in labels.csv.")
+    var imagesDir: String
+
+    @Option(help: "labels.csv in the seed's schema.")
+    var csvPath: String
+
+    @Option(help: "Detector boxes kept per frame (meta_dim = 4 + 8·max-boxes).")
+    var maxBoxes: Int = 10
+
+    @Option(help: "Image decoding threads.")
+    var numWorkers: Int = 2
+
+    @Option(help: "Kernel threads (default: all cores).")
+    var threads: Int?
+
+    @Option(help: ArgumentHelp("torchvision ResNet-50 weights (.pth or .safetensors), or 'none' for random weights.",
+                               discussion: "Default: \(TorchvisionWeights.fileName) in $TORCH_HOME/hub/checkpoints, then ~/.cache/torch/hub/checkpoints."))
+    var weights: String?
+
+    @Option(help: "Folder of the on-disk backbone-feature cache.")
+    var featureCache: String = FeatureCache.defaultDirectory
+
+    @Flag(help: "Neither read nor write the on-disk feature cache.")
+    var noFeatureCache = false
+
+    func apply(to options: inout TrainingOptions) {
+        options.maxBoxes = maxBoxes
+        options.numWorkers = numWorkers
+        options.threads = threads
+        switch weights {
+        case nil: options.weights = .torchvisionDefault
+        case "none"?: options.weights = .none
+        case let path?: options.weights = .file(path)
+        }
+        options.featureCacheDirectory = noFeatureCache ? nil : featureCache
+    }
+}
+
+extension BatchNormMode: ExpressibleByArgument {}
+
+/// Runs a command body; a user-facing failure becomes one line on stderr and exit status 1.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        FileHandle.standardError.write("resnet50: error: \(error)\n".data(using: .utf8)!)
+        throw ExitCode(1)
+    }
+}
+
+/// `resnet50 train`: the seed's run, same flags and printed lines.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train the image + metadata classifier (the seed's resnet50.py).",
+        discussion: """
+            Prints 'Using device: cpu (N threads)', the seed's line per epoch, then 'Saved: PATH'. With \
+            --freeze-backbone the backbone runs in inference mode and its features are computed once (and \
+            cached on disk); --bn-mode train reproduces the seed exactly (BatchNorm in training mode).
+            """)
+
+    @OptionGroup var data: DataOptions
+
+    @Option(help: "Passes over the training split.")
+    var epochs: Int = 10
+
+    @Option(help: "Images per batch.")
+    var batchSize: Int = 8
+
+    @Flag(help: "Train only meta_net and head; the backbone's parameters stay as loaded.")
+    var freezeBackbone = false
+
+    @Option(help: "BatchNorm of a frozen backbone: eval (running statistics, features cached) or train (the seed's behaviour).")
+    var bnMode: BatchNormMode = .eval
+
+    @Option(help: "Adam learning rate.")
+    var lr: Float = 1e-3
+
+    @Option(help: "Seed of the split, the shuffling, the new layers' initialisation and dropout.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Where the trained model goes (safetensors with the seed's state_dict keys).")
+    var output: String = "models/resnet50_fused_image_meta.safetensors"
+
+    func run() throws {
+        try reportingErrors {
+            var options = TrainingOptions(imagesDirectory: data.imagesDir, csvPath: data.csvPath)
+            data.apply(to: &options)
+            options.epochs = epochs
+            options.batchSize = batchSize
+            options.freezeBackbone = freezeBackbone
+            options.batchNormMode = bnMode
+            options.learningRate = lr
+            options.seed = seed
+            options.output = output
+            _ = try Trainer(options: options, printLine: { print($0); fflush(stdout) }).run()
+        }
+    }
+}
+
+/// `resnet50 features`: the backbone's 2048-d embeddings of every listed image.
+struct Features: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the backbone's 2048-d features (inference mode) of every image in labels.csv, in CSV order.",
+        discussion: "The output is safetensors: tensor 'features' (N × 2048) and metadata 'image_names' (a JSON list).")
+
+    @OptionGroup var data: DataOptions
+
+    @Option(help: "Output .safetensors file.")
+    var out: String
+
+    func run() throws {
+        try reportingErrors {
+            var options = TrainingOptions(imagesDirectory: data.imagesDir, csvPath: data.csvPath)
+            data.apply(to: &options)
+            let start = Date()
+            let (names, features, width) = try Trainer(options: options).extractFeatures()
+            try FeatureFile.write(names: names, features: features, width: width, to: URL(fileURLWithPath: out))
+            FileHandle.standardError.write(String(format: "%d images, %.1f s\n", names.count, Date().timeIntervalSince(start))
+                .data(using: .utf8)!)
+            print("Saved: \(out)")
+        }
+    }
+}

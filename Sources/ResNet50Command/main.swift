@@ -1,0 +1,53 @@
+import ArgumentParser
+import DataPipeline
+import Foundation
+
+/// `resnet50`: the command that replaces the seed's `python resnet50.py`.
+struct ResNet50: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resnet50",
+        abstract: "ResNet-50 fused with object-detector metadata, trained on the CPU.",
+        subcommands: [Train.self, Features.self, MakeDemoData.self])
+}
+
+/// `resnet50 make-demo-data --out DIR --count N --seed S`
+struct MakeDemoData: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "make-demo-data",
+        abstract: "Write synthetic construction-site frames (1280x960 JPEGs) and a labels.csv in the seed's schema.",
+        discussion: "Writes DIR/images/frame_NNNNN.jpg and DIR/labels.csv; use --images-dir DIR/images "
+            + "--csv-path DIR/labels.csv to train on them.")
+
+    @Option(help: "Output folder (created if missing).")
+    var out: String
+
+    @Option(help: "Number of frames.")
+    var count: Int = 200
+
+    @Option(help: "Seed of the site and of every frame.")
+    var seed: UInt64 = 0
+
+    @Option(help: "JPEG quality, 1…100.")
+    var quality: Int = 85
+
+    func validate() throws {
+        guard count >= 1 else { throw ValidationError("--count must be at least 1") }
+        guard (1 ... 100).contains(quality) else { throw ValidationError("--quality must be in 1…100") }
+    }
+
+    func run() throws {
+        let start = Date()
+        let dir = URL(fileURLWithPath: out)
+        do {
+            let positives = try DemoDataGenerator(seed: seed).write(to: dir, count: count, quality: quality)
+            let secs = Date().timeIntervalSince(start)
+            print("Wrote \(count) frames (\(positives) interesting) and labels.csv to \(dir.path) "
+                + "in \(String(format: "%.1f", secs)) s")
+        } catch let e as DataError {
+            FileHandle.standardError.write(Data("error: \(e)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+}
+
+ResNet50.main()
