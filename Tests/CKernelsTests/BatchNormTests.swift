@@ -68,7 +68,7 @@ final class BatchNormTests: XCTestCase {
         func loss() -> Double {
             var y = [Float](repeating: 0, count: x.count), m = [Float](repeating: 0, count: c), s = m
             XCTAssertOK(ck_batchnorm2d_forward_train_f32(&y, &m, &s, nil, nil, x, gamma, beta, 2, 3, 5, 0.1, 1e-5))
-            return zip(y, g).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            return weightedSum(y, g)
         }
         var y = [Float](repeating: 0, count: x.count), mean = [Float](repeating: 0, count: c), invstd = mean
         XCTAssertOK(ck_batchnorm2d_forward_train_f32(&y, &mean, &invstd, nil, nil, x, gamma, beta, 2, 3, 5, 0.1, 1e-5))
@@ -76,11 +76,7 @@ final class BatchNormTests: XCTestCase {
         XCTAssertOK(ck_batchnorm2d_backward_f32(&dx, &dg, &db, g, x, mean, invstd, gamma, 2, 3, 5))
         let h: Float = 1e-2
         func numeric(_ read: () -> Float, _ write: (Float) -> Void) -> Float {
-            let original = read()
-            write(original + h); let plus = loss()
-            write(original - h); let minus = loss()
-            write(original)
-            return Float((plus - minus) / Double(2 * h))
+            centralDifference(step: h, read: read, write: write, loss: loss)
         }
         let fdX = x.indices.map { i in numeric({ x[i] }, { x[i] = $0 }) }
         let fdG = gamma.indices.map { i in numeric({ gamma[i] }, { gamma[i] = $0 }) }
@@ -134,19 +130,14 @@ final class BatchNormTests: XCTestCase {
         func loss() -> Double {
             var y = [Float](repeating: 0, count: x.count)
             XCTAssertOK(ck_batchnorm2d_forward_infer_f32(&y, x, gamma, beta, mean, variance, 2, 3, 4, 1e-5))
-            return zip(y, g).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            return weightedSum(y, g)
         }
         var dx = [Float](repeating: 0, count: x.count), dg = [Float](repeating: 0, count: 3)
         XCTAssertOK(ck_batchnorm2d_backward_infer_f32(&dx, &dg, nil, g, x, gamma, mean, variance, 2, 3, 4, 1e-5))
         let h: Float = 0.5
-        var fdX = [Float](), fdG = [Float]()
-        for i in x.indices {
-            let o = x[i]; x[i] = o + h; let p = loss(); x[i] = o - h; let m = loss(); x[i] = o
-            fdX.append(Float((p - m) / Double(2 * h)))
-        }
-        for i in gamma.indices {
-            let o = gamma[i]; gamma[i] = o + h; let p = loss(); gamma[i] = o - h; let m = loss(); gamma[i] = o
-            fdG.append(Float((p - m) / Double(2 * h)))
+        let fdX = x.indices.map { i in centralDifference(step: h, read: { x[i] }, write: { x[i] = $0 }, loss: loss) }
+        let fdG = gamma.indices.map { i in
+            centralDifference(step: h, read: { gamma[i] }, write: { gamma[i] = $0 }, loss: loss)
         }
         XCTAssertLessThanOrEqual(relativeError(dx, fdX), 1e-4)
         XCTAssertLessThanOrEqual(relativeError(dg, fdG), 1e-4)

@@ -174,7 +174,7 @@ final class ConvolutionTests: XCTestCase {
         func loss() -> Double {
             var y = [Float](repeating: 0, count: g.count)
             XCTAssertOK(ck_conv2d_forward_f32(&y, x, w, b, &s, workspace.buffer, workspace.bytes))
-            return zip(y, g).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            return weightedSum(y, g)
         }
         var dx = [Float](repeating: 0, count: x.count)
         var dw = [Float](repeating: 0, count: w.count), db = [Float](repeating: 0, count: 4)
@@ -183,11 +183,7 @@ final class ConvolutionTests: XCTestCase {
 
         let h: Float = 0.5
         func numeric(_ read: () -> Float, _ write: (Float) -> Void) -> Float {
-            let original = read()
-            write(original + h); let plus = loss()
-            write(original - h); let minus = loss()
-            write(original)
-            return Float((plus - minus) / Double(2 * h))
+            centralDifference(step: h, read: read, write: write, loss: loss)
         }
         var fdX = [Float](), fdW = [Float](), fdB = [Float]()
         for i in x.indices { fdX.append(numeric({ x[i] }, { x[i] = $0 })) }

@@ -82,18 +82,14 @@ final class PoolingAndElementwiseTests: XCTestCase {
         func loss() -> Double {
             var y = [Float](repeating: 0, count: outCount)
             XCTAssertOK(ck_maxpool2d_forward_f32(&y, nil, x, &s))
-            return zip(y, g).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            return weightedSum(y, g)
         }
         var y = [Float](repeating: 0, count: outCount), a = [Int32](repeating: 0, count: outCount)
         XCTAssertOK(ck_maxpool2d_forward_f32(&y, &a, x, &s))
         var dx = x
         XCTAssertOK(ck_maxpool2d_backward_f32(&dx, g, a, &s))
         let h: Float = 1e-3
-        var fd = [Float]()
-        for i in x.indices {
-            let o = x[i]; x[i] = o + h; let p = loss(); x[i] = o - h; let m = loss(); x[i] = o
-            fd.append(Float((p - m) / Double(2 * h)))
-        }
+        let fd = x.indices.map { i in centralDifference(step: h, read: { x[i] }, write: { x[i] = $0 }, loss: loss) }
         XCTAssertLessThanOrEqual(relativeError(dx, fd), 1e-3)
     }
 
@@ -171,8 +167,8 @@ final class PoolingAndElementwiseTests: XCTestCase {
             x[k] = orig + h; XCTAssertOK(ck_linear_forward_f32(&yp, x, w, bias, 3, 7, 5))
             x[k] = orig - h; XCTAssertOK(ck_linear_forward_f32(&ym, x, w, bias, 3, 7, 5))
             x[k] = orig
-            let lp = zip(yp, g).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
-            let lm = zip(ym, g).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            let lp = weightedSum(yp, g)
+            let lm = weightedSum(ym, g)
             fd.append(Float((lp - lm) / Double(2 * h)))
         }
         XCTAssertLessThanOrEqual(relativeError(dxOnly, fd), 1e-4)

@@ -53,3 +53,19 @@ func convShape(batch: Int, inChannels: Int, height: Int, width: Int, outChannels
                     pad_height: Int32(pad), pad_width: Int32(pad))
 }
 
+
+/// Σ y·g in double: the scalar loss whose gradient with respect to y is g.
+func weightedSum(_ y: [Float], _ g: [Float]) -> Double {
+    zip(y, g).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+}
+
+/// (L(v + h) − L(v − h)) / 2h for one value reached through `read`/`write`, which is restored afterwards.
+func centralDifference(step h: Float, read: () -> Float, write: (Float) -> Void, loss: () -> Double) -> Float {
+    let original = read()
+    write(original + h)
+    let plus = loss()
+    write(original - h)
+    let minus = loss()
+    write(original)
+    return Float((plus - minus) / Double(2 * h))
+}
