@@ -2,6 +2,7 @@
 #   make demo           generate demo data and train on it (the main job, end to end)
 #   make test           build in release mode and run every test
 #   make test-asan      the tests under AddressSanitizer
+#   make bench          ResNetFusion vs PyTorch side by side (TORCH_PYTHON=path/to/python for PyTorch's side)
 #   make bench-kernels  C kernel microbenchmarks (conv / batchnorm / pooling vs this machine's sgemm)
 SWIFT      ?= swift
 CONFIG     := -c release
@@ -9,7 +10,7 @@ CONFIG     := -c release
 DEB_PACKAGES := libopenblas-dev libomp-dev libturbojpeg0-dev
 DEPS_STAMP := .build/.deps-ok
 
-.PHONY: all deps build test test-asan bench-kernels demo clean
+.PHONY: all deps build test test-asan bench bench-kernels demo clean
 
 all: build
 
@@ -40,6 +41,13 @@ test: deps
 test-asan: deps
 	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/lsan-suppressions.txt \
 	  $(SWIFT) test $(CONFIG) --sanitize=address --scratch-path .build-asan
+
+# ResNetFusion vs PyTorch, alternating rounds. PyTorch's side runs when TORCH_PYTHON names a python with
+# torch, torchvision, pillow and pandas (CI never needs it).
+BENCH_ROUNDS ?= 3
+bench: deps
+	$(SWIFT) build $(CONFIG) --product bench-model
+	.build/release/bench-model --rounds $(BENCH_ROUNDS) $(if $(TORCH_PYTHON),--torch-python $(TORCH_PYTHON))
 
 bench-kernels: deps
 	$(SWIFT) run $(CONFIG) bench-kernels

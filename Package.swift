@@ -25,6 +25,7 @@ let package = Package(
         .executable(name: "bench-kernels", targets: ["KernelBenchmarks"]),
         .executable(name: "resnet50", targets: ["ResNet50Command"]),
         .executable(name: "bench-images", targets: ["ImageBenchmarks"]),
+        .executable(name: "bench-model", targets: ["ModelBenchmarks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -60,6 +61,9 @@ let package = Package(
                 swiftSettings: swiftFlags),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "DataPipeline", "WeightFiles"],
                     swiftSettings: swiftFlags),
+        // ResNetFusion and PyTorch side by side: inference, the seed's frozen cost, a training step, JPEG, memory.
+        .executableTarget(name: "ModelBenchmarks", dependencies: ["Models", "NN", "Tensors", "DataPipeline", "Imaging"],
+                          path: "Benchmarks/ModelBenchmarks", swiftSettings: swiftFlags),
         // The convolution shapes of ResNet-50, shared by the kernel tests and the kernel benchmarks.
         .target(name: "ResNetShapes", swiftSettings: swiftFlags),
         .executableTarget(name: "KernelBenchmarks", dependencies: ["CKernels", "ResNetShapes"],

@@ -83,6 +83,29 @@ func convBN(_ conv: Conv2d, _ bn: BatchNorm2d, _ x: Tensor) -> Tensor {
     return conv2d(x, weight: folded.weight, bias: folded.bias, stride: conv.stride, padding: conv.padding)
 }
 
+/// True when a block can take the inference path: BatchNorm on running statistics and no gradient wanted.
+@inline(__always)
+func inferenceOnly(_ bn: BatchNorm2d, _ tensors: Tensor?...) -> Bool {
+    !bn.training && !tensors.contains { $0.map { Tensor.needsGrad($0) } ?? false }
+}
+
+/// relu?(bn(conv(x)) + residual) with the batch norm folded into the convolution and the residual add and
+/// ReLU applied while each output block is in cache: ResNet's inference path.
+@inline(__always)
+func fusedConvBN(_ conv: Conv2d, _ bn: BatchNorm2d, _ x: Tensor, residual: Tensor? = nil, relu: Bool) -> Tensor {
+    let folded = foldBatchNormIntoConv(weight: conv.weight, bias: conv.bias, gamma: bn.weight, beta: bn.bias,
+                                       runningMean: bn.runningMean, runningVar: bn.runningVar, eps: bn.eps)
+    return conv2dInference(x, weight: folded.weight, bias: folded.bias, residual: residual, relu: relu,
+                           stride: conv.stride, padding: conv.padding)
+}
+
+/// The inference shortcut: the input, or the folded conv1x1 + bn when the shape changes.
+@inline(__always)
+func fusedShortcut(_ downsample: Sequential?, _ x: Tensor) -> Tensor {
+    guard let downsample else { return x }
+    return fusedConvBN(downsample[0] as! Conv2d, downsample[1] as! BatchNorm2d, x, relu: false)
+}
+
 /// The shortcut of a block: the input, or conv1x1 + bn when the shape changes.
 @inline(__always)
 func shortcut(_ downsample: Sequential?, _ x: Tensor) -> Tensor {
@@ -111,6 +134,10 @@ public final class BasicBlock: Module, UnaryLayer {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
+        if inferenceOnly(bn1, x, conv1.weight, conv2.weight, bn1.weight, bn2.weight) {
+            let h = fusedConvBN(conv1, bn1, x, relu: true)
+            return fusedConvBN(conv2, bn2, h, residual: fusedShortcut(downsample, x), relu: true)
+        }
         let y = convBN(conv2, bn2, relu(convBN(conv1, bn1, x)))
         return relu(y + shortcut(downsample, x))
     }
@@ -143,6 +170,10 @@ public final class Bottleneck: Module, UnaryLayer {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
+        if inferenceOnly(bn1, x, conv1.weight, conv2.weight, conv3.weight, bn1.weight, bn2.weight, bn3.weight) {
+            let h = fusedConvBN(conv2, bn2, fusedConvBN(conv1, bn1, x, relu: true), relu: true)
+            return fusedConvBN(conv3, bn3, h, residual: fusedShortcut(downsample, x), relu: true)
+        }
         let y = convBN(conv3, bn3, relu(convBN(conv2, bn2, relu(convBN(conv1, bn1, x)))))
         return relu(y + shortcut(downsample, x))
     }
@@ -223,7 +254,9 @@ public final class ResNet: Module, UnaryLayer {
     /// - Parameter x: images (N, 3, H, W).
     /// - Returns: (N, featureCount).
     public func features(_ x: Tensor) -> Tensor {
-        var y = maxPool2d(relu(convBN(conv1, bn1, x)), kernelSize: (3, 3), stride: (2, 2), padding: (1, 1))
+        let stem = inferenceOnly(bn1, x, conv1.weight, bn1.weight) ? fusedConvBN(conv1, bn1, x, relu: true)
+                                                                    : relu(convBN(conv1, bn1, x))
+        var y = maxPool2d(stem, kernelSize: (3, 3), stride: (2, 2), padding: (1, 1))
         y = layer4(layer3(layer2(layer1(y))))
         return globalAvgPool2d(y)
     }

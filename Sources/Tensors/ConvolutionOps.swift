@@ -93,3 +93,50 @@ func withOptionalPointer<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) 
     guard let t else { return body(nil) }
     return t.data.withUnsafeBufferPointer { body($0.baseAddress) }
 }
+
+/// relu?(conv(x, weight) + bias + residual) in one pass over the output: the inference path of a
+/// BatchNorm-folded network (the bias is the folded BatchNorm's shift). No autograd: callers use it only
+/// when nothing needs a gradient.
+/// - Parameters:
+///   - x: (N, C, H, W).
+///   - weight: (K, C, R, S).
+///   - bias: (K) or nil.
+///   - residual: (N, K, P, Q) added before the activation, or nil.
+///   - relu: apply max(·, 0) last (NaN kept).
+/// - Returns: (N, K, P, Q), off the tape.
+public func conv2dInference(_ x: Tensor, weight: Tensor, bias: Tensor?, residual: Tensor? = nil, relu: Bool,
+                            stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
+    precondition(!Tensor.needsGrad(x, weight, bias, residual), "conv2dInference: an input needs a gradient")
+    precondition(x.shape.count == 4 && weight.shape.count == 4 && x.shape[1] == weight.shape[1],
+                 "conv2dInference: x \(x.shape) and weight \(weight.shape) do not fit")
+    var shape = ck_conv2d_shape(
+        batch: Int32(x.shape[0]), in_channels: Int32(x.shape[1]), in_height: Int32(x.shape[2]), in_width: Int32(x.shape[3]),
+        out_channels: Int32(weight.shape[0]), kernel_height: Int32(weight.shape[2]), kernel_width: Int32(weight.shape[3]),
+        stride_height: Int32(stride.0), stride_width: Int32(stride.1), pad_height: Int32(padding.0), pad_width: Int32(padding.1))
+    let p = Int(ck_conv2d_output_height(&shape)), q = Int(ck_conv2d_output_width(&shape))
+    precondition(p > 0 && q > 0, "conv2dInference: empty output for x \(x.shape), weight \(weight.shape)")
+    let outShape = [x.shape[0], weight.shape[0], p, q]
+    if let residual { precondition(residual.shape == outShape, "conv2dInference: residual \(residual.shape), output \(outShape)") }
+    let reference = Kernels.backend == .reference
+    let workspaceBytes = reference ? 0 : ck_conv2d_workspace_size(&shape)
+    let y = [Float](unsafeUninitializedCapacity: outShape.reduce(1, *)) { out, initialized in
+        x.data.withUnsafeBufferPointer { xp in
+            weight.data.withUnsafeBufferPointer { wp in
+                withOptionalPointer(bias) { bp in
+                    withOptionalPointer(residual) { rp in
+                        Workspace.shared.withBuffer(bytes: workspaceBytes) { ws, wsBytes in
+                            let status = reference
+                                ? ck_conv2d_forward_fused_f32_ref(out.baseAddress, xp.baseAddress, wp.baseAddress, bp, rp,
+                                                                  relu ? 1 : 0, &shape, ws, wsBytes)
+                                : ck_conv2d_forward_fused_f32(out.baseAddress, xp.baseAddress, wp.baseAddress, bp, rp,
+                                                              relu ? 1 : 0, &shape, ws, wsBytes)
+                            Kernels.check(status, "conv2d fused forward")
+                        }
+                    }
+                }
+            }
+        }
+        initialized = out.count
+    }
+    return Tensor(shape: outShape, data: y)
+}

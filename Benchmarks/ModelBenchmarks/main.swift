@@ -1,0 +1,205 @@
+// bench-model: ResNetFusion side by side with PyTorch on this machine, batch 8, 224x224.
+//
+//   bench-model [--rounds N] [--threads N] [--steps N] [--torch-python PATH]
+//   bench-model --case CASE [--threads N] [--steps N] [--jpeg FILE]      (one measurement, one JSON line)
+//
+// Cases: inference (backbone forward, eval mode, no gradients), frozen-train-bn (the seed's
+// --freeze-backbone cost: parameters frozen, BatchNorm in training mode), train-step (forward, backward and
+// Adam on the whole fusion model), jpeg (a 1280x960 JPEG to the normalized 224 tensor) and
+// train-step-memory (peak resident memory of a process running train-step).
+//
+// Every measurement runs in a fresh process, so memory peaks are per case and one case cannot warm the
+// next. Rounds alternate between the two systems (this machine is shared and noisy); the table shows
+// medians and the ratio. The PyTorch side is Benchmarks/PyTorch/bench_torch.py, run with the python named
+// by --torch-python or $TORCH_PYTHON; without one, only our numbers are printed.
+import DataPipeline
+import Foundation
+import Imaging
+import Models
+import NN
+import Tensors
+
+let cases = ["inference", "frozen-train-bn", "train-step", "jpeg", "train-step-memory"]
+
+struct Arguments {
+    var values: [String: String] = [:]
+    init(_ arguments: [String]) {
+        var i = 1
+        while i < arguments.count {
+            let key = arguments[i]
+            guard key.hasPrefix("--"), i + 1 < arguments.count else {
+                FileHandle.standardError.write("bench-model: unexpected argument \(key)\n".data(using: .utf8)!)
+                exit(2)
+            }
+            values[String(key.dropFirst(2))] = arguments[i + 1]
+            i += 2
+        }
+    }
+    func int(_ key: String, _ fallback: Int) -> Int {
+        guard let text = values[key] else { return fallback }
+        guard let v = Int(text), v > 0 else {
+            FileHandle.standardError.write("bench-model: --\(key) needs a positive integer\n".data(using: .utf8)!)
+            exit(2)
+        }
+        return v
+    }
+}
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+func peakResidentMegabytes() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+/// Images per second of `step` (which handles `imagesPerStep` images) after one warm-up step.
+func imagesPerSecond(imagesPerStep: Int, steps: Int, _ step: () throws -> Void) rethrows -> Double {
+    try step()
+    let start = now()
+    for _ in 0 ..< steps { try step() }
+    return Double(imagesPerStep * steps) / (now() - start)
+}
+
+// MARK: One measurement (child process)
+
+func measure(_ name: String, arguments: Arguments) throws -> [String: Double] {
+    let batch = 8, metaDim = 84
+    let steps = arguments.int("steps", 3)
+    let generator = RandomGenerator(seed: 0)
+    if name == "jpeg" {
+        guard let path = arguments.values["jpeg"] else { throw TrainingBenchError("--case jpeg needs --jpeg FILE") }
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let decoder = JPEGDecoder(), plans = ResizePlanCache(), pre = Preprocessing.imagenet
+        var output = [Float](repeating: 0, count: 3 * 224 * 224)
+        let rate = try imagesPerSecond(imagesPerStep: 1, steps: max(steps, 20)) {
+            let crop = try pre.crop(jpeg: data, source: path, decoder: decoder, plans: plans)
+            output.withUnsafeMutableBufferPointer { pre.normalize(crop, into: $0.baseAddress!) }
+        }
+        return ["images_per_second": rate]
+    }
+    let model = FusionModel(metaDim: metaDim, generator: generator)
+    let images = Tensor.randn([batch, 3, 224, 224], generator: generator)
+    let meta = Tensor.randn([batch, metaDim], generator: generator)
+    let labels = (0 ..< batch).map { $0 % 2 }
+    var result: [String: Double] = [:]
+    switch name {
+    case "inference":
+        model.eval()
+        result["images_per_second"] = imagesPerSecond(imagesPerStep: batch, steps: steps) {
+            _ = withNoGrad { model.imageFeatures(images) }
+        }
+    case "frozen-train-bn":
+        model.train()
+        model.backbone.freeze()
+        result["images_per_second"] = imagesPerSecond(imagesPerStep: batch, steps: steps) {
+            _ = withNoGrad { model.imageFeatures(images) }
+        }
+    case "train-step", "train-step-memory":
+        model.train()
+        let optimizer = Adam(parameters: model.trainableParameters(), learningRate: 1e-3)
+        result["images_per_second"] = imagesPerSecond(imagesPerStep: batch, steps: steps) {
+            optimizer.zeroGrad()
+            crossEntropy(model(images, meta), labels: labels).backward()
+            optimizer.step()
+        }
+        result["peak_rss_mb"] = peakResidentMegabytes()
+    default:
+        throw TrainingBenchError("unknown case \(name); one of \(cases.joined(separator: ", "))")
+    }
+    return result
+}
+
+struct TrainingBenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+// MARK: Driver
+
+/// Runs a command, returns the last line of its stdout parsed as a JSON object of numbers.
+func runJSON(_ executable: String, _ arguments: [String]) -> [String: Double]? {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    do { try process.run() } catch { return nil }
+    let output = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0,
+          let line = String(decoding: output, as: UTF8.self).split(separator: "\n").last,
+          let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+    return object.compactMapValues { ($0 as? NSNumber)?.doubleValue }
+}
+
+func median(_ values: [Double]) -> Double? {
+    guard !values.isEmpty else { return nil }
+    let s = values.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+func drive(arguments: Arguments) throws {
+    let rounds = arguments.int("rounds", 3)
+    let threads = arguments.int("threads", Int(ProcessInfo.processInfo.activeProcessorCount))
+    let steps = arguments.int("steps", 3)
+    let python = arguments.values["torch-python"] ?? ProcessInfo.processInfo.environment["TORCH_PYTHON"]
+    let me = URL(fileURLWithPath: CommandLine.arguments[0]).path
+    let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    let torchScript = here.appendingPathComponent("PyTorch/bench_torch.py").path
+
+    // A demo frame: a real 1280x960 construction-site JPEG for the decode case.
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bench-model-\(getpid())")
+    defer { try? FileManager.default.removeItem(at: folder) }
+    _ = try DemoDataGenerator(seed: 1).write(to: folder, count: 1)
+    let jpeg = folder.appendingPathComponent("images/frame_00001.jpg").path
+
+    print("bench-model: \(threads) threads, batch 8, 224x224, \(rounds) rounds alternating, \(steps) steps per measurement")
+    print(python.map { "PyTorch side: \($0) \(torchScript)" } ?? "PyTorch side: none (set TORCH_PYTHON or --torch-python)")
+    var ours = [String: [Double]](), theirs = [String: [Double]]()
+    func key(_ name: String) -> String { name == "train-step-memory" ? "peak_rss_mb" : "images_per_second" }
+    for round in 1 ... rounds {
+        for name in cases {
+            let common = ["--case", name, "--threads", String(threads), "--steps", String(steps), "--jpeg", jpeg]
+            let runs: [(String, [String], Bool)] = [(me, common, true)]
+                + (python.map { [($0, [torchScript] + common, false)] } ?? [])
+            // Alternate which system goes first, round by round.
+            for (executable, args, isOurs) in (round % 2 == 1 ? runs : runs.reversed()) {
+                guard let result = runJSON(executable, args), let value = result[key(name)] else {
+                    FileHandle.standardError.write("bench-model: \(isOurs ? "ours" : "PyTorch") failed on \(name)\n".data(using: .utf8)!)
+                    continue
+                }
+                if isOurs { ours[name, default: []].append(value) } else { theirs[name, default: []].append(value) }
+            }
+        }
+        FileHandle.standardError.write("round \(round)/\(rounds) done\n".data(using: .utf8)!)
+    }
+    func cell(_ v: Double?, _ unit: String) -> String {
+        v.map { String(format: "%10.1f %@", $0, unit) } ?? String(format: "%10@ %@", "—", unit)
+    }
+    print("")
+    print("case                      ResNetFusion            PyTorch     ratio (ours/PyTorch; memory: lower is better)")
+    for name in cases {
+        let unit = name == "train-step-memory" ? "MB   " : "img/s"
+        let a = median(ours[name] ?? []), b = median(theirs[name] ?? [])
+        let ratio = (a != nil && b != nil && b! > 0) ? String(format: "%.2fx", a! / b!) : "—"
+        print(name.padding(toLength: 20, withPad: " ", startingAt: 0) + cell(a, unit) + "   " + cell(b, unit) + "     " + ratio)
+    }
+}
+
+let arguments = Arguments(CommandLine.arguments)
+if let threads = arguments.values["threads"].flatMap(Int.init) { Kernels.setNumThreads(threads) }
+Kernels.retainFreedMemory()
+do {
+    if let name = arguments.values["case"] {
+        var result = try measure(name, arguments: arguments)
+        result["threads"] = Double(Kernels.numThreads)
+        let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    } else {
+        try drive(arguments: arguments)
+    }
+} catch {
+    FileHandle.standardError.write("bench-model: \(error)\n".data(using: .utf8)!)
+    exit(1)
+}
