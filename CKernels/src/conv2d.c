@@ -92,6 +92,14 @@ static int workspace_check(const ck_conv2d_shape *shape, const conv_dims *d, int
     return (workspace && bytes >= need) ? CK_OK : CK_ERR_WORKSPACE;
 }
 
+// Columns per lowering chunk: about 2 MiB of column matrix (L2-sized), at least 256 columns so each sgemm stays
+// wide enough to run at full rate.
+static inline int lowering_chunk(const conv_dims *d) {
+    size_t columns = ((size_t)2048 << 10) / (sizeof(float) * d->CRS);
+    if (columns < 256) columns = 256;
+    return columns > d->PQ ? (int)d->PQ : (int)columns;
+}
+
 static inline float *thread_columns(void *workspace, const conv_dims *d, int thread) {
     return (float *)workspace + (size_t)thread * per_thread_floats(d);
 }
@@ -159,9 +167,16 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
         if (d.pointwise) {
             ck_sgemm(0, 0, d.K, width, d.C, 1.0f, weight, d.C, xn + j0, (int)d.HW, 0.0f, yn, (int)d.PQ);
         } else {
+            // Lower and multiply a cache-sized run of columns at a time, so sgemm reads the column
+            // matrix from L2 rather than from memory.
             float *col = thread_columns(workspace, &d, omp_get_thread_num());
-            ck_im2col_columns(col, xn, shape, d.Q, j0, j1);
-            ck_sgemm(0, 0, d.K, width, (int)d.CRS, 1.0f, weight, (int)d.CRS, col, width, 0.0f, yn, (int)d.PQ);
+            const int chunk = lowering_chunk(&d);
+            for (int c0 = j0; c0 < j1; c0 += chunk) {
+                const int c1 = c0 + chunk < j1 ? c0 + chunk : j1;
+                ck_im2col_columns(col, xn, shape, d.Q, c0, c1);
+                ck_sgemm(0, 0, d.K, c1 - c0, (int)d.CRS, 1.0f, weight, (int)d.CRS, col, c1 - c0, 0.0f,
+                         yn + (c0 - j0), (int)d.PQ);
+            }
         }
         ck_conv_apply_epilogue(yn, d.PQ, d.K, width, epilogue,
                                epilogue->residual ? epilogue->residual + out_offset : NULL);
@@ -346,13 +361,19 @@ int ck_conv2d_backward_weight_f32(float *dweight, float *dbias, const float *dy,
             for (int n = n0; n < n1; n++) {
                 const float *xn = x + (size_t)n * d.C * d.HW;
                 const float *dyn = dy + (size_t)n * d.K * d.PQ;
-                const float *columns = xn;
-                if (!d.pointwise) {
-                    ck_im2col_columns(col, xn, shape, d.Q, 0, (int)d.PQ);
-                    columns = col;
+                if (d.pointwise) {
+                    ck_sgemm(0, 1, d.K, (int)d.CRS, (int)d.PQ, 1.0f, dyn, (int)d.PQ, xn, (int)d.PQ,
+                             1.0f, target, (int)d.CRS);
+                    continue;
                 }
-                ck_sgemm(0, 1, d.K, (int)d.CRS, (int)d.PQ, 1.0f, dyn, (int)d.PQ, columns, (int)d.PQ,
-                         1.0f, target, (int)d.CRS);
+                // dW += dy_n[:, chunk] · col[:, chunk]ᵀ, chunk by chunk, while the lowered columns are in cache.
+                const int chunk = lowering_chunk(&d);
+                for (int c0 = 0; c0 < (int)d.PQ; c0 += chunk) {
+                    const int c1 = c0 + chunk < (int)d.PQ ? c0 + chunk : (int)d.PQ;
+                    ck_im2col_columns(col, xn, shape, d.Q, c0, c1);
+                    ck_sgemm(0, 1, d.K, (int)d.CRS, c1 - c0, 1.0f, dyn + c0, (int)d.PQ, col, c1 - c0,
+                             1.0f, target, (int)d.CRS);
+                }
             }
             #pragma omp barrier
             // Reduce the private gradients into dweight, each thread a slice of it.
