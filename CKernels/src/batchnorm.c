@@ -26,6 +26,8 @@ static void channel_moments(const float *x, int batch, int channels, int spatial
         for (int i0 = 0; i0 < spatial; i0 += 1024) {
             const int i1 = spatial < i0 + 1024 ? spatial : i0 + 1024;
             float s = 0.0f, ss = 0.0f;
+            // simd reduction: these sums may be reordered into vector lanes (strict FP would keep them scalar).
+            #pragma omp simd reduction(+ : s, ss)
             for (int i = i0; i < i1; i++) {
                 const float d = plane[i] - pivot;
                 s += d;
@@ -165,6 +167,7 @@ int ck_batchnorm2d_backward_f32(float *dx, float *dgamma, float *dbeta,
         for (int n = 0; n < batch; n++) {
             const size_t offset = ((size_t)n * channels + c) * spatial;
             float s = 0.0f, sx = 0.0f;
+            #pragma omp simd reduction(+ : s, sx)
             for (int i = 0; i < spatial; i++) {
                 s += dy[offset + i];
                 sx += dy[offset + i] * (x[offset + i] - mean);
@@ -235,6 +238,7 @@ int ck_batchnorm2d_backward_infer_f32(float *dx, float *dgamma, float *dbeta,
         for (int n = 0; n < batch; n++) {
             const size_t offset = ((size_t)n * channels + c) * spatial;
             float s = 0.0f, sx = 0.0f;
+            #pragma omp simd reduction(+ : s, sx)
             for (int i = 0; i < spatial; i++) {
                 s += dy[offset + i];
                 sx += dy[offset + i] * (x[offset + i] - mean) * invstd;

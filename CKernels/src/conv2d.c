@@ -331,6 +331,7 @@ static void accumulate_bias_grad(float *dbias, const float *dy, const conv_dims 
         for (int n = 0; n < d->N; n++) {
             const float *row = dy + ((size_t)n * d->K + k) * d->PQ;
             float partial = 0.0f;
+            #pragma omp simd reduction(+ : partial)
             for (size_t j = 0; j < d->PQ; j++) partial += row[j];
             sum += partial;
         }

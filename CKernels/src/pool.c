@@ -151,6 +151,7 @@ int ck_global_avgpool_forward_f32(float *y, const float *x, int batch, int chann
     for (int plane = 0; plane < planes; plane++) {
         const float *in = x + (size_t)plane * spatial;
         float sum = 0.0f;
+        #pragma omp simd reduction(+ : sum)
         for (int i = 0; i < spatial; i++) sum += in[i];
         y[plane] = sum / (float)spatial;
     }
