@@ -118,10 +118,14 @@ struct TrainingBenchError: Error, CustomStringConvertible {
 // MARK: Driver
 
 /// Runs a command, returns the last line of its stdout parsed as a JSON object of numbers.
-func runJSON(_ executable: String, _ arguments: [String]) -> [String: Double]? {
+/// - Parameter unsetting: environment variables removed for this run only.
+func runJSON(_ executable: String, _ arguments: [String], unsetting: [String] = []) -> [String: Double]? {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    for name in unsetting { environment.removeValue(forKey: name) }
+    process.environment = environment
     let pipe = Pipe()
     process.standardOutput = pipe
     do { try process.run() } catch { return nil }
@@ -154,36 +158,57 @@ func drive(arguments: Arguments) throws {
     _ = try DemoDataGenerator(seed: 1).write(to: folder, count: 1)
     let jpeg = folder.appendingPathComponent("images/frame_00001.jpg").path
 
+    // Some machines force OpenBLAS's core type (OPENBLAS_CORETYPE, e.g. Haswell kernels on an AVX-512 CPU,
+    // because older OpenBLAS builds misbehave there). Our side is then measured both as configured and
+    // with OpenBLAS's own detection; `make test` passes under both on the development machine.
+    let forcedCore = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"]
+    let openblasVariables = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"]
+    struct System { let label: String; let executable: String; let prefix: [String]; let unsetting: [String] }
+    var systems = [System(label: forcedCore.map { "ours (OpenBLAS \($0))" } ?? "ResNetFusion", executable: me, prefix: [],
+                          unsetting: [])]
+    if forcedCore != nil {
+        systems.append(System(label: "ours (OpenBLAS autodetect)", executable: me, prefix: [], unsetting: openblasVariables))
+    }
+    if let python { systems.append(System(label: "PyTorch", executable: python, prefix: [torchScript], unsetting: [])) }
+
     print("bench-model: \(threads) threads, batch 8, 224x224, \(rounds) rounds alternating, \(steps) steps per measurement")
     print(python.map { "PyTorch side: \($0) \(torchScript)" } ?? "PyTorch side: none (set TORCH_PYTHON or --torch-python)")
-    var ours = [String: [Double]](), theirs = [String: [Double]]()
+    var results = [String: [String: [Double]]]()  // system label → case → values
     func key(_ name: String) -> String { name == "train-step-memory" ? "peak_rss_mb" : "images_per_second" }
     for round in 1 ... rounds {
         for name in cases {
             let common = ["--case", name, "--threads", String(threads), "--steps", String(steps), "--jpeg", jpeg]
-            let runs: [(String, [String], Bool)] = [(me, common, true)]
-                + (python.map { [($0, [torchScript] + common, false)] } ?? [])
-            // Alternate which system goes first, round by round.
-            for (executable, args, isOurs) in (round % 2 == 1 ? runs : runs.reversed()) {
-                guard let result = runJSON(executable, args), let value = result[key(name)] else {
-                    FileHandle.standardError.write("bench-model: \(isOurs ? "ours" : "PyTorch") failed on \(name)\n".data(using: .utf8)!)
+            // Rotate which system goes first, round by round.
+            let order = (0 ..< systems.count).map { systems[($0 + round) % systems.count] }
+            for system in order {
+                guard let result = runJSON(system.executable, system.prefix + common, unsetting: system.unsetting),
+                      let value = result[key(name)] else {
+                    FileHandle.standardError.write("bench-model: \(system.label) failed on \(name)\n".data(using: .utf8)!)
                     continue
                 }
-                if isOurs { ours[name, default: []].append(value) } else { theirs[name, default: []].append(value) }
+                results[system.label, default: [:]][name, default: []].append(value)
             }
         }
         FileHandle.standardError.write("round \(round)/\(rounds) done\n".data(using: .utf8)!)
     }
-    func cell(_ v: Double?, _ unit: String) -> String {
-        v.map { String(format: "%10.1f %@", $0, unit) } ?? String(format: "%10@ %@", "—", unit)
-    }
     print("")
-    print("case                      ResNetFusion            PyTorch     ratio (ours/PyTorch; memory: lower is better)")
+    let columns = systems.map(\.label)
+    var header = "case".padding(toLength: 20, withPad: " ", startingAt: 0)
+    for label in columns { header += label.count >= 28 ? " " + label : String(repeating: " ", count: 28 - label.count) + label }
+    if python != nil { header += "   ratio to PyTorch (memory: lower is better)" }
+    print(header)
     for name in cases {
-        let unit = name == "train-step-memory" ? "MB   " : "img/s"
-        let a = median(ours[name] ?? []), b = median(theirs[name] ?? [])
-        let ratio = (a != nil && b != nil && b! > 0) ? String(format: "%.2fx", a! / b!) : "—"
-        print(name.padding(toLength: 20, withPad: " ", startingAt: 0) + cell(a, unit) + "   " + cell(b, unit) + "     " + ratio)
+        let unit = name == "train-step-memory" ? "MB" : "img/s"
+        var line = name.padding(toLength: 20, withPad: " ", startingAt: 0)
+        let medians = columns.map { median(results[$0]?[name] ?? []) }
+        for value in medians {
+            let text = value.map { String(format: "%.1f %@", $0, unit) } ?? "—"
+            line += String(repeating: " ", count: max(1, 28 - text.count)) + text
+        }
+        if python != nil, let torch = medians.last ?? nil, torch > 0 {
+            line += "   " + medians.dropLast().map { $0.map { String(format: "%.2fx", $0 / torch) } ?? "—" }.joined(separator: " / ")
+        }
+        print(line)
     }
 }
 
