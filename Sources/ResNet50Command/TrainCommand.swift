@@ -43,6 +43,9 @@ struct DataOptions: ParsableArguments {
 }
 
 extension BatchNormMode: ExpressibleByArgument {}
+extension SelectionMetric: ExpressibleByArgument {}
+extension LearningRateSchedule: ExpressibleByArgument {}
+extension PositiveWeight: ExpressibleByArgument {}
 
 /// Runs a command body; a user-facing failure becomes one line on stderr and exit status 1.
 func reportingErrors(_ body: () throws -> Void) throws {
@@ -61,9 +64,13 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train the image + metadata classifier (the seed's resnet50.py).",
         discussion: """
-            Prints 'Using device: cpu (N threads)', the seed's line per epoch, then 'Saved: PATH'. With \
-            --freeze-backbone the backbone runs in inference mode and its features are computed once (and \
-            cached on disk); --bn-mode train reproduces the seed exactly (BatchNorm in training mode).
+            stdout is the seed's transcript and nothing else: 'Using device: cpu (N threads)', the seed's line \
+            per epoch, then 'Saved: PATH' (the last epoch's model). Notes (best epoch, tuned threshold, files \
+            written) go to stderr. Next to PATH (X.safetensors): X.best.safetensors (best epoch by --select-by), \
+            X.resume.safetensors (for --resume), X.epochs.csv, X.summary.json, X.curves.svg and X.pr.svg. \
+            Both models store the probability threshold that maximises validation F1. With --freeze-backbone the \
+            backbone runs in inference mode and its features are computed once (and cached on disk); \
+            --bn-mode train reproduces the seed exactly (BatchNorm in training mode).
             """)
 
     @OptionGroup var data: DataOptions
@@ -89,6 +96,28 @@ struct Train: ParsableCommand {
     @Option(help: "Where the trained model goes (safetensors with the seed's state_dict keys).")
     var output: String = "models/resnet50_fused_image_meta.safetensors"
 
+    @Option(help: "Which epoch's model X.best.safetensors keeps: val-f1 (ties: lower val-loss) or val-loss.")
+    var selectBy: SelectionMetric = .valF1
+
+    @Option(help: ArgumentHelp("Weight of class 1 in the cross-entropy: a number, or 'auto' (negatives/positives of the training split).",
+                               valueName: "auto|X"))
+    var posWeight: PositiveWeight?
+
+    @Option(help: "Stop when --select-by has not improved for N epochs.")
+    var patience: Int?
+
+    @Option(help: "Learning rate per epoch: constant or cosine (decay over the epochs after warm-up).")
+    var lrSchedule: LearningRateSchedule = .constant
+
+    @Option(help: "Epochs of linear warm-up to --lr.")
+    var warmupEpochs: Int = 0
+
+    @Option(help: "AdamW's decoupled weight decay (0: the seed's Adam).")
+    var weightDecay: Float = 0
+
+    @Option(help: "Continue from X.resume.safetensors of an interrupted run (same flags; --epochs may grow unless cosine).")
+    var resume: String?
+
     func run() throws {
         try reportingErrors {
             var options = TrainingOptions(imagesDirectory: data.imagesDir, csvPath: data.csvPath)
@@ -100,6 +129,13 @@ struct Train: ParsableCommand {
             options.learningRate = lr
             options.seed = seed
             options.output = output
+            options.selectBy = selectBy
+            options.positiveWeight = posWeight
+            options.patience = patience
+            options.learningRateSchedule = lrSchedule
+            options.warmupEpochs = warmupEpochs
+            options.weightDecay = weightDecay
+            options.resumePath = resume
             _ = try Trainer(options: options, printLine: { print($0); fflush(stdout) }).run()
         }
     }

@@ -7,7 +7,7 @@ struct ResNet50: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "resnet50",
         abstract: "ResNet-50 fused with object-detector metadata, trained on the CPU.",
-        subcommands: [Train.self, Features.self, MakeDemoData.self])
+        subcommands: [Train.self, Evaluate.self, Predict.self, Features.self, MakeDemoData.self])
 }
 
 /// `resnet50 make-demo-data --out DIR --count N --seed S`

@@ -1,19 +1,15 @@
 import Foundation
 
-/// The per-epoch CSV next to the model: every printed number plus TP/FP/FN/TN and seconds. Rewritten
-/// (atomically) after every epoch, so an interrupted run keeps the epochs it finished.
+/// The per-epoch CSV next to the model: every printed number plus TP/FP/FN/TN, the learning rate, seconds,
+/// and `best` = 1 on the epoch whose model is kept as the best one. Rewritten (atomically) after every epoch,
+/// so an interrupted run keeps the epochs it finished.
 struct EpochLog {
     let url: URL
 
-    /// `models/x.safetensors` → `models/x.epochs.csv`.
-    static func url(forModel model: URL) -> URL {
-        model.deletingPathExtension().appendingPathExtension("epochs.csv")
-    }
-
     static let header = "epoch,train_loss,train_accuracy,train_precision,train_recall,train_f1,train_tp,train_fp,train_fn,train_tn,"
-        + "val_loss,val_accuracy,val_precision,val_recall,val_f1,val_tp,val_fp,val_fn,val_tn,seconds"
+        + "val_loss,val_accuracy,val_precision,val_recall,val_f1,val_tp,val_fp,val_fn,val_tn,lr,seconds,best"
 
-    func write(_ records: [EpochRecord]) throws {
+    func write(_ records: [EpochRecord], bestEpoch: Int) throws {
         var text = Self.header + "\n"
         for r in records {
             func fields(_ m: EpochMetrics) -> [String] {
@@ -22,10 +18,9 @@ struct EpochLog {
                         String(format: "%.6f", c.recall), String(format: "%.6f", c.f1), String(c.truePositives),
                         String(c.falsePositives), String(c.falseNegatives), String(c.trueNegatives)]
             }
-            text += ([String(r.epoch)] + fields(r.training) + fields(r.validation) + [String(format: "%.3f", r.seconds)])
-                .joined(separator: ",") + "\n"
+            let rest = [String(format: "%g", r.learningRate), String(format: "%.3f", r.seconds), r.epoch == bestEpoch ? "1" : "0"]
+            text += ([String(r.epoch)] + fields(r.training) + fields(r.validation) + rest).joined(separator: ",") + "\n"
         }
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try Data(text.utf8).write(to: url, options: .atomic)
+        try writeAtomically(text, to: url)
     }
 }

@@ -4,6 +4,11 @@ import Foundation
 public struct ThresholdChoice: Equatable, Sendable {
     public var threshold: Double
     public var f1: Double
+
+    public init(threshold: Double, f1: Double) {
+        self.threshold = threshold
+        self.f1 = f1
+    }
 }
 
 /// The threshold on P(class 1) that maximises F1 on (probabilities, labels): predict 1 when p ≥ threshold.
@@ -98,4 +103,16 @@ public func precisionRecallCurve(scores: [Double], labels: [Int]) -> [PrecisionR
                                            recall: Double(tp) / Double(positives)))
     }
     return points
+}
+
+/// The threshold moved halfway down to the next lower score, F1 unchanged: a score recomputed later with other
+/// rounding (another batch size, features from the cache) then stays on the side it was tuned on. A threshold
+/// that is not itself a score (the 0.5 of a tie) is kept; below the lowest score it becomes half that score.
+/// - Parameters:
+///   - choice: from `bestF1Threshold` on `probabilities`.
+///   - probabilities: the scores it was tuned on.
+public func withMargin(_ choice: ThresholdChoice, probabilities: [Double]) -> ThresholdChoice {
+    guard probabilities.contains(choice.threshold) else { return choice }
+    let below = probabilities.filter { $0 < choice.threshold }.max() ?? 0
+    return ThresholdChoice(threshold: (choice.threshold + below) / 2, f1: choice.f1)
 }

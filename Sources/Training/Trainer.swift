@@ -12,18 +12,32 @@ public struct TrainingError: Error, CustomStringConvertible {
 }
 
 /// One finished epoch.
-public struct EpochRecord: Sendable {
+public struct EpochRecord: Sendable, Equatable {
     public let epoch: Int
     public let training: EpochMetrics
     public let validation: EpochMetrics
+    /// The learning rate of the epoch's steps.
+    public let learningRate: Float
     public let seconds: Double
 }
 
 /// What a run produced.
 public struct TrainingResult {
+    /// Every finished epoch, including those of the run a `--resume` continued.
     public let records: [EpochRecord]
     public let outputURL: URL
+    public let files: RunFiles
+    /// The last epoch's model (the one saved at `outputURL`).
     public let model: FusionModel
+    /// The epoch whose model is in `files.best`.
+    public let bestEpoch: Int
+    /// Threshold tuned for F1 on the validation split: for the best model and for the last one.
+    public let bestThreshold: ThresholdChoice
+    public let lastThreshold: ThresholdChoice
+    /// True when `--patience` ended the run before `--epochs`.
+    public let stoppedEarly: Bool
+    /// The class-1 weight of the loss (nil: unweighted).
+    public let positiveWeight: Float?
     /// Backbone passes the run needed (cached-feature mode: images not found in the on-disk cache).
     public let featuresComputed: Int
     /// Images whose features came from the on-disk cache.
@@ -32,6 +46,12 @@ public struct TrainingResult {
 
 /// The seed's training loop (DESIGN §4) in three modes: frozen backbone on cached features (default with
 /// --freeze-backbone), the seed's frozen backbone with BatchNorm in training mode, and full fine-tuning.
+/// Beyond the seed: best-epoch selection, an F1-tuned threshold, class weights, early stopping, a learning-rate
+/// schedule, AdamW, resumable checkpoints, pictures and a JSON summary of the run.
+///
+/// Every random draw of an epoch is a function of (seed, epoch): the split and initialisation of the seed, the
+/// loader's per-epoch order and a dropout stream reseeded at each epoch. So a resumed run needs only the
+/// model, the optimizer state and the history to end where an uninterrupted run ends.
 public final class Trainer {
     public let options: TrainingOptions
     private let printLine: (String) -> Void
@@ -40,8 +60,8 @@ public final class Trainer {
 
     /// - Parameters:
     ///   - options: the run's flags.
-    ///   - printLine: where the seed's stdout lines go.
-    ///   - warn: where warnings go (stderr in the command).
+    ///   - printLine: where the seed's stdout lines go (nothing else is printed there).
+    ///   - warn: where warnings and the end-of-run notes go (stderr in the command).
     public init(options: TrainingOptions, printLine: @escaping (String) -> Void = { print($0) },
                 warn: @escaping (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }) {
         self.options = options
@@ -51,6 +71,7 @@ public final class Trainer {
     }
 
     public func run() throws -> TrainingResult {
+        let wallStart = Date()
         try validateOptions()
         if let threads = options.threads { Kernels.setNumThreads(threads) }
         Kernels.retainFreedMemory()
@@ -61,49 +82,135 @@ public final class Trainer {
         if let warning = table.boxWarning { warn(warning) }
         let split = try DatasetSplit(count: table.samples.count, seed: options.seed)
         let dataset = ImageDataset(table: table, cacheBudgetBytes: options.usesCachedFeatures ? 0 : options.cropCacheBytes)
+        let positiveWeight = try resolvePositiveWeight(table: table, split: split)
+        let classWeights = positiveWeight.map { [Float(1), $0] }
 
-        let (model, weightsKey) = try buildModel(metaDim: table.metaDim)
-        printLine("Using device: cpu (\(Kernels.numThreads) threads)")
-
-        var featureStats = (computed: 0, reused: 0)
-        var features: [Float] = []
+        let (model, weightsKey, dropoutGenerator) = try buildModel(metaDim: table.metaDim)
+        let featureCacheKey = "\(weightsKey) | \(options.backbone) | resize 256, center crop 224, ImageNet mean/std"
+        let files = RunFiles(output: URL(fileURLWithPath: options.output))
+        let settings = runSettings(table: table, weightsKey: weightsKey)
         if options.freezeBackbone {
             model.backbone.freeze()
         }
-        if options.usesCachedFeatures {
-            (features, featureStats) = try computeFeatures(model: model, dataset: dataset, weightsKey: weightsKey)
-        }
-        let optimizer = Adam(parameters: model.trainableParameters(), learningRate: options.learningRate)
-        let trainLoader = try DataLoader(dataset: dataset, indices: split.train, batchSize: options.batchSize, shuffle: true,
-                                     seed: options.seed, numWorkers: options.numWorkers)
-        let validationLoader = try DataLoader(dataset: dataset, indices: split.validation, batchSize: options.batchSize,
-                                          shuffle: false, seed: options.seed, numWorkers: options.numWorkers)
-        let outputURL = URL(fileURLWithPath: options.output)
-        let log = EpochLog(url: EpochLog.url(forModel: outputURL))
+        let optimizer = Adam(parameters: model.trainableParameters(), learningRate: options.learningRate,
+                             weightDecay: options.weightDecay, decoupled: options.weightDecay > 0)
 
-        var records = [EpochRecord]()
-        for epoch in 1 ... options.epochs {
+        var state = RunState()
+        if let resumePath = options.resumePath {
+            state = try ResumeCheckpoint.restore(from: URL(fileURLWithPath: resumePath), settings: settings, epochs: options.epochs,
+                                                 model: model, optimizer: optimizer, backboneStored: !options.usesCachedFeatures)
+        }
+        printLine("Using device: cpu (\(Kernels.numThreads) threads)")
+        // A resumed run prints the finished epochs again: its stdout is the uninterrupted run's.
+        for r in state.records {
+            printLine(seedEpochLine(epoch: r.epoch, epochs: options.epochs, training: r.training, validation: r.validation))
+        }
+
+        var featureStats = (computed: 0, reused: 0)
+        var features: [Float] = []
+        if options.usesCachedFeatures {
+            let cache = options.featureCacheDirectory.map {
+                FeatureCache(directory: URL(fileURLWithPath: $0), modelKey: featureCacheKey, width: model.backbone.featureCount)
+            }
+            let computed = try backboneFeatures(model: model, dataset: dataset, indices: Array(0 ..< dataset.samples.count),
+                                                cache: cache, batchSize: options.batchSize, numWorkers: options.numWorkers,
+                                                progress: progress, warn: warn)
+            features = computed.features
+            featureStats = (computed.computed, computed.reused)
+        }
+        let trainLoader = try DataLoader(dataset: dataset, indices: split.train, batchSize: options.batchSize, shuffle: true,
+                                         seed: options.seed, numWorkers: options.numWorkers)
+        let validationLoader = try DataLoader(dataset: dataset, indices: split.validation, batchSize: options.batchSize,
+                                              shuffle: false, seed: options.seed, numWorkers: options.numWorkers)
+        let validationLabels = split.validation.map { table.samples[$0].label }
+        let log = EpochLog(url: files.epochLog)
+
+        var lastProbabilities = [Double]()
+        for epoch in state.records.count + 1 ... options.epochs {
             let start = Date()
+            let learningRate = options.learningRateSchedule.learningRate(epoch: epoch, epochs: options.epochs,
+                                                                         warmup: options.warmupEpochs, base: options.learningRate)
+            optimizer.learningRate = learningRate
+            dropoutGenerator.reseed(Self.dropoutSeed(options.seed, epoch: epoch))
             model.train()
             if options.usesCachedFeatures { model.backbone.eval() }
-            let training = try runEpoch(model: model, loader: trainLoader, epoch: epoch - 1, features: features,
-                                        optimizer: optimizer, label: "epoch \(epoch)/\(options.epochs) train")
+            let (training, _) = try runEpoch(model: model, loader: trainLoader, epoch: epoch - 1, features: features,
+                                             optimizer: optimizer, classWeights: classWeights,
+                                             label: "epoch \(epoch)/\(options.epochs) train")
             model.eval()
-            let validation = try withNoGrad {
+            let (validation, probabilities) = try withNoGrad {
                 try runEpoch(model: model, loader: validationLoader, epoch: 0, features: features, optimizer: nil,
-                             label: "epoch \(epoch)/\(options.epochs) validation")
+                             classWeights: classWeights, label: "epoch \(epoch)/\(options.epochs) validation")
             }
-            let record = EpochRecord(epoch: epoch, training: training, validation: validation,
+            let record = EpochRecord(epoch: epoch, training: training, validation: validation, learningRate: learningRate,
                                      seconds: Date().timeIntervalSince(start))
-            records.append(record)
+            state.records.append(record)
+            lastProbabilities = probabilities
+            if state.bestEpoch == 0 || options.selectBy.prefers(validation, over: state.records[state.bestEpoch - 1].validation) {
+                state.bestEpoch = epoch
+                state.bestState = model.stateDict()
+                state.bestProbabilities = probabilities
+            }
             progress.clear()
             printLine(seedEpochLine(epoch: epoch, epochs: options.epochs, training: training, validation: validation))
-            try log.write(records)
+            do { try log.write(state.records, bestEpoch: state.bestEpoch) } catch {
+                throw TrainingError("\(files.epochLog.path): \(error.localizedDescription)")
+            }
+            if let patience = options.patience, epoch < options.epochs, epoch - state.bestEpoch >= patience {
+                state.stoppedEarly = true
+            }
+            do {
+                try ResumeCheckpoint.save(state, settings: settings, model: model, optimizer: optimizer,
+                                          storeBackbone: !options.usesCachedFeatures,
+                                          wallSeconds: state.wallSeconds + Date().timeIntervalSince(wallStart), to: files.resume)
+            } catch {
+                throw TrainingError("\(files.resume.path): \(error)")
+            }
+            if state.stoppedEarly { break }
         }
-        try saveModel(model, to: outputURL, metaDim: table.metaDim, split: split, records: records)
+
+        let bestThreshold = withMargin(bestF1Threshold(probabilities: state.bestProbabilities, labels: validationLabels),
+                                       probabilities: state.bestProbabilities)
+        let lastThreshold = withMargin(bestF1Threshold(probabilities: lastProbabilities, labels: validationLabels),
+                                       probabilities: lastProbabilities)
+        let last = state.records[state.records.count - 1], best = state.records[state.bestEpoch - 1]
+        var common = modelMetadata(table: table, split: split, records: state.records, positiveWeight: positiveWeight)
+        if options.usesCachedFeatures { common["feature_cache_key"] = featureCacheKey }
+        func metadata(_ record: EpochRecord, _ choice: ThresholdChoice, role: String) -> [String: String] {
+            common.merging(["role": role, "epoch": String(record.epoch), "epoch_metrics": record.jsonSummary,
+                            "threshold": String(choice.threshold), "threshold_val_f1": String(choice.f1)]) { $1 }
+        }
+        try save(state.bestState!.weightFileStateDict, metadata: metadata(best, bestThreshold, role: "best"), to: files.best)
+        try save(model.weightFileStateDict(), metadata: metadata(last, lastThreshold, role: "last"), to: files.last)
+        try writePictures(files: files, records: state.records, bestEpoch: state.bestEpoch,
+                          probabilities: state.bestProbabilities, labels: validationLabels, threshold: bestThreshold)
+        let wallSeconds = state.wallSeconds + Date().timeIntervalSince(wallStart)
+        try writeSummary(files: files, split: split, state: state, positiveWeight: positiveWeight,
+                         thresholds: (bestThreshold, lastThreshold), wallSeconds: wallSeconds)
         printLine("Saved: \(options.output)")
-        return TrainingResult(records: records, outputURL: outputURL, model: model,
-                              featuresComputed: featureStats.computed, featuresReused: featureStats.reused)
+
+        func f(_ v: Double) -> String { String(format: "%.3f", v) }
+        if state.stoppedEarly {
+            warn("Stopped early after epoch \(String(format: "%02d", last.epoch)): \(options.selectBy.rawValue) has not improved "
+                + "for \(options.patience ?? 0) epochs")
+        }
+        warn("Best epoch \(String(format: "%02d", best.epoch)) by \(options.selectBy.rawValue) (val-F1 \(f(best.validation.confusion.f1)), "
+            + "val-loss \(String(format: "%.4f", best.validation.loss))): "
+            + ((options.output as NSString).deletingPathExtension + ".best.safetensors"))
+        warn("Threshold \(f(bestThreshold.threshold)) gives val-F1 \(f(bestThreshold.f1)) (argmax \(f(best.validation.confusion.f1))) "
+            + "for the best model; \(f(lastThreshold.threshold)) gives \(f(lastThreshold.f1)) (argmax \(f(last.validation.confusion.f1))) "
+            + "for the last")
+        warn("Wrote \(files.epochLog.lastPathComponent), \(files.summary.lastPathComponent), \(files.curves.lastPathComponent), "
+            + "\(files.precisionRecall.lastPathComponent), \(files.resume.lastPathComponent) next to the model")
+        return TrainingResult(records: state.records, outputURL: files.last, files: files, model: model, bestEpoch: state.bestEpoch,
+                              bestThreshold: bestThreshold, lastThreshold: lastThreshold, stoppedEarly: state.stoppedEarly,
+                              positiveWeight: positiveWeight, featuresComputed: featureStats.computed,
+                              featuresReused: featureStats.reused)
+    }
+
+    /// The dropout stream of an epoch: a function of the seed and the epoch alone.
+    static func dropoutSeed(_ seed: UInt64, epoch: Int) -> UInt64 {
+        (seed ^ 0xD509_0E75) &+ UInt64(epoch) &* 0xA076_1D64_78BD_642F
     }
 
     /// The backbone's 2048-d features (inference mode) of every image the CSV lists, in CSV order, through the
@@ -116,10 +223,17 @@ public final class Trainer {
                                     imagesDirectory: URL(fileURLWithPath: options.imagesDirectory),
                                     maxBoxes: options.maxBoxes)
         let dataset = ImageDataset(table: table, cacheBudgetBytes: 0)
-        let (model, weightsKey) = try buildModel(metaDim: table.metaDim)
+        let (model, weightsKey, _) = try buildModel(metaDim: table.metaDim)
         model.backbone.freeze()
-        let (features, _) = try computeFeatures(model: model, dataset: dataset, weightsKey: weightsKey)
-        return (table.samples.map(\.imageName), features, model.backbone.featureCount)
+        let cache = options.featureCacheDirectory.map {
+            FeatureCache(directory: URL(fileURLWithPath: $0),
+                         modelKey: "\(weightsKey) | \(options.backbone) | resize 256, center crop 224, ImageNet mean/std",
+                         width: model.backbone.featureCount)
+        }
+        let computed = try backboneFeatures(model: model, dataset: dataset, indices: Array(0 ..< dataset.samples.count),
+                                            cache: cache, batchSize: options.batchSize, numWorkers: options.numWorkers,
+                                            progress: progress, warn: warn)
+        return (table.samples.map(\.imageName), computed.features, model.backbone.featureCount)
     }
 
     // MARK: Set-up
@@ -132,6 +246,16 @@ public final class Trainer {
         guard options.learningRate > 0, options.learningRate.isFinite else {
             throw TrainingError("--lr must be a positive number (got \(options.learningRate))")
         }
+        if let patience = options.patience, patience < 1 { throw TrainingError("--patience must be at least 1 (got \(patience))") }
+        guard options.warmupEpochs >= 0, options.warmupEpochs < options.epochs else {
+            throw TrainingError("--warmup-epochs must be 0 or more and below --epochs (got \(options.warmupEpochs))")
+        }
+        guard options.weightDecay >= 0, options.weightDecay.isFinite else {
+            throw TrainingError("--weight-decay must be 0 or a positive number (got \(options.weightDecay))")
+        }
+        if case .value(let w)? = options.positiveWeight, !(w > 0 && w.isFinite) {
+            throw TrainingError("--pos-weight must be 'auto' or a positive number (got \(w))")
+        }
         if let threads = options.threads, threads < 1 { throw TrainingError("--threads must be at least 1 (got \(threads))") }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: options.imagesDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -140,18 +264,55 @@ public final class Trainer {
         guard FileManager.default.isReadableFile(atPath: options.csvPath) else {
             throw TrainingError("--csv-path \(options.csvPath): no such readable file")
         }
+        if let resume = options.resumePath, !FileManager.default.isReadableFile(atPath: resume) {
+            throw TrainingError("--resume \(resume): no such readable file")
+        }
     }
 
-    /// The fusion model with its backbone weights loaded; also the identity of those weights for the cache.
-    private func buildModel(metaDim: Int) throws -> (FusionModel, String) {
+    /// `--pos-weight`: auto is negatives / positives of the training split.
+    private func resolvePositiveWeight(table: LabelsTable, split: DatasetSplit) throws -> Float? {
+        switch options.positiveWeight {
+        case nil: return nil
+        case .value(let w)?: return w
+        case .auto?:
+            let positives = split.train.filter { table.samples[$0].label == 1 }.count
+            guard positives > 0, positives < split.train.count else {
+                throw TrainingError("--pos-weight auto: the training split has \(positives) positives of \(split.train.count); "
+                    + "give a number instead")
+            }
+            return Float(split.train.count - positives) / Float(positives)
+        }
+    }
+
+    /// What defines the run: a `--resume` must match all of these (flag name → value).
+    private func runSettings(table: LabelsTable, weightsKey: String) -> [String: String] {
+        let data = table.samples.map { "\($0.imageName)=\($0.label)" }.joined(separator: "\n")
+        var settings = [
+            "labels.csv": "\(table.samples.count) rows, fingerprint \(stableHash(data))",
+            "--seed": String(options.seed), "--batch-size": String(options.batchSize), "--max-boxes": String(options.maxBoxes),
+            "--freeze-backbone": String(options.freezeBackbone), "--bn-mode": options.batchNormMode.rawValue,
+            "--lr": String(options.learningRate), "--lr-schedule": options.learningRateSchedule.rawValue,
+            "--warmup-epochs": String(options.warmupEpochs), "--weight-decay": String(options.weightDecay),
+            "--pos-weight": options.positiveWeight?.description ?? "none", "--select-by": options.selectBy.rawValue,
+            "--weights": weightsKey, "backbone": BackboneCodec.encode(options.backbone),
+        ]
+        // A cosine schedule is spread over --epochs: a different count is a different run.
+        if options.learningRateSchedule == .cosine { settings["--epochs"] = String(options.epochs) }
+        return settings
+    }
+
+    /// The fusion model with its backbone weights loaded; also the identity of those weights for the cache and
+    /// the dropout stream (reseeded every epoch).
+    private func buildModel(metaDim: Int) throws -> (FusionModel, String, RandomGenerator) {
         let generator = RandomGenerator(seed: options.seed)
+        let dropoutGenerator = RandomGenerator(seed: options.seed ^ 0xD509_0E75)
         let model = FusionModel(metaDim: metaDim, backbone: ResNet(config: options.backbone, generator: generator),
-                                generator: generator, dropoutGenerator: RandomGenerator(seed: options.seed ^ 0xD509_0E75))
+                                generator: generator, dropoutGenerator: dropoutGenerator)
         let path: String
         switch options.weights {
         case .none:
             warn("warning: --weights none: the backbone starts from random weights, not ImageNet; expect far lower accuracy")
-            return (model, "random-init seed \(options.seed)")
+            return (model, "random-init seed \(options.seed)", dropoutGenerator)
         case .file(let given):
             path = given
         case .torchvisionDefault:
@@ -176,72 +337,28 @@ public final class Trainer {
         } catch {
             throw TrainingError("\(path): \(error)")
         }
-        return (model, "weights \(FeatureCache.imageKey(url) ?? path)")
-    }
-
-    // MARK: Features
-
-    /// Backbone features (inference mode) of every sample, rows in sample order, from the on-disk cache
-    /// where present; the rest computed now and added to the cache.
-    private func computeFeatures(model: FusionModel, dataset: ImageDataset, weightsKey: String) throws
-        -> ([Float], (computed: Int, reused: Int))
-    {
-        let width = model.backbone.featureCount
-        let count = dataset.samples.count
-        var features = [Float](repeating: 0, count: count * width)
-        let cache = options.featureCacheDirectory.map {
-            FeatureCache(directory: URL(fileURLWithPath: $0),
-                         modelKey: "\(weightsKey) | \(options.backbone) | resize 256, center crop 224, ImageNet mean/std",
-                         width: width)
-        }
-        let keys = dataset.samples.map { FeatureCache.imageKey($0.imageURL) ?? $0.imageURL.path }
-        let cached = cache?.lookup(keys) ?? Array(repeating: nil, count: count)
-        var missing = [Int]()
-        for (i, row) in cached.enumerated() {
-            if let row { features.replaceSubrange(i * width ..< (i + 1) * width, with: row) } else { missing.append(i) }
-        }
-        if !missing.isEmpty {
-            model.backbone.eval()
-            let loader = try DataLoader(dataset: dataset, indices: missing, batchSize: max(options.batchSize, 8), shuffle: false,
-                                    seed: options.seed, numWorkers: options.numWorkers)
-            let iterator = loader.epoch(0)
-            var done = 0
-            let start = Date()
-            var newRows = [(key: String, features: [Float])]()
-            while let batch = try iterator.next() {
-                let images = Tensor(shape: [batch.count, 3, batch.imageSize, batch.imageSize], data: batch.images)
-                let out = withNoGrad { model.imageFeatures(images) }
-                for (j, sample) in batch.sampleIndices.enumerated() {
-                    let row = Array(out.data[j * width ..< (j + 1) * width])
-                    features.replaceSubrange(sample * width ..< (sample + 1) * width, with: row)
-                    newRows.append((keys[sample], row))
-                }
-                done += batch.count
-                progress.report("backbone features", done: done, total: missing.count, since: start)
-            }
-            progress.clear()
-            if let cache {
-                do { try cache.store(newRows) } catch { warn("warning: feature cache not written: \(error)") }
-            }
-        }
-        return (features, (missing.count, count - missing.count))
+        return (model, "weights \(FeatureCache.imageKey(url) ?? path)", dropoutGenerator)
     }
 
     // MARK: Epochs
 
     /// One pass over a loader: training when an optimizer is given, evaluation otherwise.
-    private func runEpoch(model: FusionModel, loader: DataLoader, epoch: Int, features: [Float],
-                          optimizer: Optimizer?, label: String) throws -> EpochMetrics {
+    /// - Returns: the metrics and P(class 1) per sample in the loader's order of that epoch.
+    private func runEpoch(model: FusionModel, loader: DataLoader, epoch: Int, features: [Float], optimizer: Optimizer?,
+                          classWeights: [Float]?, label: String) throws -> (EpochMetrics, [Double]) {
         var metrics = MetricsAccumulator()
+        var probabilities = [Double]()
         let start = Date()
         var done = 0
         let total = loader.indices.count
         func step(logits: Tensor, labels: [Int]) {
-            let loss = crossEntropy(logits, labels: labels)
+            let loss = crossEntropy(logits, labels: labels, classWeights: classWeights)
             if let optimizer {
                 optimizer.zeroGrad()
                 loss.backward()
                 optimizer.step()
+            } else {
+                probabilities += positiveProbabilities(logits)
             }
             let predictions = (0 ..< labels.count).map { logits.data[2 * $0 + 1] > logits.data[2 * $0] ? 1 : 0 }
             metrics.add(batchMeanLoss: Double(loss.item), predictions: predictions, labels: labels)
@@ -273,47 +390,121 @@ public final class Trainer {
                 step(logits: model(images, meta), labels: batch.labels)
             }
         }
-        return metrics.result
+        return (metrics.result, probabilities)
     }
 
     // MARK: Saving
 
-    private func saveModel(_ model: FusionModel, to url: URL, metaDim: Int, split: DatasetSplit,
-                           records: [EpochRecord]) throws {
+    private func modelMetadata(table: LabelsTable, split: DatasetSplit, records: [EpochRecord],
+                               positiveWeight: Float?) -> [String: String] {
         var metadata = [
             "format": "pt",
-            "meta_dim": String(metaDim),
+            "meta_dim": String(table.metaDim),
             "max_boxes": String(options.maxBoxes),
             "freeze_backbone": String(options.freezeBackbone),
             "bn_mode": options.freezeBackbone ? options.batchNormMode.rawValue : "train",
+            "backbone": BackboneCodec.encode(options.backbone),
             "seed": String(options.seed),
-            "epochs": String(options.epochs),
+            "epochs": String(records.count),
             "train_size": String(split.train.count),
             "val_size": String(split.validation.count),
+            "selected_by": options.selectBy.rawValue,
         ]
-        if let last = records.last {
-            metadata["final_metrics"] = last.jsonSummary
-        }
+        if let positiveWeight { metadata["pos_weight"] = String(positiveWeight) }
+        if let last = records.last { metadata["final_metrics"] = last.jsonSummary }
+        return metadata
+    }
+
+    private func save(_ state: WeightFiles.StateDict, metadata: [String: String], to url: URL) throws {
         do {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try SafetensorsFile.save(model.weightFileStateDict(), metadata: metadata, to: url)
+            try SafetensorsFile.save(state, metadata: metadata, to: url)
         } catch {
             throw TrainingError("--output \(url.path): \(error)")
+        }
+    }
+
+    private func writePictures(files: RunFiles, records: [EpochRecord], bestEpoch: Int, probabilities: [Double], labels: [Int],
+                               threshold: ThresholdChoice) throws {
+        do {
+            try writeAtomically(learningCurvesSVG(records: records, bestEpoch: bestEpoch, selectBy: options.selectBy),
+                                to: files.curves)
+            try writeAtomically(precisionRecallSVG(probabilities: probabilities, labels: labels, threshold: threshold,
+                                                   title: "Validation precision–recall, best model (epoch \(bestEpoch))"),
+                                to: files.precisionRecall)
+        } catch {
+            throw TrainingError("--output \(files.curves.deletingLastPathComponent().path): \(error)")
+        }
+    }
+
+    private func writeSummary(files: RunFiles, split: DatasetSplit, state: RunState, positiveWeight: Float?,
+                              thresholds: (best: ThresholdChoice, last: ThresholdChoice), wallSeconds: Double) throws {
+        let best = state.records[state.bestEpoch - 1], last = state.records[state.records.count - 1]
+        var flags: [String: Any] = [
+            "images_dir": options.imagesDirectory, "csv_path": options.csvPath, "epochs": options.epochs,
+            "batch_size": options.batchSize, "max_boxes": options.maxBoxes, "freeze_backbone": options.freezeBackbone,
+            "bn_mode": options.batchNormMode.rawValue, "lr": Double("\(options.learningRate)") ?? 0,
+            "lr_schedule": options.learningRateSchedule.rawValue, "warmup_epochs": options.warmupEpochs,
+            "weight_decay": Double("\(options.weightDecay)") ?? 0, "pos_weight": options.positiveWeight?.description ?? "none",
+            "select_by": options.selectBy.rawValue, "output": options.output, "backbone": BackboneCodec.encode(options.backbone),
+        ]
+        switch options.weights {
+        case .none: flags["weights"] = "none"
+        case .file(let path): flags["weights"] = path
+        case .torchvisionDefault: flags["weights"] = "torchvision default"
+        }
+        if let patience = options.patience { flags["patience"] = patience }
+        if let resume = options.resumePath { flags["resume"] = resume }
+        func threshold(_ c: ThresholdChoice, _ r: EpochRecord) -> [String: Any] {
+            ["threshold": c.threshold, "val_f1": c.f1, "val_f1_argmax": r.validation.confusion.f1]
+        }
+        var summary: [String: Any] = [
+            "flags": flags, "seed": options.seed, "train_size": split.train.count, "val_size": split.validation.count,
+            "epochs_run": state.records.count, "stopped_early": state.stoppedEarly, "best_epoch": state.bestEpoch,
+            "threshold": threshold(thresholds.best, best), "last_model_threshold": threshold(thresholds.last, last),
+            "best_metrics": best.jsonObject, "final_metrics": last.jsonObject, "wall_seconds": wallSeconds,
+            "files": ["last": files.last.lastPathComponent, "best": files.best.lastPathComponent,
+                      "resume": files.resume.lastPathComponent, "epochs_csv": files.epochLog.lastPathComponent,
+                      "curves_svg": files.curves.lastPathComponent, "pr_svg": files.precisionRecall.lastPathComponent],
+        ]
+        if let positiveWeight { summary["pos_weight_value"] = Double("\(positiveWeight)") ?? 0 }
+        do {
+            let data = try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys, .prettyPrinted])
+            try writeAtomically(String(decoding: data, as: UTF8.self) + "\n", to: files.summary)
+        } catch {
+            throw TrainingError("--output \(files.summary.path): \(error)")
+        }
+    }
+}
+
+extension SelectionMetric {
+    /// True when `candidate` is strictly better than `best`.
+    func prefers(_ candidate: EpochMetrics, over best: EpochMetrics) -> Bool {
+        switch self {
+        case .valF1:
+            let f = candidate.confusion.f1, g = best.confusion.f1
+            return f > g || (f == g && candidate.loss < best.loss)
+        case .valLoss:
+            return candidate.loss < best.loss
         }
     }
 }
 
 extension EpochRecord {
-    /// The record's numbers as a one-line JSON object.
-    var jsonSummary: String {
+    /// The record's numbers as a JSON object.
+    var jsonObject: [String: Any] {
         func split(_ m: EpochMetrics) -> [String: Double] {
             let c = m.confusion
             return ["loss": m.loss, "accuracy": c.accuracy, "precision": c.precision, "recall": c.recall, "f1": c.f1,
                     "tp": Double(c.truePositives), "fp": Double(c.falsePositives), "fn": Double(c.falseNegatives),
                     "tn": Double(c.trueNegatives)]
         }
-        let object: [String: Any] = ["epoch": epoch, "train": split(training), "val": split(validation), "seconds": seconds]
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+        return ["epoch": epoch, "train": split(training), "val": split(validation), "lr": Double("\(learningRate)") ?? 0, "seconds": seconds]
+    }
+
+    /// The record's numbers as a one-line JSON object.
+    var jsonSummary: String {
+        let data = (try? JSONSerialization.data(withJSONObject: jsonObject, options: [.sortedKeys])) ?? Data()
         return String(decoding: data, as: UTF8.self)
     }
 }

@@ -43,6 +43,19 @@ public struct TrainingOptions: Sendable {
     public var cropCacheBytes = 2 << 30
     /// The image network, without its classifier. ResNet-50 is the product; tests use a narrow one.
     public var backbone = ResNetConfig.depth(50, numClasses: nil)
+    /// Which epoch's model is kept as the best one (`X.best.safetensors`).
+    public var selectBy: SelectionMetric = .valF1
+    /// Weight of class 1 in the cross-entropy; nil: unweighted (the seed).
+    public var positiveWeight: PositiveWeight?
+    /// Stop when the selection metric has not improved for this many epochs; nil: never.
+    public var patience: Int?
+    public var learningRateSchedule: LearningRateSchedule = .constant
+    /// Epochs of linear warm-up before the schedule (0: none).
+    public var warmupEpochs = 0
+    /// AdamW's decoupled weight decay; 0 keeps the seed's plain Adam.
+    public var weightDecay: Float = 0
+    /// A resume checkpoint (`X.resume.safetensors`) to continue from; nil starts a new run.
+    public var resumePath: String?
 
     public init(imagesDirectory: String, csvPath: String) {
         self.imagesDirectory = imagesDirectory
@@ -51,6 +64,60 @@ public struct TrainingOptions: Sendable {
 
     /// True when the backbone's features are fixed for the whole run and can be computed once.
     public var usesCachedFeatures: Bool { freezeBackbone && batchNormMode == .eval }
+}
+
+/// The validation number that picks the best epoch.
+public enum SelectionMetric: String, Sendable, CaseIterable {
+    /// Highest validation F1; among equal F1, the lower validation loss.
+    case valF1 = "val-f1"
+    /// Lowest validation loss.
+    case valLoss = "val-loss"
+}
+
+/// `--pos-weight`: a fixed weight for class 1, or negatives/positives of the training split.
+public enum PositiveWeight: Equatable, Sendable, CustomStringConvertible {
+    case auto
+    case value(Float)
+
+    /// "auto" or a positive number; nil otherwise.
+    public init?(argument: String) {
+        if argument == "auto" { self = .auto; return }
+        guard let v = Float(argument), v.isFinite, v > 0 else { return nil }
+        self = .value(v)
+    }
+
+    public var description: String {
+        switch self {
+        case .auto: return "auto"
+        case .value(let v): return "\(v)"
+        }
+    }
+}
+
+/// The learning rate per epoch (constant within an epoch, as Keras's LearningRateScheduler and timm's
+/// epoch-based schedulers do): `warmup` epochs rising linearly to the base rate, then the schedule.
+public enum LearningRateSchedule: String, Sendable, CaseIterable {
+    case constant
+    /// Cosine decay from the base rate over the epochs after warm-up (Loshchilov & Hutter, SGDR,
+    /// https://arxiv.org/abs/1608.03983, without restarts).
+    case cosine
+
+    /// - Parameters:
+    ///   - epoch: 1-based epoch.
+    ///   - epochs: the run's epochs.
+    ///   - warmup: warm-up epochs (epoch e ≤ warmup gets base · e / (warmup + 1)).
+    ///   - base: `--lr`.
+    public func learningRate(epoch: Int, epochs: Int, warmup: Int, base: Float) -> Float {
+        if epoch <= warmup { return base * Float(epoch) / Float(warmup + 1) }
+        switch self {
+        case .constant:
+            return base
+        case .cosine:
+            // Epoch warmup+1 gets the base rate; later epochs follow ½(1 + cos(π·t/T)), t = 0 … T−1.
+            let t = Double(epoch - warmup - 1), total = Double(max(1, epochs - warmup))
+            return Float(Double(base) * 0.5 * (1 + cos(Double.pi * t / total)))
+        }
+    }
 }
 
 /// torchvision's file name and cache folders for the ImageNet ResNet-50 weights.

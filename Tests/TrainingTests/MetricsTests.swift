@@ -50,6 +50,17 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(choice.f1, 0.8, accuracy: 1e-12)
     }
 
+    /// The stored threshold sits halfway to the next lower score: 0.7 → (0.7 + 0.55) / 2 = 0.625, F1 unchanged;
+    /// the 0.5 of a tie (not a score) stays; below the lowest score it halves.
+    func testThresholdMargin() {
+        let p = [0.9, 0.8, 0.7, 0.55, 0.3, 0.1]
+        let moved = withMargin(bestF1Threshold(probabilities: p, labels: [1, 0, 1, 0, 0, 0]), probabilities: p)
+        XCTAssertEqual(moved.threshold, 0.625, accuracy: 1e-12)
+        XCTAssertEqual(moved.f1, 0.8, accuracy: 1e-12)
+        XCTAssertEqual(withMargin(ThresholdChoice(threshold: 0.5, f1: 0.4), probabilities: p).threshold, 0.5)
+        XCTAssertEqual(withMargin(ThresholdChoice(threshold: 0.1, f1: 0.4), probabilities: p).threshold, 0.05, accuracy: 1e-12)
+    }
+
     /// Equal F1 at several thresholds: the one nearest 0.5 wins. F1 = 2TP / (2TP + FP + FN):
     /// at 0.9, TP 1 FP 0 FN 1 → 2/3; at 0.45, TP 2 FP 2 FN 0 → 2/3; at 0.5 (argmax), TP 1 FP 2 FN 1 → 2/5.
     func testThresholdTiesPreferNearestToHalf() {

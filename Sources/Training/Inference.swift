@@ -1,0 +1,262 @@
+import DataPipeline
+import Foundation
+import Models
+import Tensors
+
+/// Settings shared by `predict` and `evaluate`.
+public struct InferenceOptions: Sendable {
+    public var modelPath: String
+    public var imagesDirectory: String
+    /// labels.csv with the detector metadata; nil (predict only): every JPEG of the folder, metadata zeros.
+    public var csvPath: String?
+    /// Overrides the model's stored threshold.
+    public var threshold: Double?
+    public var batchSize = 8
+    public var numWorkers = 2
+    public var threads: Int?
+    /// Folder of the on-disk feature cache; nil disables it.
+    public var featureCacheDirectory: String? = FeatureCache.defaultDirectory
+    /// Which rows of the CSV: all, or the training or validation part of the model's own split (its seed).
+    public var split: SplitPart = .all
+
+    public init(modelPath: String, imagesDirectory: String, csvPath: String? = nil) {
+        self.modelPath = modelPath
+        self.imagesDirectory = imagesDirectory
+        self.csvPath = csvPath
+    }
+}
+
+/// Rows of labels.csv to score.
+public enum SplitPart: String, Sendable, CaseIterable {
+    case all
+    /// The rows the model was trained on (same CSV, the seed stored in the model).
+    case train
+    /// The rows it was validated on: where its threshold was tuned and its best epoch chosen.
+    case val
+}
+
+/// A model's scores on a set of images.
+public struct Scores: Sendable {
+    public let names: [String]
+    /// From the CSV (0 for every image when predicting without labels).
+    public let labels: [Int]
+    /// P(interesting) per image.
+    public let probabilities: [Double]
+    /// Cross-entropy of each image's label (meaningful only with real labels).
+    public let losses: [Double]
+    /// The decision threshold in force and where it came from ("stored in the model", "--threshold", "0.5").
+    public let threshold: Double
+    public let thresholdSource: String
+    public let seconds: Double
+    public let featuresReused: Int
+}
+
+/// Runs a trained model file on images: what `resnet50 predict` and `resnet50 evaluate` share.
+public final class Inference {
+    public let options: InferenceOptions
+    private let warn: (String) -> Void
+    private let progress = ProgressReporter()
+
+    public init(options: InferenceOptions,
+                warn: @escaping (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }) {
+        self.options = options
+        self.warn = warn
+    }
+
+    /// Loads the model, reads the images (and the CSV when given) and scores every image.
+    /// - Parameter requireLabels: evaluate needs the CSV and its label column; predict does not.
+    public func score(requireLabels: Bool) throws -> Scores {
+        guard options.batchSize >= 1 else { throw TrainingError("--batch-size must be at least 1 (got \(options.batchSize))") }
+        guard options.numWorkers >= 0 else { throw TrainingError("--num-workers must be 0 or more (got \(options.numWorkers))") }
+        if let threads = options.threads {
+            guard threads >= 1 else { throw TrainingError("--threads must be at least 1 (got \(threads))") }
+            Kernels.setNumThreads(threads)
+        }
+        if let t = options.threshold, !(t >= 0 && t <= 1) {
+            throw TrainingError("--threshold must be a probability in [0, 1] (got \(t))")
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: options.imagesDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw TrainingError("--images-dir \(options.imagesDirectory): no such folder")
+        }
+        let trained = try TrainedModel.load(URL(fileURLWithPath: options.modelPath))
+        let table = try readTable(maxBoxes: trained.maxBoxes, requireLabels: requireLabels)
+        if let warning = table.boxWarning { warn(warning) }
+
+        let indices = try rows(of: table, trained: trained)
+        let start = Date()
+        let model = trained.model
+        model.eval()
+        let dataset = ImageDataset(table: table, cacheBudgetBytes: 0)
+        let cache = trained.featureCacheKey.flatMap { key in
+            options.featureCacheDirectory.map {
+                FeatureCache(directory: URL(fileURLWithPath: $0), modelKey: key, width: model.backbone.featureCount)
+            }
+        }
+        let computed = try backboneFeatures(model: model, dataset: dataset, indices: indices, cache: cache,
+                                            batchSize: options.batchSize, numWorkers: options.numWorkers, progress: progress,
+                                            warn: warn)
+        let samples = indices.map { table.samples[$0] }
+        let width = model.backbone.featureCount, metaDim = model.metaDim, count = samples.count
+        var probabilities = [Double](), losses = [Double]()
+        let chunk = 256
+        for first in stride(from: 0, to: count, by: chunk) {
+            let n = min(chunk, count - first)
+            let rows = Array(computed.features[first * width ..< (first + n) * width])
+            let meta = samples[first ..< first + n].flatMap(\.metadata)
+            let logits = withNoGrad {
+                model.classify(features: Tensor(shape: [n, width], data: rows), meta: Tensor(shape: [n, metaDim], data: meta))
+            }
+            probabilities += positiveProbabilities(logits)
+            for i in 0 ..< n {
+                let z0 = Double(logits.data[2 * i]), z1 = Double(logits.data[2 * i + 1])
+                let top = max(z0, z1), logSum = top + log(exp(z0 - top) + exp(z1 - top))
+                losses.append(logSum - (samples[first + i].label == 1 ? z1 : z0))
+            }
+        }
+        let threshold: (Double, String)
+        if let t = options.threshold {
+            threshold = (t, "--threshold")
+        } else if let t = trained.threshold {
+            threshold = (t, "stored in the model")
+        } else {
+            threshold = (0.5, "0.5: the model stores none")
+        }
+        return Scores(names: samples.map(\.imageName), labels: samples.map(\.label), probabilities: probabilities,
+                      losses: losses, threshold: threshold.0, thresholdSource: threshold.1,
+                      seconds: Date().timeIntervalSince(start), featuresReused: computed.reused)
+    }
+
+    /// The rows of `--split`: the model's own split of this CSV, redrawn from the seed it stores.
+    private func rows(of table: LabelsTable, trained: TrainedModel) throws -> [Int] {
+        let count = table.samples.count
+        guard options.split != .all else { return Array(0 ..< count) }
+        let m = trained.metadata
+        guard let seed = m["seed"].flatMap(UInt64.init), let trainSize = m["train_size"].flatMap(Int.init),
+              let valSize = m["val_size"].flatMap(Int.init) else {
+            throw TrainingError("--split \(options.split.rawValue): \(options.modelPath) does not record its seed and split")
+        }
+        guard trainSize + valSize == count else {
+            throw TrainingError("--split \(options.split.rawValue): the model was trained on \(trainSize + valSize) rows, "
+                + "this CSV has \(count); use the labels.csv it was trained on, or --split all")
+        }
+        let split = try DatasetSplit(count: count, seed: seed)
+        return options.split == .train ? split.train : split.validation
+    }
+
+    /// The CSV as labels.csv, or (predict without a CSV) every JPEG of the folder with zero metadata.
+    private func readTable(maxBoxes: Int, requireLabels: Bool) throws -> LabelsTable {
+        let folder = URL(fileURLWithPath: options.imagesDirectory)
+        guard let csvPath = options.csvPath else {
+            let names: [String]
+            do {
+                names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
+                    .filter { ["jpg", "jpeg"].contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
+            } catch {
+                throw TrainingError("--images-dir \(folder.path): \(error.localizedDescription)")
+            }
+            guard !names.isEmpty else { throw TrainingError("--images-dir \(folder.path): no .jpg or .jpeg files") }
+            warn("No --csv-path: detector metadata is all zeros for the \(names.count) images of \(folder.path)")
+            var csv = LabelsTable.requiredColumns.map(Self.quoted).joined(separator: ",") + "\n"
+            for name in names { csv += Self.quoted(name) + ",0,0,0,0,0,\n" }
+            return try LabelsTable(csvData: Data(csv.utf8), csvName: "(the images of \(folder.path))",
+                                   imagesDirectory: folder, maxBoxes: maxBoxes)
+        }
+        guard FileManager.default.isReadableFile(atPath: csvPath) else {
+            throw TrainingError("--csv-path \(csvPath): no such readable file")
+        }
+        let url = URL(fileURLWithPath: csvPath)
+        do {
+            return try LabelsTable(csvURL: url, imagesDirectory: folder, maxBoxes: maxBoxes)
+        } catch DataError.missingColumns(let missing, _) where !requireLabels && missing == ["interesting/not interesting"] {
+            // New frames have no label: read them as labelled 0 (predictions do not use it).
+            let data = try Data(contentsOf: url)
+            return try LabelsTable(csvData: Self.addingLabelColumn(data), csvName: csvPath, imagesDirectory: folder,
+                                   maxBoxes: maxBoxes)
+        }
+    }
+
+    static func quoted(_ field: String) -> String { "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+
+    /// The CSV with a first column `interesting/not interesting` (0 on every data row): records are found with
+    /// RFC 4180's rule (a line break inside double quotes belongs to the field). Blank lines stay blank.
+    static func addingLabelColumn(_ data: Data) -> Data {
+        var bytes = [UInt8](data)
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
+        var out = [UInt8]("\"interesting/not interesting\",".utf8)
+        var inQuotes = false, atRecordStart = false
+        for (i, byte) in bytes.enumerated() {
+            if atRecordStart {
+                atRecordStart = false
+                if byte != 0x0A && byte != 0x0D { out += Array("0,".utf8) }
+            }
+            out.append(byte)
+            if byte == 0x22 { inQuotes.toggle() }
+            if byte == 0x0A && !inQuotes && i + 1 < bytes.count { atRecordStart = true }
+        }
+        return Data(out)
+    }
+}
+
+/// What `resnet50 evaluate` reports.
+public struct EvaluationReport: Sendable {
+    public let scores: Scores
+    /// Mean cross-entropy (unweighted).
+    public let loss: Double
+    public let atThreshold: BinaryConfusion
+    public let atHalf: BinaryConfusion
+    public let rocAUC: Double?
+    public let averagePrecision: Double?
+
+    public init(scores: Scores) {
+        self.scores = scores
+        loss = scores.losses.isEmpty ? 0 : scores.losses.reduce(0, +) / Double(scores.losses.count)
+        func confusion(_ t: Double) -> BinaryConfusion {
+            var c = BinaryConfusion()
+            for (p, l) in zip(scores.probabilities, scores.labels) { c.add(prediction: p >= t ? 1 : 0, label: l) }
+            return c
+        }
+        atThreshold = confusion(scores.threshold)
+        atHalf = confusion(0.5)
+        rocAUC = Training.rocAUC(scores: scores.probabilities, labels: scores.labels)
+        averagePrecision = Training.averagePrecision(scores: scores.probabilities, labels: scores.labels)
+    }
+
+    /// The report as printed: one block, fixed columns.
+    public var text: String {
+        func f(_ v: Double) -> String { String(format: "%.3f", v) }
+        func row(_ name: String, _ t: Double, _ c: BinaryConfusion) -> String {
+            name.padding(toLength: 22, withPad: " ", startingAt: 0)
+                + [f(t), f(c.accuracy), f(c.precision), f(c.recall)].map { $0.padding(toLength: 11, withPad: " ", startingAt: 0) }
+                .joined() + f(c.f1) + "\n"
+        }
+        let c = atThreshold
+        let positives = scores.labels.filter { $0 == 1 }.count
+        var s = "Images: \(scores.labels.count) (\(positives) interesting)\n"
+        s += "Loss: \(String(format: "%.4f", loss))\n"
+        s += "                      threshold  accuracy   precision  recall     F1\n"
+        s += row(scores.thresholdSource == "--threshold" ? "--threshold" : "stored threshold", scores.threshold, atThreshold)
+        s += row("0.5 (argmax)", 0.5, atHalf)
+        s += "Confusion matrix at threshold \(f(scores.threshold)) (rows: true class, columns: predicted)\n"
+        s += "              predicted 0  predicted 1\n"
+        s += "  true 0      " + String(c.trueNegatives).padding(toLength: 13, withPad: " ", startingAt: 0) + String(c.falsePositives) + "\n"
+        s += "  true 1      " + String(c.falseNegatives).padding(toLength: 13, withPad: " ", startingAt: 0) + String(c.truePositives) + "\n"
+        s += "ROC-AUC: \(rocAUC.map { String(format: "%.3f", $0) } ?? "n/a (needs both classes)")\n"
+        s += "PR-AUC (average precision): \(averagePrecision.map { String(format: "%.3f", $0) } ?? "n/a (needs positives)")\n"
+        return s
+    }
+}
+
+/// `image_name,probability,prediction` for every image, written atomically.
+public func writePredictions(_ scores: Scores, to url: URL) throws {
+    var csv = "image_name,probability,prediction\n"
+    for (name, p) in zip(scores.names, scores.probabilities) {
+        let field = name.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) ? Inference.quoted(name) : name
+        csv += "\(field),\(String(format: "%.6f", p)),\(p >= scores.threshold ? 1 : 0)\n"
+    }
+    do {
+        try writeAtomically(csv, to: url)
+    } catch {
+        throw TrainingError("--out \(url.path): \(error.localizedDescription)")
+    }
+}
