@@ -12,6 +12,20 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
     case badImage(row: Int, name: String, reason: String)
     case noSamples(path: String)
     case invalidArgument(String)
+    /// Any of the above in a labels file not called plain `labels.csv`: the message names its path.
+    indirect case inFile(path: String, underlying: DataError)
+
+    /// The error itself, without the file it was found in.
+    public var unlocated: DataError {
+        if case let .inFile(_, underlying) = self { return underlying }
+        return self
+    }
+
+    /// This error as raised while reading the labels file at `path`.
+    public func located(in path: String) -> DataError {
+        if case .inFile = self { return self }
+        return .inFile(path: path, underlying: self)
+    }
 
     public var description: String {
         switch self {
@@ -37,6 +51,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
             return "labels.csv row \(row), column 'image_name': '\(name)': \(reason)"
         case let .noSamples(path):
             return "\(path) has no data rows"
+        case let .inFile(path, underlying):
+            let text = underlying.description
+            return text.hasPrefix("labels.csv") ? path + text.dropFirst("labels.csv".count) : text
         case let .invalidArgument(message):
             return message
         }

@@ -56,8 +56,19 @@ public struct LabelsTable: Sendable {
     }
 
     /// Same as `init(csvURL:…)` on CSV bytes already in memory.
+    /// - Parameter csvName: how errors name the file (its path when read from disk).
     public init(csvData: Data, csvName: String = "labels.csv", imagesDirectory: URL, maxBoxes: Int,
                 checkImages: Bool = true) throws {
+        do {
+            try self.init(parsing: csvData, csvName: csvName, imagesDirectory: imagesDirectory, maxBoxes: maxBoxes,
+                          checkImages: checkImages)
+        } catch let error as DataError where csvName != "labels.csv" {
+            throw error.located(in: csvName)
+        }
+    }
+
+    private init(parsing csvData: Data, csvName: String, imagesDirectory: URL, maxBoxes: Int,
+                 checkImages: Bool) throws {
         guard maxBoxes >= 0 else { throw DataError.invalidArgument("--max-boxes must be ≥ 0, got \(maxBoxes)") }
         let records = try Self.readRecords(csvData, name: csvName)
         guard let header = records.first else { throw DataError.emptyCSV(path: csvName) }

@@ -168,7 +168,9 @@ public final class Inference {
         let url = URL(fileURLWithPath: csvPath)
         do {
             return try LabelsTable(csvURL: url, imagesDirectory: folder, maxBoxes: maxBoxes)
-        } catch DataError.missingColumns(let missing, _) where !requireLabels && missing == ["interesting/not interesting"] {
+        } catch let error as DataError {
+            guard !requireLabels, case .missingColumns(let missing, _) = error.unlocated,
+                  missing == ["interesting/not interesting"] else { throw error }
             // New frames have no label: read them as labelled 0 (predictions do not use it).
             let data = try Data(contentsOf: url)
             return try LabelsTable(csvData: Self.addingLabelColumn(data), csvName: csvPath, imagesDirectory: folder,

@@ -58,6 +58,18 @@ final class LabelsTests: XCTestCase {
                     contains: ["'interesting/not interesting'", "'bounding_boxes'", "found: 'image_name', 'label', 'num_person'"])
     }
 
+    /// Read from disk, errors name the file by its path (users' files are not always called labels.csv).
+    func testErrorsFromAFileNameItsPath() throws {
+        let f = try TempFolder()
+        let path = f.url.appendingPathComponent("frames-2026.csv")
+        try "image_name,interesting/not interesting,num_person,num_vehicles,avg_person_conf,total_boxes,bounding_boxes\n"
+            .appending("a.jpg,maybe,0,0,0,0,\n").write(to: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try LabelsTable(csvURL: path, imagesDirectory: f.url, maxBoxes: 2, checkImages: false)) { e in
+            XCTAssertTrue("\(e)".hasPrefix(path.path + " row 2, column 'interesting/not interesting'"), "\(e)")
+            XCTAssertTrue("\(e)".contains("'maybe'"), "\(e)")
+        }
+    }
+
     func testWrongFieldCountNamesTheRow() throws {
         let f = try TempFolder(images: ["a.jpg", "b.jpg"])
         // row 2 spans two lines; row 3 has one field too many and must not be shifted into the columns
