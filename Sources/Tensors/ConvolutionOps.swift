@@ -1,6 +1,21 @@
 // ConvolutionOps.swift — conv2d forward and backward through CKernels (dilation 1, groups 1).
 import CKernels
 
+/// The kernel's shape record and the output shape (N, K, P, Q) of a convolution, with its arguments checked.
+private func convolutionShape(_ op: String, _ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int),
+                              padding: (Int, Int)) -> (ck_conv2d_shape, [Int]) {
+    precondition(x.shape.count == 4 && weight.shape.count == 4, "\(op): x \(x.shape) and weight \(weight.shape) must be 4-D")
+    precondition(x.shape[1] == weight.shape[1], "\(op): x has \(x.shape[1]) channels, weight expects \(weight.shape[1])")
+    if let bias { precondition(bias.shape == [weight.shape[0]], "\(op): bias \(bias.shape) for \(weight.shape[0]) filters") }
+    var shape = ck_conv2d_shape(
+        batch: Int32(x.shape[0]), in_channels: Int32(x.shape[1]), in_height: Int32(x.shape[2]), in_width: Int32(x.shape[3]),
+        out_channels: Int32(weight.shape[0]), kernel_height: Int32(weight.shape[2]), kernel_width: Int32(weight.shape[3]),
+        stride_height: Int32(stride.0), stride_width: Int32(stride.1), pad_height: Int32(padding.0), pad_width: Int32(padding.1))
+    let p = Int(ck_conv2d_output_height(&shape)), q = Int(ck_conv2d_output_width(&shape))
+    precondition(p > 0 && q > 0, "\(op): empty output for x \(x.shape), weight \(weight.shape), stride \(stride), padding \(padding)")
+    return (shape, [x.shape[0], weight.shape[0], p, q])
+}
+
 /// 2-D convolution, PyTorch's `F.conv2d` with zero padding, dilation 1, groups 1.
 /// - Parameters:
 ///   - x: input (N, C, H, W).
@@ -11,16 +26,7 @@ import CKernels
 /// - Returns: (N, K, P, Q) with P = (H + 2·padH − R) / strideH + 1.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
                    stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
-    precondition(x.shape.count == 4 && weight.shape.count == 4, "conv2d: x \(x.shape) and weight \(weight.shape) must be 4-D")
-    precondition(x.shape[1] == weight.shape[1], "conv2d: x has \(x.shape[1]) channels, weight expects \(weight.shape[1])")
-    if let bias { precondition(bias.shape == [weight.shape[0]], "conv2d: bias \(bias.shape) for \(weight.shape[0]) filters") }
-    var shape = ck_conv2d_shape(
-        batch: Int32(x.shape[0]), in_channels: Int32(x.shape[1]), in_height: Int32(x.shape[2]), in_width: Int32(x.shape[3]),
-        out_channels: Int32(weight.shape[0]), kernel_height: Int32(weight.shape[2]), kernel_width: Int32(weight.shape[3]),
-        stride_height: Int32(stride.0), stride_width: Int32(stride.1), pad_height: Int32(padding.0), pad_width: Int32(padding.1))
-    let p = Int(ck_conv2d_output_height(&shape)), q = Int(ck_conv2d_output_width(&shape))
-    precondition(p > 0 && q > 0, "conv2d: empty output for x \(x.shape), weight \(weight.shape), stride \(stride), padding \(padding)")
-    let outShape = [x.shape[0], weight.shape[0], p, q]
+    var (shape, outShape) = convolutionShape("conv2d", x, weight: weight, bias: bias, stride: stride, padding: padding)
     let reference = Kernels.backend == .reference
     let workspaceBytes = reference ? 0 : ck_conv2d_workspace_size(&shape)
 
@@ -107,15 +113,8 @@ func withOptionalPointer<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) 
 public func conv2dInference(_ x: Tensor, weight: Tensor, bias: Tensor?, residual: Tensor? = nil, relu: Bool,
                             stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
     precondition(!Tensor.needsGrad(x, weight, bias, residual), "conv2dInference: an input needs a gradient")
-    precondition(x.shape.count == 4 && weight.shape.count == 4 && x.shape[1] == weight.shape[1],
-                 "conv2dInference: x \(x.shape) and weight \(weight.shape) do not fit")
-    var shape = ck_conv2d_shape(
-        batch: Int32(x.shape[0]), in_channels: Int32(x.shape[1]), in_height: Int32(x.shape[2]), in_width: Int32(x.shape[3]),
-        out_channels: Int32(weight.shape[0]), kernel_height: Int32(weight.shape[2]), kernel_width: Int32(weight.shape[3]),
-        stride_height: Int32(stride.0), stride_width: Int32(stride.1), pad_height: Int32(padding.0), pad_width: Int32(padding.1))
-    let p = Int(ck_conv2d_output_height(&shape)), q = Int(ck_conv2d_output_width(&shape))
-    precondition(p > 0 && q > 0, "conv2dInference: empty output for x \(x.shape), weight \(weight.shape)")
-    let outShape = [x.shape[0], weight.shape[0], p, q]
+    var (shape, outShape) = convolutionShape("conv2dInference", x, weight: weight, bias: bias, stride: stride,
+                                             padding: padding)
     if let residual { precondition(residual.shape == outShape, "conv2dInference: residual \(residual.shape), output \(outShape)") }
     let reference = Kernels.backend == .reference
     let workspaceBytes = reference ? 0 : ck_conv2d_workspace_size(&shape)
