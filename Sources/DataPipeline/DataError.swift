@@ -21,9 +21,10 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
         return self
     }
 
-    /// This error as raised while reading the labels file at `path`.
+    /// This error as raised while reading the labels file at `path` (unchanged for plain `labels.csv`).
     public func located(in path: String) -> DataError {
         if case .inFile = self { return self }
+        if path == "labels.csv" { return self }
         return .inFile(path: path, underlying: self)
     }
 

@@ -25,6 +25,8 @@ public struct LabelsTable: Sendable {
 
     public let samples: [LabeledSample]
     public let maxBoxes: Int
+    /// How errors name the labels file: its path when read from disk.
+    public let source: String
     /// `4 + 8·maxBoxes`.
     public var metaDim: Int { BoxEncoding.metaDim(maxBoxes: maxBoxes) }
     /// Rows whose `bounding_boxes` could not be read (their boxes count as none), spreadsheet numbering.
@@ -62,7 +64,7 @@ public struct LabelsTable: Sendable {
         do {
             try self.init(parsing: csvData, csvName: csvName, imagesDirectory: imagesDirectory, maxBoxes: maxBoxes,
                           checkImages: checkImages)
-        } catch let error as DataError where csvName != "labels.csv" {
+        } catch let error as DataError {
             throw error.located(in: csvName)
         }
     }
@@ -149,6 +151,7 @@ public struct LabelsTable: Sendable {
         }
         self.samples = samples
         self.maxBoxes = maxBoxes
+        source = csvName
         self.unparseableBoxRows = unparseable
     }
 

@@ -51,6 +51,8 @@ public final class CropCache: @unchecked Sendable {
 /// The samples of a labels.csv with their image preprocessing; hands out preprocessed crops.
 public final class ImageDataset: @unchecked Sendable {
     public let samples: [LabeledSample]
+    /// The labels file the samples came from, for error messages.
+    public let source: String
     public let metaDim: Int
     public let preprocessing: Preprocessing
     public let cache: CropCache
@@ -66,6 +68,7 @@ public final class ImageDataset: @unchecked Sendable {
     public init(table: LabelsTable, preprocessing: Preprocessing = .imagenet,
                 cacheBudgetBytes: Int = 2 << 30, maxPixels: Int = JPEGDecoder.defaultMaxPixels) {
         samples = table.samples
+        source = table.source
         metaDim = table.metaDim
         self.preprocessing = preprocessing
         cache = CropCache(budgetBytes: cacheBudgetBytes)
@@ -88,7 +91,7 @@ public final class ImageDataset: @unchecked Sendable {
             }
             c = try preprocessing.crop(jpeg: data, source: s.imageURL.path, decoder: decoder, plans: plans)
         } catch let e as ImagingError {
-            throw DataError.badImage(row: s.row, name: s.imageName, reason: e.description)
+            throw DataError.badImage(row: s.row, name: s.imageName, reason: e.description).located(in: source)
         }
         cache.insert(c, for: index)
         return c
