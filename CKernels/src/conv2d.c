@@ -100,6 +100,23 @@ static inline int lowering_chunk(const conv_dims *d) {
     return columns > d->PQ ? (int)d->PQ : (int)columns;
 }
 
+// The checks every convolution entry point starts with: shape, pointers, thread count (read once) and
+// workspace. Pointwise forward and backward-input need no workspace; backward-weight always does.
+static int conv_begin(const ck_conv2d_shape *shape, int pointers_present, int workspace_even_if_pointwise,
+                      const void *workspace, size_t workspace_bytes, conv_dims *d, int *threads) {
+    int status = conv_check(shape, d);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(pointers_present, CK_ERR_NULL_POINTER);
+    *threads = ck_get_num_threads();
+    if (d->pointwise && !workspace_even_if_pointwise) return CK_OK;
+    return workspace_check(shape, d, *threads, workspace, workspace_bytes);
+}
+
+// Blocks each image is split into: one when the images alone feed every thread.
+static inline int blocks_per_image(int images, int threads) {
+    return images >= threads ? 1 : (threads + images - 1) / images;
+}
+
 static inline float *thread_columns(void *workspace, const conv_dims *d, int thread) {
     return (float *)workspace + (size_t)thread * per_thread_floats(d);
 }
@@ -131,28 +148,23 @@ void ck_conv_apply_epilogue(float *y, size_t ld, int K, int width, const ck_conv
 
 static int conv_forward_winograd(float *y, const float *x, const float *weight, const ck_conv_epilogue *epilogue,
                                  const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    if (shape && !ck_winograd_applies(shape)) return CK_ERR_BAD_SIZE;
     conv_dims d;
-    int status = conv_check(shape, &d);
+    int threads;
+    int status = conv_begin(shape, y && x && weight, 1, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
-    if (!ck_winograd_applies(shape)) return CK_ERR_BAD_SIZE;
-    CK_REQUIRE(y && x && weight, CK_ERR_NULL_POINTER);
-    const int threads = ck_get_num_threads();
-    if ((status = workspace_check(shape, &d, threads, workspace, workspace_bytes)) != CK_OK) return status;
     return ck_winograd_forward(y, x, weight, epilogue, shape, d.P, d.Q, threads, (float *)workspace);
 }
 
 static int conv_forward_gemm(float *y, const float *x, const float *weight, const ck_conv_epilogue *epilogue,
                              const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
     conv_dims d;
-    int status = conv_check(shape, &d);
+    int threads;
+    int status = conv_begin(shape, y && x && weight, 0, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
-    CK_REQUIRE(y && x && weight, CK_ERR_NULL_POINTER);
-    const int threads = ck_get_num_threads();
-    if (!d.pointwise && (status = workspace_check(shape, &d, threads, workspace, workspace_bytes)) != CK_OK)
-        return status;
 
-    // Work items: (image, column block). Blocks per image only when images alone can't feed the threads.
-    const int blocks = d.N >= threads ? 1 : (threads + d.N - 1) / d.N;
+    // Work items: (image, column block).
+    const int blocks = blocks_per_image(d.N, threads);
     const int items = d.N * blocks;
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (int item = 0; item < items; item++) {
@@ -258,15 +270,12 @@ int ck_conv2d_forward_f32_ref(float *y, const float *x, const float *weight, con
 int ck_conv2d_backward_input_f32(float *dx, const float *dy, const float *weight,
                                  const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
     conv_dims d;
-    int status = conv_check(shape, &d);
+    int threads;
+    int status = conv_begin(shape, dx && dy && weight, 0, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
-    CK_REQUIRE(dx && dy && weight, CK_ERR_NULL_POINTER);
-    const int threads = ck_get_num_threads();
-    if (!d.pointwise && (status = workspace_check(shape, &d, threads, workspace, workspace_bytes)) != CK_OK)
-        return status;
 
     // Work items: (image, input-channel block); dcol rows of channels c0..c1 = weightᵀ rows c0..c1 · dy_n.
-    const int blocks = d.N >= threads ? 1 : (threads + d.N - 1) / d.N;
+    const int blocks = blocks_per_image(d.N, threads);
     const int items = d.N * blocks;
     const size_t RS = (size_t)d.R * d.S;
     #pragma omp parallel for schedule(static) num_threads(threads)
@@ -342,11 +351,9 @@ static void accumulate_bias_grad(float *dbias, const float *dy, const conv_dims 
 int ck_conv2d_backward_weight_f32(float *dweight, float *dbias, const float *dy, const float *x,
                                   const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
     conv_dims d;
-    int status = conv_check(shape, &d);
+    int threads;
+    int status = conv_begin(shape, dweight && dy && x, 1, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
-    CK_REQUIRE(dweight && dy && x, CK_ERR_NULL_POINTER);
-    const int threads = ck_get_num_threads();
-    if ((status = workspace_check(shape, &d, threads, workspace, workspace_bytes)) != CK_OK) return status;
 
     const size_t weight_count = (size_t)d.K * d.CRS;
     if (d.N >= threads) {
