@@ -239,10 +239,25 @@ int ck_linear_backward_f32_ref(float *dx, float *dweight, float *dbias, const fl
                                const float *weight, int batch, int in_features, int out_features);
 
 // ---------------------------------------------------------------------------------------------------
-// Matrix product used by the kernels and benchmarks: C = alpha·op(A)·op(B) + beta·C, row-major,
-// single call into the BLAS (threaded by OpenBLAS as ck_set_num_threads left it).
+// Matrix product used by the kernels and benchmarks (gemm.c): C = alpha·op(A)·op(B) + beta·C, row-major;
+// beta == 0 overwrites C without reading it. Runs on the calling thread with the backend below
+// (OpenBLAS: threaded as ck_set_num_threads left it, i.e. one thread).
 void ck_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+/// The same with plain loops (double accumulation); the twin the tests check ck_sgemm against.
+void ck_sgemm_ref(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
+                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+typedef enum {
+    CK_GEMM_AUTO = 0,      // AVX-512 when the CPU has it (and RESNETFUSION_GEMM is not "openblas"), else OpenBLAS
+    CK_GEMM_OPENBLAS = 1,  // cblas_sgemm, with whatever kernels OpenBLAS chose (OPENBLAS_CORETYPE)
+    CK_GEMM_AVX512 = 2,    // our packed GEMM with an AVX-512 micro-kernel
+} ck_gemm_backend;
+/// Chooses the backend of ck_sgemm for the whole process; not while a kernel runs. CK_ERR_BAD_SIZE when
+/// the CPU lacks what the backend needs (the current one is kept).
+int ck_set_gemm_backend(int backend);
+/// The backend in use (CK_GEMM_OPENBLAS or CK_GEMM_AVX512); decided on first use as CK_GEMM_AUTO says.
+int ck_get_gemm_backend(void);
 
 /// Runs fn(arg, i) for i in [0, count) on the OpenMP pool (static schedule).
 void ck_parallel_for(int count, void (*fn)(void *arg, int index), void *arg);

@@ -45,12 +45,6 @@ int ck_get_num_threads(void) {
 
 void ck_set_blas_threads(int n) { openblas_set_num_threads(n > 0 ? n : 1); }
 
-void ck_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
-              const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
-    cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
-                transpose_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
 void ck_parallel_for(int count, void (*fn)(void *arg, int index), void *arg) {
     ck_ensure_threads();
     #pragma omp parallel for schedule(static) num_threads(ck_get_num_threads())

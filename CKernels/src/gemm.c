@@ -1,0 +1,274 @@
+// gemm.c — the matrix product under every convolution and linear layer.
+//
+// Two implementations behind ck_sgemm:
+//   - OpenBLAS (cblas_sgemm), single-threaded per call: used on CPUs without AVX-512 and whenever
+//     ck_set_gemm_backend(CK_GEMM_OPENBLAS) asks for it;
+//   - our own packed GEMM with an AVX-512 micro-kernel, chosen at run time by cpuid. OpenBLAS picks its
+//     kernels from OPENBLAS_CORETYPE, which a machine may pin to AVX2 (this workplace does); the CPU's
+//     own width then goes unused. Ours depends on the CPU alone.
+//
+// The packed GEMM follows the Goto/BLIS layering: B is packed a KC×NC block at a time into NR-wide
+// column panels, A an MC×KC block at a time into MR-tall row panels, and a register-blocked MR×NR
+// micro-kernel runs over a packed A panel and a packed B panel. The A panel (MR×KC, a few KB) stays in
+// L1 while the B panels stream from L2. Packing pads edges with zeros, so the micro-kernel never
+// branches on sizes; only the store of an edge tile is masked.
+//
+// Packing buffers are per thread, allocated on a thread's first call and freed when it exits (this is
+// the one place CKernels allocates: the buffers are an implementation detail of the matrix product,
+// as they are inside OpenBLAS). If the allocation fails, the call falls back to OpenBLAS.
+#include "internal.h"
+#include <cblas.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#define CK_HAVE_AVX512_GEMM 1
+#include <immintrin.h>
+#endif
+
+static _Atomic int gemm_backend = -1;   // -1: not decided yet
+
+static int cpu_has_avx512(void) {
+#ifdef CK_HAVE_AVX512_GEMM
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+int ck_set_gemm_backend(int backend) {
+    if (backend == CK_GEMM_AUTO) {
+        // RESNETFUSION_GEMM=openblas keeps OpenBLAS for a whole process (benchmarks compare the two).
+        const char *forced = getenv("RESNETFUSION_GEMM");
+        int want_openblas = forced && strcmp(forced, "openblas") == 0;
+        gemm_backend = (!want_openblas && cpu_has_avx512()) ? CK_GEMM_AVX512 : CK_GEMM_OPENBLAS;
+    } else if (backend == CK_GEMM_AVX512) {
+        if (!cpu_has_avx512()) return CK_ERR_BAD_SIZE;
+        gemm_backend = CK_GEMM_AVX512;
+    } else if (backend == CK_GEMM_OPENBLAS) {
+        gemm_backend = CK_GEMM_OPENBLAS;
+    } else {
+        return CK_ERR_BAD_SIZE;
+    }
+    return CK_OK;
+}
+
+int ck_get_gemm_backend(void) {
+    if (gemm_backend < 0) ck_set_gemm_backend(CK_GEMM_AUTO);
+    return gemm_backend;
+}
+
+static void openblas_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
+                           const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
+                transpose_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void ck_sgemm_ref(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
+                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+            double sum = 0;
+            for (int p = 0; p < k; p++) {
+                float av = transpose_a ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p];
+                float bv = transpose_b ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j];
+                sum += (double)av * bv;
+            }
+            float *cij = c + (size_t)i * ldc + j;
+            // As in BLAS, beta == 0 overwrites C without reading it (C may hold NaN).
+            *cij = (float)(alpha * sum) + (beta == 0.0f ? 0.0f : beta * *cij);
+        }
+    }
+}
+
+#ifdef CK_HAVE_AVX512_GEMM
+
+// Register blocking: MR rows × NR columns of C live in MR·NR/16 zmm accumulators (24 of 32), plus
+// NR/16 registers for a row of the B panel; A values are broadcast from memory into the FMAs.
+#define GEMM_MR 6
+#define GEMM_NR 64
+// Cache blocking: an MR×KC A panel (6 KB) in L1; the KC×NC packed B block (512 KB) in L2, streamed
+// panel by panel; the MC×KC packed A block (144 KB) in L2.
+#ifndef GEMM_KC
+#define GEMM_KC 256
+#endif
+#ifndef GEMM_MC
+#define GEMM_MC 144
+#endif
+#ifndef GEMM_NC
+#define GEMM_NC 512
+#endif
+
+static pthread_key_t pack_key;
+static pthread_once_t pack_key_once = PTHREAD_ONCE_INIT;
+
+static void make_pack_key(void) { pthread_key_create(&pack_key, free); }
+
+// This thread's packing buffer: the A block, then the B block, 64-byte aligned. NULL when out of memory.
+static float *pack_buffer(void) {
+    pthread_once(&pack_key_once, make_pack_key);
+    float *buffer = pthread_getspecific(pack_key);
+    if (!buffer) {
+        size_t floats = (size_t)GEMM_MC * GEMM_KC + (size_t)GEMM_KC * GEMM_NC;
+        buffer = aligned_alloc(64, floats * sizeof(float));
+        if (buffer && pthread_setspecific(pack_key, buffer) != 0) {
+            free(buffer);
+            buffer = NULL;
+        }
+    }
+    return buffer;
+}
+
+// Packs rows [i0, i0+mc) × columns [p0, p0+kc) of op(A) into MR-tall panels: panel r holds, for each
+// p, the MR values op(A)[i0 + r·MR + 0..MR-1][p0 + p], zero past row mc.
+static void pack_a(float *restrict dst, const float *a, int lda, int transpose_a, int i0, int mc, int p0, int kc) {
+    for (int r = 0; r < mc; r += GEMM_MR) {
+        int rows = mc - r < GEMM_MR ? mc - r : GEMM_MR;
+        float *panel = dst + (size_t)r * kc;
+        if (transpose_a) {
+            // op(A)[i][p] = a[p·lda + i]: each p gives `rows` contiguous values.
+            for (int p = 0; p < kc; p++) {
+                const float *src = a + (size_t)(p0 + p) * lda + i0 + r;
+                float *out = panel + (size_t)p * GEMM_MR;
+                for (int i = 0; i < rows; i++) out[i] = src[i];
+                for (int i = rows; i < GEMM_MR; i++) out[i] = 0.0f;
+            }
+        } else {
+            for (int i = 0; i < rows; i++) {
+                const float *src = a + (size_t)(i0 + r + i) * lda + p0;
+                for (int p = 0; p < kc; p++) panel[(size_t)p * GEMM_MR + i] = src[p];
+            }
+            for (int i = rows; i < GEMM_MR; i++)
+                for (int p = 0; p < kc; p++) panel[(size_t)p * GEMM_MR + i] = 0.0f;
+        }
+    }
+}
+
+// Packs rows [p0, p0+kc) × columns [j0, j0+nc) of op(B) into NR-wide panels: panel q holds, for each p,
+// the NR values op(B)[p0 + p][j0 + q·NR + 0..NR-1], zero past column nc.
+__attribute__((target("avx512f")))
+static void pack_b(float *restrict dst, const float *b, int ldb, int transpose_b, int p0, int kc, int j0, int nc) {
+    for (int q = 0; q < nc; q += GEMM_NR) {
+        int cols = nc - q < GEMM_NR ? nc - q : GEMM_NR;
+        float *panel = dst + (size_t)q * kc;
+        if (!transpose_b) {
+            for (int p = 0; p < kc; p++) {
+                const float *src = b + (size_t)(p0 + p) * ldb + j0 + q;
+                float *out = panel + (size_t)p * GEMM_NR;
+                for (int v = 0; v < GEMM_NR; v += 16) {
+                    int left = cols - v;
+                    __mmask16 mask = left >= 16 ? 0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+                    _mm512_store_ps(out + v, _mm512_maskz_loadu_ps(mask, src + v));
+                }
+            }
+        } else {
+            // op(B)[p][j] = b[j·ldb + p]: read each column's run of p contiguously, scatter by NR.
+            for (int j = 0; j < cols; j++) {
+                const float *src = b + (size_t)(j0 + q + j) * ldb + p0;
+                for (int p = 0; p < kc; p++) panel[(size_t)p * GEMM_NR + j] = src[p];
+            }
+            for (int p = 0; p < kc; p++)
+                for (int j = cols; j < GEMM_NR; j++) panel[(size_t)p * GEMM_NR + j] = 0.0f;
+        }
+    }
+}
+
+// C[0..rows) × [0..cols) = alpha·(A panel · B panel) + beta·C, for NV = ceil(cols/16) vectors of 16.
+// `beta == 0` never reads C. Inlined into one function per NV so that the accumulators stay in registers.
+__attribute__((target("avx512f"), always_inline))
+static inline void micro_kernel(const int NV, int kc, const float *restrict a, const float *restrict b,
+                                float *c, int ldc, int rows, int cols, float alpha, float beta) {
+    __m512 acc[GEMM_MR][4];
+    #pragma clang loop unroll(full)
+    for (int i = 0; i < GEMM_MR; i++)
+        #pragma clang loop unroll(full)
+        for (int v = 0; v < 4; v++) acc[i][v] = _mm512_setzero_ps();
+    for (int p = 0; p < kc; p++) {
+        __m512 bv[4];
+        #pragma clang loop unroll(full)
+        for (int v = 0; v < 4; v++) if (v < NV) bv[v] = _mm512_load_ps(b + v * 16);
+        #pragma clang loop unroll(full)
+        for (int i = 0; i < GEMM_MR; i++) {
+            __m512 ai = _mm512_set1_ps(a[i]);
+            #pragma clang loop unroll(full)
+            for (int v = 0; v < 4; v++) if (v < NV) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+        }
+        a += GEMM_MR;
+        b += GEMM_NR;
+    }
+    __m512 alpha_v = _mm512_set1_ps(alpha), beta_v = _mm512_set1_ps(beta);
+    for (int i = 0; i < rows; i++) {
+        float *row = c + (size_t)i * ldc;
+        #pragma clang loop unroll(full)
+        for (int v = 0; v < 4; v++) {
+            if (v >= NV) continue;
+            int left = cols - v * 16;
+            __mmask16 mask = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+            __m512 result = _mm512_mul_ps(alpha_v, acc[i][v]);
+            if (beta != 0.0f)
+                result = _mm512_fmadd_ps(beta_v, _mm512_maskz_loadu_ps(mask, row + v * 16), result);
+            _mm512_mask_storeu_ps(row + v * 16, mask, result);
+        }
+    }
+}
+
+#define DEFINE_MICRO_KERNEL(NV)                                                                          \
+    __attribute__((target("avx512f"), noinline))                                                         \
+    static void micro_kernel_##NV(int kc, const float *a, const float *b, float *c, int ldc, int rows,   \
+                                  int cols, float alpha, float beta) {                                   \
+        micro_kernel(NV, kc, a, b, c, ldc, rows, cols, alpha, beta);                                     \
+    }
+DEFINE_MICRO_KERNEL(1)
+DEFINE_MICRO_KERNEL(2)
+DEFINE_MICRO_KERNEL(3)
+DEFINE_MICRO_KERNEL(4)
+
+typedef void (*micro_kernel_fn)(int, const float *, const float *, float *, int, int, int, float, float);
+static const micro_kernel_fn micro_kernels[5] = {NULL, micro_kernel_1, micro_kernel_2, micro_kernel_3,
+                                                 micro_kernel_4};
+
+static int avx512_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
+                        const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    float *buffer = pack_buffer();
+    if (!buffer) return 0;
+    float *packed_a = buffer, *packed_b = buffer + (size_t)GEMM_MC * GEMM_KC;
+    for (int j0 = 0; j0 < n; j0 += GEMM_NC) {
+        int nc = n - j0 < GEMM_NC ? n - j0 : GEMM_NC;
+        for (int p0 = 0; p0 < k; p0 += GEMM_KC) {
+            int kc = k - p0 < GEMM_KC ? k - p0 : GEMM_KC;
+            // The first K block applies the caller's beta; later blocks add to what it wrote.
+            float block_beta = p0 == 0 ? beta : 1.0f;
+            pack_b(packed_b, b, ldb, transpose_b, p0, kc, j0, nc);
+            for (int i0 = 0; i0 < m; i0 += GEMM_MC) {
+                int mc = m - i0 < GEMM_MC ? m - i0 : GEMM_MC;
+                pack_a(packed_a, a, lda, transpose_a, i0, mc, p0, kc);
+                // A panel outer (it stays in L1), B panels inner (streamed from L2).
+                for (int r = 0; r < mc; r += GEMM_MR) {
+                    int rows = mc - r < GEMM_MR ? mc - r : GEMM_MR;
+                    const float *a_panel = packed_a + (size_t)r * kc;
+                    for (int q = 0; q < nc; q += GEMM_NR) {
+                        int cols = nc - q < GEMM_NR ? nc - q : GEMM_NR;
+                        micro_kernels[(cols + 15) / 16](kc, a_panel, packed_b + (size_t)q * kc,
+                                                        c + (size_t)(i0 + r) * ldc + j0 + q, ldc, rows, cols,
+                                                        alpha, block_beta);
+                    }
+                }
+            }
+        }
+    }
+    return 1;
+}
+#endif
+
+void ck_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
+              const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    if (m <= 0 || n <= 0) return;
+#ifdef CK_HAVE_AVX512_GEMM
+    if (k > 0 && ck_get_gemm_backend() == CK_GEMM_AVX512 &&
+        avx512_sgemm(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+        return;
+#endif
+    openblas_sgemm(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}

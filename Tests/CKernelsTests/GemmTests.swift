@@ -1,0 +1,107 @@
+import CKernels
+import Dispatch
+import XCTest
+
+/// ck_sgemm against its plain-loop twin, for every backend this CPU can run: edge tiles, every cache
+/// block boundary, transposes, alpha/beta, padded leading dimensions, and concurrent callers.
+final class GemmTests: XCTestCase {
+    /// The backends to check here: OpenBLAS always, our AVX-512 GEMM when the CPU has it.
+    private func availableBackends() -> [Int32] {
+        let saved = ck_get_gemm_backend()
+        defer { XCTAssertOK(ck_set_gemm_backend(saved)) }
+        var backends = [Int32(CK_GEMM_OPENBLAS.rawValue)]
+        if ck_set_gemm_backend(Int32(CK_GEMM_AVX512.rawValue)) == CK_OK.rawValue {
+            backends.append(Int32(CK_GEMM_AVX512.rawValue))
+        }
+        return backends
+    }
+
+    private func withBackend(_ backend: Int32, _ body: () -> Void) {
+        let saved = ck_get_gemm_backend()
+        XCTAssertOK(ck_set_gemm_backend(backend))
+        body()
+        XCTAssertOK(ck_set_gemm_backend(saved))
+    }
+
+    /// One product through ck_sgemm and ck_sgemm_ref; returns the relative error and whether both left
+    /// the padding columns of C (between n and ldc) untouched.
+    private func compare(m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool, alpha: Float, beta: Float,
+                         rng: inout SeededGenerator) -> (error: Float, paddingKept: Bool) {
+        let lda = (transposeA ? m : k) + 3, ldb = (transposeB ? k : n) + 1, ldc = n + 5
+        let a = randomArray(lda * (transposeA ? k : m), &rng)
+        let b = randomArray(ldb * (transposeB ? n : k), &rng)
+        // beta == 0 must not read C: start it at NaN so that a read shows.
+        let c0 = beta == 0 ? [Float](repeating: .nan, count: ldc * m) : randomArray(ldc * m, &rng)
+        var c = c0, cRef = c0
+        ck_sgemm(transposeA ? 1 : 0, transposeB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
+                 b, Int32(ldb), beta, &c, Int32(ldc))
+        ck_sgemm_ref(transposeA ? 1 : 0, transposeB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
+                     b, Int32(ldb), beta, &cRef, Int32(ldc))
+        var inside = [Float](), insideRef = [Float](), paddingKept = true
+        for i in 0 ..< m {
+            for j in 0 ..< ldc {
+                let index = i * ldc + j
+                if j < n {
+                    inside.append(c[index])
+                    insideRef.append(cRef[index])
+                } else if c[index].bitPattern != c0[index].bitPattern {
+                    paddingKept = false
+                }
+            }
+        }
+        return (relativeError(inside, insideRef), paddingKept)
+    }
+
+    func testMatchesReferenceOnEdgeAndBlockSizes() {
+        // Sizes around the micro-tile (6×64), the vector width (16) and the cache blocks (MC 144, KC 256, NC 512).
+        let shapes: [(Int, Int, Int)] = [
+            (1, 1, 1), (5, 15, 3), (6, 16, 7), (7, 17, 33), (12, 63, 64), (13, 65, 255), (64, 49, 256),
+            (145, 70, 257), (8, 513, 40), (150, 530, 520), (3, 1000, 1), (2, 7, 600),
+        ]
+        var rng = SeededGenerator(seed: 11)
+        for backend in availableBackends() {
+            withBackend(backend) {
+                for (m, n, k) in shapes {
+                    for (transposeA, transposeB) in [(false, false), (true, false), (false, true), (true, true)] {
+                        for (alpha, beta) in [(Float(1), Float(0)), (Float(-0.5), Float(1)), (Float(1.5), Float(0.25))] {
+                            let (error, kept) = compare(m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB,
+                                                        alpha: alpha, beta: beta, rng: &rng)
+                            let what = "backend \(backend) m \(m) n \(n) k \(k) tA \(transposeA) tB \(transposeB) alpha \(alpha) beta \(beta)"
+                            XCTAssertLessThan(error, 1e-5, what)
+                            XCTAssertTrue(kept, "\(what): wrote past column n")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Several threads at once, each with its own packing buffer (and one that exits afterwards).
+    func testConcurrentCallers() {
+        for backend in availableBackends() {
+            withBackend(backend) {
+                let results = UnsafeMutableBufferPointer<Float>.allocate(capacity: 4)
+                defer { results.deallocate() }
+                DispatchQueue.concurrentPerform(iterations: 4) { index in
+                    var rng = SeededGenerator(seed: UInt64(100 + index))
+                    let (error, kept) = compare(m: 70, n: 300, k: 300, transposeA: index % 2 == 1, transposeB: index >= 2,
+                                                alpha: 1, beta: 0, rng: &rng)
+                    results[index] = kept ? error : .infinity
+                }
+                for index in 0 ..< 4 { XCTAssertLessThan(results[index], 1e-5, "backend \(backend) caller \(index)") }
+            }
+        }
+    }
+
+    func testBackendSelection() {
+        let saved = ck_get_gemm_backend()
+        defer { XCTAssertOK(ck_set_gemm_backend(saved)) }
+        XCTAssertOK(ck_set_gemm_backend(Int32(CK_GEMM_OPENBLAS.rawValue)))
+        XCTAssertEqual(ck_get_gemm_backend(), Int32(CK_GEMM_OPENBLAS.rawValue))
+        XCTAssertEqual(ck_set_gemm_backend(99), CK_ERR_BAD_SIZE.rawValue)
+        XCTAssertEqual(ck_get_gemm_backend(), Int32(CK_GEMM_OPENBLAS.rawValue), "a rejected choice keeps the current one")
+        XCTAssertOK(ck_set_gemm_backend(Int32(CK_GEMM_AUTO.rawValue)))
+        let automatic = ck_get_gemm_backend()
+        XCTAssertTrue(automatic == Int32(CK_GEMM_OPENBLAS.rawValue) || automatic == Int32(CK_GEMM_AVX512.rawValue))
+    }
+}
