@@ -146,6 +146,38 @@ static void pack_a(float *restrict dst, const float *a, int lda, int transpose_a
     }
 }
 
+// rows[i][j] becomes rows[j][i]. Three rounds of in-lane unpacks and two of 128-bit lane shuffles: after
+// the unpacks, t[4g+e] holds element 4L+e of rows 4g..4g+3 in lane L; the lane shuffles gather the four
+// groups of each output row.
+__attribute__((target("avx512f"), always_inline))
+static inline void transpose_16x16(__m512 rows[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(rows[i], rows[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(rows[i], rows[i + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) {
+        __m512d t0 = _mm512_castps_pd(t[g]), t1 = _mm512_castps_pd(t[g + 1]);
+        __m512d t2 = _mm512_castps_pd(t[g + 2]), t3 = _mm512_castps_pd(t[g + 3]);
+        u[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+        u[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+        u[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+        u[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+    }
+    for (int e = 0; e < 4; e++) {
+        t[e] = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88);       // groups 0,1 · lanes 0,2
+        t[4 + e] = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xdd);   // groups 0,1 · lanes 1,3
+        t[8 + e] = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88);
+        t[12 + e] = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xdd);
+    }
+    for (int e = 0; e < 4; e++) {
+        rows[e] = _mm512_shuffle_f32x4(t[e], t[8 + e], 0x88);           // lane 0 of groups 0..3
+        rows[8 + e] = _mm512_shuffle_f32x4(t[e], t[8 + e], 0xdd);       // lane 2
+        rows[4 + e] = _mm512_shuffle_f32x4(t[4 + e], t[12 + e], 0x88);  // lane 1
+        rows[12 + e] = _mm512_shuffle_f32x4(t[4 + e], t[12 + e], 0xdd); // lane 3
+    }
+}
+
 // Packs rows [p0, p0+kc) × columns [j0, j0+nc) of op(B) into NR-wide panels: panel q holds, for each p,
 // the NR values op(B)[p0 + p][j0 + q·NR + 0..NR-1], zero past column nc.
 __attribute__((target("avx512f")))
@@ -164,13 +196,21 @@ static void pack_b(float *restrict dst, const float *b, int ldb, int transpose_b
                 }
             }
         } else {
-            // op(B)[p][j] = b[j·ldb + p]: read each column's run of p contiguously, scatter by NR.
-            for (int j = 0; j < cols; j++) {
-                const float *src = b + (size_t)(j0 + q + j) * ldb + p0;
-                for (int p = 0; p < kc; p++) panel[(size_t)p * GEMM_NR + j] = src[p];
+            // op(B)[p][j] = b[j·ldb + p]: transpose 16×16 tiles in registers, reading runs of p.
+            for (int p = 0; p < kc; p += 16) {
+                int depth = kc - p < 16 ? kc - p : 16;
+                __mmask16 depth_mask = (__mmask16)((1u << depth) - 1);
+                for (int v = 0; v < GEMM_NR; v += 16) {
+                    __m512 tile[16];
+                    for (int j = 0; j < 16; j++) {
+                        tile[j] = v + j < cols
+                            ? _mm512_maskz_loadu_ps(depth_mask, b + (size_t)(j0 + q + v + j) * ldb + p0 + p)
+                            : _mm512_setzero_ps();
+                    }
+                    transpose_16x16(tile);
+                    for (int i = 0; i < depth; i++) _mm512_store_ps(panel + (size_t)(p + i) * GEMM_NR + v, tile[i]);
+                }
             }
-            for (int p = 0; p < kc; p++)
-                for (int j = cols; j < GEMM_NR; j++) panel[(size_t)p * GEMM_NR + j] = 0.0f;
         }
     }
 }
