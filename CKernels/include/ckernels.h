@@ -248,6 +248,15 @@ void ck_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha
 void ck_sgemm_ref(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
+/// C_i = alpha·op(A)·B_i + beta·C_i for i < count, with B_i = b + i·stride_b (k × n, row stride ldb) and
+/// C_i = c + i·stride_c (m × n, row stride ldc): one weight matrix applied to several images. The AVX-512
+/// backend runs it as one product with the images' columns side by side, so A is packed once and
+/// images with few pixels (7×7) still fill whole register tiles.
+void ck_sgemm_images(int transpose_a, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                     int ldb, size_t stride_b, float beta, float *c, int ldc, size_t stride_c, int count);
+void ck_sgemm_images_ref(int transpose_a, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                         int ldb, size_t stride_b, float beta, float *c, int ldc, size_t stride_c, int count);
+
 typedef enum {
     CK_GEMM_AUTO = 0,      // AVX-512 when the CPU has it (and RESNETFUSION_GEMM is not "openblas"), else OpenBLAS
     CK_GEMM_OPENBLAS = 1,  // cblas_sgemm, with whatever kernels OpenBLAS chose (OPENBLAS_CORETYPE)

@@ -15,6 +15,7 @@ typedef struct {
     int N, C, H, W, K, R, S, P, Q;
     size_t CRS, PQ, HW;
     int pointwise;  // 1x1, stride 1, no padding: the input is its own column matrix
+    int group;      // images one thread multiplies at once (conv_group_images); 1 for large images
 } conv_dims;
 
 static int conv_check(const ck_conv2d_shape *s, conv_dims *d) {
@@ -38,6 +39,7 @@ static int conv_check(const ck_conv2d_shape *s, conv_dims *d) {
     d->CRS = (size_t)d->C * d->R * d->S;
     d->PQ = (size_t)d->P * d->Q;
     d->HW = (size_t)d->H * d->W;
+    d->group = 1;
     d->pointwise = d->R == 1 && d->S == 1 && s->stride_height == 1 && s->stride_width == 1 &&
                    s->pad_height == 0 && s->pad_width == 0;
     // Every buffer must be indexable with size_t and every GEMM dimension must fit an int.
@@ -60,15 +62,28 @@ int ck_conv2d_output_width(const ck_conv2d_shape *shape) {
     return conv_check(shape, &d) == CK_OK ? d.Q : 0;
 }
 
-// Per thread: a column matrix for one image (none for pointwise) and a private weight gradient for
-// backward-weight's reduction. conv_check has bounded both products.
+// Small images (layer3/layer4: 14×14, 7×7 pixels) give skinny products whose last register tile is
+// mostly padding, and each would pack the weights again. Forward and backward-input then multiply a group
+// of a thread's images in one ck_sgemm_images call: enough images for about 256 columns, no more than a
+// thread's share of the batch. Sets d->group (1: one image at a time).
+static void conv_group_images(conv_dims *d, int threads) {
+    int wanted = (int)((256 + d->PQ - 1) / d->PQ);
+    int share = (d->N + threads - 1) / threads;
+    d->group = d->N >= threads && wanted > 1 ? (wanted < share ? wanted : share) : 1;
+}
+
+// Per thread: column matrices for a group of images (none for pointwise) and a private weight gradient
+// for backward-weight's reduction. conv_check has bounded each product; the group multiplies in checked.
 static size_t per_thread_floats(const conv_dims *d) {
-    size_t col = d->pointwise ? 0 : d->CRS * d->PQ;
+    size_t col = d->pointwise ? 0 : ck_mul_size(d->CRS * d->PQ, (size_t)d->group);
+    if (!d->pointwise && col == 0) return 0;
     return col + (size_t)d->K * d->CRS;
 }
 
 // Every algorithm's workspace fits in one size, so callers query once per shape. 0 on overflow.
-static size_t workspace_bytes_for(const ck_conv2d_shape *shape, const conv_dims *d, int threads) {
+static size_t workspace_bytes_for(const ck_conv2d_shape *shape, const conv_dims *given, int threads) {
+    conv_dims grouped = *given, *d = &grouped;
+    conv_group_images(d, threads);
     size_t floats = ck_mul_size(per_thread_floats(d), (size_t)threads);
     if (floats && ck_winograd_applies(shape)) {
         size_t winograd = ck_winograd_workspace_floats(shape, threads);
@@ -108,6 +123,7 @@ static int conv_begin(const ck_conv2d_shape *shape, int pointers_present, int wo
     if (status != CK_OK) return status;
     CK_REQUIRE(pointers_present, CK_ERR_NULL_POINTER);
     *threads = ck_get_num_threads();
+    conv_group_images(d, *threads);
     if (d->pointwise && !workspace_even_if_pointwise) return CK_OK;
     return workspace_check(shape, d, *threads, workspace, workspace_bytes);
 }
@@ -122,7 +138,7 @@ static inline float *thread_columns(void *workspace, const conv_dims *d, int thr
 }
 
 static inline float *thread_weight_grad(void *workspace, const conv_dims *d, int thread) {
-    return thread_columns(workspace, d, thread) + (d->pointwise ? 0 : d->CRS * d->PQ);
+    return thread_columns(workspace, d, thread) + (d->pointwise ? 0 : d->CRS * d->PQ * d->group);
 }
 
 // ------------------------------------------------------------------------------------------ forward
@@ -162,6 +178,33 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
     int threads;
     int status = conv_begin(shape, y && x && weight, 0, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
+
+    if (d.group > 1) {
+        // Work items: groups of images, each one product over the group's columns side by side.
+        const int groups = (d.N + d.group - 1) / d.group;
+        #pragma omp parallel for schedule(static) num_threads(threads)
+        for (int g = 0; g < groups; g++) {
+            const int n0 = g * d.group, count = d.N - n0 < d.group ? d.N - n0 : d.group;
+            const float *b = x + (size_t)n0 * d.C * d.HW;
+            size_t stride_b = (size_t)d.C * d.HW;
+            if (!d.pointwise) {
+                float *col = thread_columns(workspace, &d, omp_get_thread_num());
+                for (int i = 0; i < count; i++)
+                    ck_im2col_columns(col + (size_t)i * d.CRS * d.PQ, b + (size_t)i * stride_b, shape, d.Q, 0, (int)d.PQ);
+                b = col;
+                stride_b = d.CRS * d.PQ;
+            }
+            const size_t out_offset = (size_t)n0 * d.K * d.PQ;
+            ck_sgemm_images(0, d.K, (int)d.PQ, (int)d.CRS, 1.0f, weight, (int)d.CRS, b, (int)d.PQ, stride_b, 0.0f,
+                            y + out_offset, (int)d.PQ, (size_t)d.K * d.PQ, count);
+            for (int i = 0; i < count; i++) {
+                const size_t offset = out_offset + (size_t)i * d.K * d.PQ;
+                ck_conv_apply_epilogue(y + offset, d.PQ, d.K, (int)d.PQ, epilogue,
+                                       epilogue->residual ? epilogue->residual + offset : NULL);
+            }
+        }
+        return CK_OK;
+    }
 
     // Work items: (image, column block).
     const int blocks = blocks_per_image(d.N, threads);
@@ -274,10 +317,33 @@ int ck_conv2d_backward_input_f32(float *dx, const float *dy, const float *weight
     int status = conv_begin(shape, dx && dy && weight, 0, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
 
+    const size_t RS = (size_t)d.R * d.S;
+    if (d.group > 1) {
+        // Work items: groups of images; dcol_i = weightᵀ · dy_i for the whole group in one product.
+        const int groups = (d.N + d.group - 1) / d.group;
+        #pragma omp parallel for schedule(static) num_threads(threads)
+        for (int g = 0; g < groups; g++) {
+            const int n0 = g * d.group, count = d.N - n0 < d.group ? d.N - n0 : d.group;
+            const float *dyn = dy + (size_t)n0 * d.K * d.PQ;
+            float *dxn = dx + (size_t)n0 * d.C * d.HW;
+            if (d.pointwise) {
+                ck_sgemm_images(1, d.C, (int)d.HW, d.K, 1.0f, weight, d.C, dyn, (int)d.PQ, (size_t)d.K * d.PQ, 0.0f,
+                                dxn, (int)d.HW, (size_t)d.C * d.HW, count);
+                continue;
+            }
+            float *col = thread_columns(workspace, &d, omp_get_thread_num());
+            ck_sgemm_images(1, (int)d.CRS, (int)d.PQ, d.K, 1.0f, weight, (int)d.CRS, dyn, (int)d.PQ,
+                            (size_t)d.K * d.PQ, 0.0f, col, (int)d.PQ, d.CRS * d.PQ, count);
+            memset(dxn, 0, sizeof(float) * (size_t)count * d.C * d.HW);
+            for (int i = 0; i < count; i++)
+                ck_col2im_channels(dxn + (size_t)i * d.C * d.HW, col + (size_t)i * d.CRS * d.PQ, shape, d.P, d.Q, 0, d.C);
+        }
+        return CK_OK;
+    }
+
     // Work items: (image, input-channel block); dcol rows of channels c0..c1 = weightᵀ rows c0..c1 · dy_n.
     const int blocks = blocks_per_image(d.N, threads);
     const int items = d.N * blocks;
-    const size_t RS = (size_t)d.R * d.S;
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (int item = 0; item < items; item++) {
         const int n = item / blocks, block = item % blocks;

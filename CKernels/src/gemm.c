@@ -179,22 +179,34 @@ static inline void transpose_16x16(__m512 rows[16]) {
 }
 
 // Packs rows [p0, p0+kc) × columns [j0, j0+nc) of op(B) into NR-wide panels: panel q holds, for each p,
-// the NR values op(B)[p0 + p][j0 + q·NR + 0..NR-1], zero past column nc.
+// the NR values op(B)[p0 + p][j0 + q·NR + 0..NR-1], zero past column nc. Untransposed B may be a row of
+// images side by side: columns [i·n, (i+1)·n) come from b + i·stride_b (one image when nc <= n).
 __attribute__((target("avx512f")))
-static void pack_b(float *restrict dst, const float *b, int ldb, int transpose_b, int p0, int kc, int j0, int nc) {
+static void pack_b(float *restrict dst, const float *b, int ldb, size_t stride_b, int n, int transpose_b, int p0, int kc,
+                   int j0, int nc) {
     for (int q = 0; q < nc; q += GEMM_NR) {
         int cols = nc - q < GEMM_NR ? nc - q : GEMM_NR;
         float *panel = dst + (size_t)q * kc;
         if (!transpose_b) {
-            for (int p = 0; p < kc; p++) {
-                const float *src = b + (size_t)(p0 + p) * ldb + j0 + q;
-                float *out = panel + (size_t)p * GEMM_NR;
-                for (int v = 0; v < GEMM_NR; v += 16) {
-                    int left = cols - v;
-                    __mmask16 mask = left >= 16 ? 0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
-                    _mm512_store_ps(out + v, _mm512_maskz_loadu_ps(mask, src + v));
+            // Column J of the whole B is column J mod n of image J / n: a panel may span images.
+            for (int start = 0; start < cols;) {
+                int column = (j0 + q + start) % n, image = (j0 + q + start) / n;
+                int run = n - column < cols - start ? n - column : cols - start;
+                const float *src = b + (size_t)image * stride_b + (size_t)p0 * ldb + column;
+                for (int p = 0; p < kc; p++) {
+                    const float *row = src + (size_t)p * ldb;
+                    float *out = panel + (size_t)p * GEMM_NR + start;
+                    int v = 0;
+                    for (; v + 16 <= run; v += 16) _mm512_storeu_ps(out + v, _mm512_loadu_ps(row + v));
+                    if (v < run) {
+                        __mmask16 mask = (__mmask16)((1u << (run - v)) - 1);
+                        _mm512_mask_storeu_ps(out + v, mask, _mm512_maskz_loadu_ps(mask, row + v));
+                    }
                 }
+                start += run;
             }
+            if (cols < GEMM_NR)
+                for (int p = 0; p < kc; p++) memset(panel + (size_t)p * GEMM_NR + cols, 0, sizeof(float) * (GEMM_NR - cols));
         } else {
             // op(B)[p][j] = b[j·ldb + p]: transpose 16×16 tiles in registers, reading runs of p.
             for (int p = 0; p < kc; p += 16) {
@@ -269,18 +281,22 @@ typedef void (*micro_kernel_fn)(int, const float *, const float *, float *, int,
 static const micro_kernel_fn micro_kernels[5] = {NULL, micro_kernel_1, micro_kernel_2, micro_kernel_3,
                                                  micro_kernel_4};
 
-static int avx512_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
-                        const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+// C_i = alpha·op(A)·B_i + beta·C_i for i < count, as one product with the images' columns side by side
+// (count > 1 only for untransposed B): A is packed once, and short images still fill whole tiles.
+static int avx512_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha, const float *a, int lda,
+                        const float *b, int ldb, size_t stride_b, float beta, float *c, int ldc, size_t stride_c,
+                        int count) {
     float *buffer = pack_buffer();
     if (!buffer) return 0;
     float *packed_a = buffer, *packed_b = buffer + (size_t)GEMM_MC * GEMM_KC;
-    for (int j0 = 0; j0 < n; j0 += GEMM_NC) {
-        int nc = n - j0 < GEMM_NC ? n - j0 : GEMM_NC;
+    const long total = (long)n * count;
+    for (long j0 = 0; j0 < total; j0 += GEMM_NC) {
+        int nc = total - j0 < GEMM_NC ? (int)(total - j0) : GEMM_NC;
         for (int p0 = 0; p0 < k; p0 += GEMM_KC) {
             int kc = k - p0 < GEMM_KC ? k - p0 : GEMM_KC;
             // The first K block applies the caller's beta; later blocks add to what it wrote.
             float block_beta = p0 == 0 ? beta : 1.0f;
-            pack_b(packed_b, b, ldb, transpose_b, p0, kc, j0, nc);
+            pack_b(packed_b, b, ldb, stride_b, n, transpose_b, p0, kc, (int)j0, nc);
             for (int i0 = 0; i0 < m; i0 += GEMM_MC) {
                 int mc = m - i0 < GEMM_MC ? m - i0 : GEMM_MC;
                 pack_a(packed_a, a, lda, transpose_a, i0, mc, p0, kc);
@@ -290,9 +306,30 @@ static int avx512_sgemm(int transpose_a, int transpose_b, int m, int n, int k, f
                     const float *a_panel = packed_a + (size_t)r * kc;
                     for (int q = 0; q < nc; q += GEMM_NR) {
                         int cols = nc - q < GEMM_NR ? nc - q : GEMM_NR;
-                        micro_kernels[(cols + 15) / 16](kc, a_panel, packed_b + (size_t)q * kc,
-                                                        c + (size_t)(i0 + r) * ldc + j0 + q, ldc, rows, cols,
-                                                        alpha, block_beta);
+                        micro_kernel_fn kernel = micro_kernels[(cols + 15) / 16];
+                        const float *b_panel = packed_b + (size_t)q * kc;
+                        long J = j0 + q;
+                        int column = (int)(J % n), image = (int)(J / n);
+                        float *c_tile = c + (size_t)image * stride_c + (size_t)(i0 + r) * ldc + column;
+                        if (column + cols <= n) {
+                            kernel(kc, a_panel, b_panel, c_tile, ldc, rows, cols, alpha, block_beta);
+                            continue;
+                        }
+                        // The tile spans images: compute it aside, then add each image's part.
+                        float tile[GEMM_MR * GEMM_NR];
+                        kernel(kc, a_panel, b_panel, tile, GEMM_NR, rows, cols, 1.0f, 0.0f);
+                        for (int start = 0; start < cols;) {
+                            int run = n - column < cols - start ? n - column : cols - start;
+                            float *dst = c + (size_t)image * stride_c + (size_t)(i0 + r) * ldc + column;
+                            for (int i = 0; i < rows; i++)
+                                for (int j = 0; j < run; j++) {
+                                    float *cij = dst + (size_t)i * ldc + j, v = alpha * tile[i * GEMM_NR + start + j];
+                                    *cij = block_beta == 0.0f ? v : v + block_beta * *cij;
+                                }
+                            start += run;
+                            column = 0;
+                            image++;
+                        }
                     }
                 }
             }
@@ -307,8 +344,26 @@ void ck_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha
     if (m <= 0 || n <= 0) return;
 #ifdef CK_HAVE_AVX512_GEMM
     if (k > 0 && ck_get_gemm_backend() == CK_GEMM_AVX512 &&
-        avx512_sgemm(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+        avx512_sgemm(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, 0, beta, c, ldc, 0, 1))
         return;
 #endif
     openblas_sgemm(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void ck_sgemm_images(int transpose_a, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                     int ldb, size_t stride_b, float beta, float *c, int ldc, size_t stride_c, int count) {
+    if (m <= 0 || n <= 0 || count <= 0) return;
+#ifdef CK_HAVE_AVX512_GEMM
+    if (k > 0 && (long)n * count <= 0x7fffffffL && ck_get_gemm_backend() == CK_GEMM_AVX512 &&
+        avx512_sgemm(transpose_a, 0, m, n, k, alpha, a, lda, b, ldb, stride_b, beta, c, ldc, stride_c, count))
+        return;
+#endif
+    for (int i = 0; i < count; i++)
+        openblas_sgemm(transpose_a, 0, m, n, k, alpha, a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+}
+
+void ck_sgemm_images_ref(int transpose_a, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                         int ldb, size_t stride_b, float beta, float *c, int ldc, size_t stride_c, int count) {
+    for (int i = 0; i < count; i++)
+        ck_sgemm_ref(transpose_a, 0, m, n, k, alpha, a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
 }

@@ -76,6 +76,44 @@ final class GemmTests: XCTestCase {
         }
     }
 
+    /// One weight matrix over several images whose columns the AVX-512 backend lays side by side: tiles that
+    /// straddle two or more images, gaps between images, both orientations of A, beta 0 and not.
+    func testImagesMatchReference() {
+        var rng = SeededGenerator(seed: 21)
+        for backend in availableBackends() {
+            withBackend(backend) {
+                for (n, count) in [(1, 5), (7, 3), (49, 4), (60, 3), (65, 2), (196, 2), (49, 1)] {
+                    for transposeA in [false, true] {
+                        for beta in [Float(0), Float(0.5)] {
+                            let m = 13, k = 300, lda = (transposeA ? m : k) + 2, ldb = n + 3, ldc = n + 1
+                            let strideB = k * ldb + 11, strideC = m * ldc + 7
+                            let a = randomArray(lda * (transposeA ? k : m), &rng)
+                            let b = randomArray(strideB * count, &rng)
+                            let c0 = beta == 0 ? [Float](repeating: .nan, count: strideC * count) : randomArray(strideC * count, &rng)
+                            var c = c0, cRef = c0
+                            ck_sgemm_images(transposeA ? 1 : 0, Int32(m), Int32(n), Int32(k), 1.25, a, Int32(lda), b, Int32(ldb),
+                                            strideB, beta, &c, Int32(ldc), strideC, Int32(count))
+                            ck_sgemm_images_ref(transposeA ? 1 : 0, Int32(m), Int32(n), Int32(k), 1.25, a, Int32(lda), b,
+                                                Int32(ldb), strideB, beta, &cRef, Int32(ldc), strideC, Int32(count))
+                            let what = "backend \(backend) n \(n) count \(count) tA \(transposeA) beta \(beta)"
+                            var inside = [Float](), insideRef = [Float]()
+                            for index in c.indices {
+                                let offset = index % strideC, row = offset / ldc, column = offset % ldc
+                                if row < m && column < n {
+                                    inside.append(c[index])
+                                    insideRef.append(cRef[index])
+                                } else {
+                                    XCTAssertEqual(c[index].bitPattern, c0[index].bitPattern, "\(what): wrote outside C_i at \(index)")
+                                }
+                            }
+                            XCTAssertLessThan(relativeError(inside, insideRef), 1e-5, what)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Several threads at once, each with its own packing buffer (and one that exits afterwards).
     func testConcurrentCallers() {
         for backend in availableBackends() {
