@@ -179,6 +179,39 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
     int status = conv_begin(shape, y && x && weight, 0, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
 
+#if defined(__x86_64__)
+    // Strided layers lower by gathers: measured faster on wide rows of spatial kernels (conv1, layer2.0 and
+    // layer3.0 3x3/2), slower on 14×14 rows and on 1x1/2 downsamples, whose column matrix is small anyway.
+    if (!d.pointwise && ck_get_gemm_backend() == CK_GEMM_AVX512 && (shape->stride_width == 1 || (d.R > 1 && d.W >= 28))) {
+        // Implicit GEMM: the packed GEMM lowers the input straight into its panels. Each thread takes an
+        // equal run of the batch's columns, in NC-sized pieces whose epilogue runs while they are in cache.
+        const ck_im2col_panel lowering = {x, shape, d.P, d.Q};
+        const ck_gemm_b source = {.pack_panel = ck_im2col_pack_panel, .context = &lowering};
+        const long total = (long)d.N * (long)d.PQ, panels = (total + CK_GEMM_NR - 1) / CK_GEMM_NR;
+        const long piece = 512;
+        #pragma omp parallel num_threads(threads)
+        {
+            const int t = omp_get_thread_num(), team = omp_get_num_threads();
+            const long begin = panels * t / team * CK_GEMM_NR;
+            long end = panels * (t + 1) / team * CK_GEMM_NR;
+            if (end > total) end = total;
+            for (long j = begin; j < end; j += piece) {
+                const long j_end = j + piece < end ? j + piece : end;
+                ck_sgemm_packing(d.K, (int)d.PQ, (int)d.CRS, weight, (int)d.CRS, &source, y, (int)d.PQ,
+                                 (size_t)d.K * d.PQ, j, j_end);
+                for (long J = j; J < j_end;) {
+                    const int n = (int)(J / (long)d.PQ), column = (int)(J % (long)d.PQ);
+                    const int width = (int)((long)d.PQ - column < j_end - J ? (long)d.PQ - column : j_end - J);
+                    const size_t offset = (size_t)n * d.K * d.PQ + column;
+                    ck_conv_apply_epilogue(y + offset, d.PQ, d.K, width, epilogue,
+                                           epilogue->residual ? epilogue->residual + offset : NULL);
+                    J += width;
+                }
+            }
+        }
+        return CK_OK;
+    }
+#endif
     if (d.group > 1) {
         // Work items: groups of images, each one product over the group's columns side by side.
         const int groups = (d.N + d.group - 1) / d.group;

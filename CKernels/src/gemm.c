@@ -88,7 +88,7 @@ void ck_sgemm_ref(int transpose_a, int transpose_b, int m, int n, int k, float a
 // Register blocking: MR rows × NR columns of C live in MR·NR/16 zmm accumulators (24 of 32), plus
 // NR/16 registers for a row of the B panel; A values are broadcast from memory into the FMAs.
 #define GEMM_MR 6
-#define GEMM_NR 64
+#define GEMM_NR CK_GEMM_NR
 // Cache blocking: an MR×KC A panel (6 KB) in L1; the KC×NC packed B block (512 KB) in L2, streamed
 // panel by panel; the MC×KC packed A block (144 KB) in L2.
 #ifndef GEMM_KC
@@ -182,15 +182,19 @@ static inline void transpose_16x16(__m512 rows[16]) {
 // the NR values op(B)[p0 + p][j0 + q·NR + 0..NR-1], zero past column nc. Untransposed B may be a row of
 // images side by side: columns [i·n, (i+1)·n) come from b + i·stride_b (one image when nc <= n).
 __attribute__((target("avx512f")))
-static void pack_b(float *restrict dst, const float *b, int ldb, size_t stride_b, int n, int transpose_b, int p0, int kc,
-                   int j0, int nc) {
+static void pack_b(float *restrict dst, const ck_gemm_b *source, int n, int p0, int kc, long j0, int nc) {
+    const float *b = source->b;
+    const int ldb = source->ldb;
+    const size_t stride_b = source->stride_b;
     for (int q = 0; q < nc; q += GEMM_NR) {
         int cols = nc - q < GEMM_NR ? nc - q : GEMM_NR;
         float *panel = dst + (size_t)q * kc;
-        if (!transpose_b) {
+        if (source->pack_panel) {
+            source->pack_panel(source->context, panel, p0, kc, j0 + q, cols);
+        } else if (!source->transpose_b) {
             // Column J of the whole B is column J mod n of image J / n: a panel may span images.
             for (int start = 0; start < cols;) {
-                int column = (j0 + q + start) % n, image = (j0 + q + start) / n;
+                int column = (int)((j0 + q + start) % n), image = (int)((j0 + q + start) / n);
                 int run = n - column < cols - start ? n - column : cols - start;
                 const float *src = b + (size_t)image * stride_b + (size_t)p0 * ldb + column;
                 for (int p = 0; p < kc; p++) {
@@ -281,22 +285,23 @@ typedef void (*micro_kernel_fn)(int, const float *, const float *, float *, int,
 static const micro_kernel_fn micro_kernels[5] = {NULL, micro_kernel_1, micro_kernel_2, micro_kernel_3,
                                                  micro_kernel_4};
 
-// C_i = alpha·op(A)·B_i + beta·C_i for i < count, as one product with the images' columns side by side
-// (count > 1 only for untransposed B): A is packed once, and short images still fill whole tiles.
-static int avx512_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha, const float *a, int lda,
-                        const float *b, int ldb, size_t stride_b, float beta, float *c, int ldc, size_t stride_c,
-                        int count) {
+// Columns [j_begin, j_end) of C = alpha·op(A)·B + beta·C, where B's and C's columns are images of n
+// columns side by side: column J is column J mod n of C_i = c + i·stride_c, i = J / n, and of B_i (or
+// whatever source->pack_panel makes of it). A is packed once per block, and short images still fill
+// whole tiles.
+static int avx512_sgemm(int transpose_a, int m, int n, int k, float alpha, const float *a, int lda,
+                        const ck_gemm_b *source, float beta, float *c, int ldc, size_t stride_c, long j_begin,
+                        long j_end) {
     float *buffer = pack_buffer();
     if (!buffer) return 0;
     float *packed_a = buffer, *packed_b = buffer + (size_t)GEMM_MC * GEMM_KC;
-    const long total = (long)n * count;
-    for (long j0 = 0; j0 < total; j0 += GEMM_NC) {
-        int nc = total - j0 < GEMM_NC ? (int)(total - j0) : GEMM_NC;
+    for (long j0 = j_begin; j0 < j_end; j0 += GEMM_NC) {
+        int nc = j_end - j0 < GEMM_NC ? (int)(j_end - j0) : GEMM_NC;
         for (int p0 = 0; p0 < k; p0 += GEMM_KC) {
             int kc = k - p0 < GEMM_KC ? k - p0 : GEMM_KC;
             // The first K block applies the caller's beta; later blocks add to what it wrote.
             float block_beta = p0 == 0 ? beta : 1.0f;
-            pack_b(packed_b, b, ldb, stride_b, n, transpose_b, p0, kc, (int)j0, nc);
+            pack_b(packed_b, source, n, p0, kc, j0, nc);
             for (int i0 = 0; i0 < m; i0 += GEMM_MC) {
                 int mc = m - i0 < GEMM_MC ? m - i0 : GEMM_MC;
                 pack_a(packed_a, a, lda, transpose_a, i0, mc, p0, kc);
@@ -343,8 +348,9 @@ void ck_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha
               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
     if (m <= 0 || n <= 0) return;
 #ifdef CK_HAVE_AVX512_GEMM
+    const ck_gemm_b source = {.b = b, .ldb = ldb, .transpose_b = transpose_b};
     if (k > 0 && ck_get_gemm_backend() == CK_GEMM_AVX512 &&
-        avx512_sgemm(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, 0, beta, c, ldc, 0, 1))
+        avx512_sgemm(transpose_a, m, n, k, alpha, a, lda, &source, beta, c, ldc, 0, 0, n))
         return;
 #endif
     openblas_sgemm(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -354,12 +360,26 @@ void ck_sgemm_images(int transpose_a, int m, int n, int k, float alpha, const fl
                      int ldb, size_t stride_b, float beta, float *c, int ldc, size_t stride_c, int count) {
     if (m <= 0 || n <= 0 || count <= 0) return;
 #ifdef CK_HAVE_AVX512_GEMM
-    if (k > 0 && (long)n * count <= 0x7fffffffL && ck_get_gemm_backend() == CK_GEMM_AVX512 &&
-        avx512_sgemm(transpose_a, 0, m, n, k, alpha, a, lda, b, ldb, stride_b, beta, c, ldc, stride_c, count))
+    const ck_gemm_b source = {.b = b, .ldb = ldb, .stride_b = stride_b};
+    if (k > 0 && ck_get_gemm_backend() == CK_GEMM_AVX512 &&
+        avx512_sgemm(transpose_a, m, n, k, alpha, a, lda, &source, beta, c, ldc, stride_c, 0, (long)n * count))
         return;
 #endif
     for (int i = 0; i < count; i++)
         openblas_sgemm(transpose_a, 0, m, n, k, alpha, a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+}
+
+int ck_sgemm_packing(int m, int n, int k, const float *a, int lda, const ck_gemm_b *source, float *c, int ldc,
+                     size_t stride_c, long j_begin, long j_end) {
+#ifdef CK_HAVE_AVX512_GEMM
+    if (m <= 0 || n <= 0 || k <= 0 || j_end <= j_begin) return 1;
+    return ck_get_gemm_backend() == CK_GEMM_AVX512 &&
+           avx512_sgemm(0, m, n, k, 1.0f, a, lda, source, 0.0f, c, ldc, stride_c, j_begin, j_end);
+#else
+    (void)m; (void)n; (void)k; (void)a; (void)lda; (void)source; (void)c; (void)ldc; (void)stride_c;
+    (void)j_begin; (void)j_end;
+    return 0;
+#endif
 }
 
 void ck_sgemm_images_ref(int transpose_a, int m, int n, int k, float alpha, const float *a, int lda, const float *b,

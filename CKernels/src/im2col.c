@@ -81,3 +81,71 @@ void ck_col2im_channels(float *dx, const float *col, const ck_conv2d_shape *s, i
         }
     }
 }
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#include <immintrin.h>
+
+// One packed GEMM panel straight from the images: what ck_im2col_columns would write, but only the
+// CK_GEMM_NR columns and kc rows the micro-kernel is about to use, so the column matrix never exists.
+// A panel's columns run along output rows, possibly over several rows and images: one segment per
+// (image, output row) piece. Only called by the AVX-512 GEMM backend.
+__attribute__((target("avx512f")))
+void ck_im2col_pack_panel(const void *context, float *panel, int p0, int kc, long j0, int cols) {
+    const ck_im2col_panel *ctx = context;
+    const ck_conv2d_shape *s = ctx->shape;
+    const int C = s->in_channels, H = s->in_height, W = s->in_width, R = s->kernel_height, S = s->kernel_width;
+    const int sh = s->stride_height, sw = s->stride_width, ph = s->pad_height, pw = s->pad_width;
+    const int Q = ctx->Q;
+    const long PQ = (long)ctx->P * Q;
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    if (cols < CK_GEMM_NR)
+        for (int p = 0; p < kc; p++) memset(panel + (size_t)p * CK_GEMM_NR + cols, 0, sizeof(float) * (CK_GEMM_NR - cols));
+    for (int start = 0; start < cols;) {
+        const long J = j0 + start;
+        const int n = (int)(J / PQ), pixel = (int)(J % PQ), oh = pixel / Q, ow0 = pixel % Q;
+        const int run = Q - ow0 < cols - start ? Q - ow0 : cols - start;
+        const float *image = ctx->x + (size_t)n * C * H * W;
+        for (int p = 0; p < kc; p++) {
+            const int row = p0 + p, kw = row % S, kh = (row / S) % R, c = row / (R * S);
+            const int ih = oh * sh - ph + kh;
+            float *dst = panel + (size_t)p * CK_GEMM_NR + start;
+            if (ih < 0 || ih >= H) {
+                memset(dst, 0, sizeof(float) * (size_t)run);
+                continue;
+            }
+            const float *src_row = image + ((size_t)c * H + ih) * W;
+            for (int v = 0; v < run; v += 16) {
+                const int len = run - v < 16 ? run - v : 16;
+                const __mmask16 in_run = (__mmask16)((1u << len) - 1);
+                const int iw0 = (ow0 + v) * sw - pw + kw;  // input column of lane 0
+                __m512 values;
+                if (sw == 1) {
+                    // Lanes whose input column lies in [0, W): a contiguous range [lo, hi).
+                    const int lo = iw0 < 0 ? -iw0 : 0, hi = W - iw0;
+                    if (hi <= lo || lo >= 16) {
+                        values = _mm512_setzero_ps();
+                    } else {
+                        const int top = hi < 16 ? hi : 16;
+                        const __mmask16 valid = (__mmask16)(((1u << top) - 1) & ~((1u << lo) - 1)) & in_run;
+                        // Left padding: the expanding load places src_row[0..] in lanes lo.. without
+                        // forming an address before the row.
+                        values = lo > 0 ? _mm512_maskz_expandloadu_ps(valid, src_row)
+                                        : _mm512_maskz_loadu_ps(valid, src_row + iw0);
+                    }
+                } else if (sw == 2 && iw0 >= 0 && iw0 + 31 < W) {
+                    // Inside the row: two loads and the even lanes of the pair.
+                    const __m512i even = _mm512_add_epi32(lanes, lanes);
+                    values = _mm512_permutex2var_ps(_mm512_loadu_ps(src_row + iw0), even, _mm512_loadu_ps(src_row + iw0 + 16));
+                } else {
+                    const __m512i iw = _mm512_add_epi32(_mm512_set1_epi32(iw0), _mm512_mullo_epi32(lanes, _mm512_set1_epi32(sw)));
+                    const __mmask16 valid = _mm512_cmpge_epi32_mask(iw, _mm512_setzero_si512()) &
+                                            _mm512_cmplt_epi32_mask(iw, _mm512_set1_epi32(W)) & in_run;
+                    values = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, iw, src_row, 4);
+                }
+                _mm512_mask_storeu_ps(dst + v, in_run, values);
+            }
+        }
+        start += run;
+    }
+}
+#endif

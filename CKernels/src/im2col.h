@@ -9,4 +9,15 @@ void ck_im2col_columns(float *col, const float *x, const ck_conv2d_shape *shape,
 // dx is (C, H, W), zeroed by the caller for the channel range; col is ((channel_end − channel_begin)·R·S, P·Q).
 void ck_col2im_channels(float *dx, const float *col, const ck_conv2d_shape *shape, int P, int Q,
                         int channel_begin, int channel_end);
+
+// What ck_im2col_pack_panel lowers: x is (N, C, H, W); columns run over (image, output row, output column).
+typedef struct {
+    const float *x;
+    const ck_conv2d_shape *shape;
+    int P, Q;
+} ck_im2col_panel;
+#if defined(__x86_64__)
+// A ck_pack_panel_fn (internal.h) over the column matrix of all images side by side.
+void ck_im2col_pack_panel(const void *context, float *panel, int p0, int kc, long j0, int cols);
+#endif
 #endif

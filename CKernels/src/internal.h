@@ -34,6 +34,27 @@ typedef struct {
 void ck_conv_apply_epilogue(float *y, size_t ld, int K, int width, const ck_conv_epilogue *epilogue,
                             const float *residual);
 
+// Where the packed GEMM (gemm.c) takes its B operand from: a matrix, a row of images, or a callback
+// that writes one packed panel itself (a convolution lowering its input straight into the panel).
+#define CK_GEMM_NR 64
+typedef void (*ck_pack_panel_fn)(const void *context, float *panel, int p0, int kc, long j0, int cols);
+typedef struct {
+    const float *b;          // op(B) rows are b rows (transpose_b 0) or b columns (1)
+    int ldb;
+    int transpose_b;         // only with count 1 (one image)
+    size_t stride_b;         // distance between images
+    // When set, replaces all of the above: writes rows [p0, p0+kc) of columns [j0, j0+cols) of B into
+    // panel as kc rows of CK_GEMM_NR floats, zeros past cols.
+    ck_pack_panel_fn pack_panel;
+    const void *context;
+} ck_gemm_b;
+
+// Columns [j_begin, j_end) of C = A·B (alpha 1, beta 0; A untransposed, m × k), with C made of images of
+// n columns at c + i·stride_c (row stride ldc). Returns 0, doing nothing, when the packed GEMM is not the
+// backend in use: the caller then lowers and calls ck_sgemm itself.
+int ck_sgemm_packing(int m, int n, int k, const float *a, int lda, const ck_gemm_b *source, float *c, int ldc,
+                     size_t stride_c, long j_begin, long j_end);
+
 #define CK_REQUIRE(condition, status) \
     do { if (!(condition)) return (status); } while (0)
 

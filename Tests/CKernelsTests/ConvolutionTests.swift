@@ -65,7 +65,11 @@ final class ConvolutionTests: XCTestCase {
             (1, 16, 1, 1, 8, 1, 1, 1, 1, 0, 0),
             (8, 3, 4, 4, 3, 5, 5, 1, 1, 2, 2),
             (1, 1, 3, 3, 1, 3, 3, 3, 3, 0, 0),
+            // Wide strided rows: the AVX-512 backend lowers these straight into its panels by gathers.
+            (2, 3, 30, 45, 5, 3, 3, 2, 2, 1, 1),
+            (1, 2, 9, 70, 4, 5, 5, 1, 2, 2, 2),
         ]
+        for backend in availableGemmBackends() { withGemmBackend(backend) {
         for threads in [1, 2, 3] {
             ck_set_num_threads(Int32(threads))
             for (i, t) in cases.enumerated() {
@@ -75,7 +79,7 @@ final class ConvolutionTests: XCTestCase {
                                             stride_width: Int32(t.sw), pad_height: Int32(t.ph), pad_width: Int32(t.pw))
                 for bias in [false, true] {
                     let e = compareWithReference(shape, bias: bias, seed: UInt64(100 * i + threads))
-                    let label = "case \(i) \(t) threads \(threads) bias \(bias)"
+                    let label = "case \(i) \(t) threads \(threads) bias \(bias) gemm backend \(backend)"
                     XCTAssertLessThanOrEqual(e.forward, 1e-4, "forward \(label)")
                     XCTAssertLessThanOrEqual(e.gemmForward, 1e-4, "im2col forward \(label)")
                     XCTAssertLessThanOrEqual(e.input, 1e-3, "backward input \(label)")
@@ -84,6 +88,7 @@ final class ConvolutionTests: XCTestCase {
                 }
             }
         }
+        } }
     }
 
     /// Winograd F(2x2, 3x3) on its own: odd and even sizes (partial last tiles), 1x1 and 2x2 planes, batch
@@ -116,10 +121,12 @@ final class ConvolutionTests: XCTestCase {
     /// The fused inference epilogue, relu(conv + bias + residual), through im2col, pointwise and Winograd.
     func testFusedEpilogueMatchesReference() {
         var rng = SeededGenerator(seed: 31)
-        for winograd in [Int32(0), 1] {
+        for (winograd, backend) in [Int32(0), 1].flatMap({ w in availableGemmBackends().map { (w, $0) } }) {
             ck_conv2d_set_winograd(winograd)
+            ck_set_gemm_backend(backend)
+            defer { ck_set_gemm_backend(Int32(CK_GEMM_AUTO.rawValue)) }
             for (n, c, h, k, r, stride, pad) in [(2, 5, 9, 6, 3, 1, 1), (3, 8, 7, 4, 1, 1, 0), (1, 3, 11, 4, 3, 2, 1),
-                                                 (4, 6, 6, 8, 1, 2, 0), (1, 4, 5, 3, 3, 1, 1)] {
+                                                 (4, 6, 6, 8, 1, 2, 0), (1, 4, 5, 3, 3, 1, 1), (3, 3, 40, 5, 3, 2, 1)] {
                 var s = convShape(batch: n, inChannels: c, height: h, width: h, outChannels: k, kernel: r,
                                   stride: stride, pad: pad)
                 let outCount = n * k * Int(ck_conv2d_output_height(&s)) * Int(ck_conv2d_output_width(&s))
@@ -134,7 +141,7 @@ final class ConvolutionTests: XCTestCase {
                         XCTAssertOK(ck_conv2d_forward_fused_f32_ref(&yRef, x, w, b, r, relu, &s, nil, 0))
                     }
                     XCTAssertLessThanOrEqual(relativeError(y, yRef), 1e-4,
-                                             "fused \((n, c, h, k, r, stride, pad)) residual \(useResidual) relu \(relu) winograd \(winograd)")
+                                             "fused \((n, c, h, k, r, stride, pad)) residual \(useResidual) relu \(relu) winograd \(winograd) gemm \(backend)")
                     if relu == 1 { XCTAssertTrue(y.allSatisfy { $0 >= 0 }) }
                 }
             }
@@ -243,8 +250,10 @@ final class ConvolutionTests: XCTestCase {
         x[14] = .nan
         let w = [Float](repeating: -1, count: 36)
         let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
-        for winograd in [Int32(0), 1] {
+        for (winograd, backend) in [Int32(0), 1].flatMap({ w in availableGemmBackends().map { (w, $0) } }) {
             ck_conv2d_set_winograd(winograd)
+            ck_set_gemm_backend(backend)
+            defer { ck_set_gemm_backend(Int32(CK_GEMM_AUTO.rawValue)) }
             var y = [Float](repeating: 0, count: 72)
             XCTAssertOK(ck_conv2d_forward_fused_f32(&y, x, w, nil, nil, 1, &s, workspace.buffer, workspace.bytes))
             XCTAssertTrue(y.contains { $0.isNaN }, "winograd \(winograd)")

@@ -5,24 +5,6 @@ import XCTest
 /// ck_sgemm against its plain-loop twin, for every backend this CPU can run: edge tiles, every cache
 /// block boundary, transposes, alpha/beta, padded leading dimensions, and concurrent callers.
 final class GemmTests: XCTestCase {
-    /// The backends to check here: OpenBLAS always, our AVX-512 GEMM when the CPU has it.
-    private func availableBackends() -> [Int32] {
-        let saved = ck_get_gemm_backend()
-        defer { XCTAssertOK(ck_set_gemm_backend(saved)) }
-        var backends = [Int32(CK_GEMM_OPENBLAS.rawValue)]
-        if ck_set_gemm_backend(Int32(CK_GEMM_AVX512.rawValue)) == CK_OK.rawValue {
-            backends.append(Int32(CK_GEMM_AVX512.rawValue))
-        }
-        return backends
-    }
-
-    private func withBackend(_ backend: Int32, _ body: () -> Void) {
-        let saved = ck_get_gemm_backend()
-        XCTAssertOK(ck_set_gemm_backend(backend))
-        body()
-        XCTAssertOK(ck_set_gemm_backend(saved))
-    }
-
     /// One product through ck_sgemm and ck_sgemm_ref; returns the relative error and whether both left
     /// the padding columns of C (between n and ldc) untouched.
     private func compare(m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool, alpha: Float, beta: Float,
@@ -59,8 +41,8 @@ final class GemmTests: XCTestCase {
             (145, 70, 257), (8, 513, 40), (150, 530, 520), (3, 1000, 1), (2, 7, 600),
         ]
         var rng = SeededGenerator(seed: 11)
-        for backend in availableBackends() {
-            withBackend(backend) {
+        for backend in availableGemmBackends() {
+            withGemmBackend(backend) {
                 for (m, n, k) in shapes {
                     for (transposeA, transposeB) in [(false, false), (true, false), (false, true), (true, true)] {
                         for (alpha, beta) in [(Float(1), Float(0)), (Float(-0.5), Float(1)), (Float(1.5), Float(0.25))] {
@@ -80,8 +62,8 @@ final class GemmTests: XCTestCase {
     /// straddle two or more images, gaps between images, both orientations of A, beta 0 and not.
     func testImagesMatchReference() {
         var rng = SeededGenerator(seed: 21)
-        for backend in availableBackends() {
-            withBackend(backend) {
+        for backend in availableGemmBackends() {
+            withGemmBackend(backend) {
                 for (n, count) in [(1, 5), (7, 3), (49, 4), (60, 3), (65, 2), (196, 2), (49, 1)] {
                     for transposeA in [false, true] {
                         for beta in [Float(0), Float(0.5)] {
@@ -116,8 +98,8 @@ final class GemmTests: XCTestCase {
 
     /// Several threads at once, each with its own packing buffer (and one that exits afterwards).
     func testConcurrentCallers() {
-        for backend in availableBackends() {
-            withBackend(backend) {
+        for backend in availableGemmBackends() {
+            withGemmBackend(backend) {
                 let results = UnsafeMutableBufferPointer<Float>.allocate(capacity: 4)
                 defer { results.deallocate() }
                 DispatchQueue.concurrentPerform(iterations: 4) { index in

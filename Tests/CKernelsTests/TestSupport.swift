@@ -69,3 +69,20 @@ func centralDifference(step h: Float, read: () -> Float, write: (Float) -> Void,
     write(original)
     return Float((plus - minus) / Double(2 * h))
 }
+
+/// The sgemm backends this CPU can run: OpenBLAS always, the AVX-512 packed GEMM when the CPU has it.
+func availableGemmBackends() -> [Int32] {
+    let saved = ck_get_gemm_backend()
+    defer { ck_set_gemm_backend(saved) }
+    var backends = [Int32(CK_GEMM_OPENBLAS.rawValue)]
+    if ck_set_gemm_backend(Int32(CK_GEMM_AVX512.rawValue)) == CK_OK.rawValue { backends.append(Int32(CK_GEMM_AVX512.rawValue)) }
+    return backends
+}
+
+/// Runs body with the given sgemm backend, then restores the one before.
+func withGemmBackend(_ backend: Int32, _ body: () -> Void) {
+    let saved = ck_get_gemm_backend()
+    precondition(ck_set_gemm_backend(backend) == CK_OK.rawValue, "backend \(backend) unavailable")
+    body()
+    ck_set_gemm_backend(saved)
+}
