@@ -270,6 +270,22 @@ static inline void micro_kernel(const int NV, int kc, const float *restrict a, c
     }
 }
 
+// C[0..rows) × [0..cols) = alpha·tile + beta·C for a tile computed aside (row stride NR).
+__attribute__((target("avx512f")))
+static void store_tile_part(float *c, int ldc, const float *tile, int rows, int cols, float alpha, float beta) {
+    const __m512 alpha_v = _mm512_set1_ps(alpha), beta_v = _mm512_set1_ps(beta);
+    for (int i = 0; i < rows; i++) {
+        for (int v = 0; v < cols; v += 16) {
+            const int left = cols - v;
+            const __mmask16 mask = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+            __m512 result = _mm512_mul_ps(alpha_v, _mm512_maskz_loadu_ps(mask, tile + i * GEMM_NR + v));
+            float *row = c + (size_t)i * ldc + v;
+            if (beta != 0.0f) result = _mm512_fmadd_ps(beta_v, _mm512_maskz_loadu_ps(mask, row), result);
+            _mm512_mask_storeu_ps(row, mask, result);
+        }
+    }
+}
+
 #define DEFINE_MICRO_KERNEL(NV)                                                                          \
     __attribute__((target("avx512f"), noinline))                                                         \
     static void micro_kernel_##NV(int kc, const float *a, const float *b, float *c, int ldc, int rows,   \
@@ -326,11 +342,7 @@ static int avx512_sgemm(int transpose_a, int m, int n, int k, float alpha, const
                         for (int start = 0; start < cols;) {
                             int run = n - column < cols - start ? n - column : cols - start;
                             float *dst = c + (size_t)image * stride_c + (size_t)(i0 + r) * ldc + column;
-                            for (int i = 0; i < rows; i++)
-                                for (int j = 0; j < run; j++) {
-                                    float *cij = dst + (size_t)i * ldc + j, v = alpha * tile[i * GEMM_NR + start + j];
-                                    *cij = block_beta == 0.0f ? v : v + block_beta * *cij;
-                                }
+                            store_tile_part(dst, ldc, tile + start, rows, run, alpha, block_beta);
                             start += run;
                             column = 0;
                             image++;
