@@ -136,6 +136,18 @@ int ck_batchnorm2d_forward_train_f32_ref(float *y, float *save_mean, float *save
                                          float *running_mean, float *running_var,
                                          const float *x, const float *gamma, const float *beta,
                                          int batch, int channels, int spatial, float momentum, float eps);
+/// The same followed by y = relu?(y + residual) while each channel is in cache: a ResNet block's
+/// bn → (+ shortcut) → relu in one pass. residual is (N, C, H, W) or NULL; relu is 0 or 1.
+int ck_batchnorm2d_forward_train_fused_f32(float *y, float *save_mean, float *save_invstd,
+                                           float *running_mean, float *running_var,
+                                           const float *x, const float *gamma, const float *beta,
+                                           const float *residual, int relu,
+                                           int batch, int channels, int spatial, float momentum, float eps);
+int ck_batchnorm2d_forward_train_fused_f32_ref(float *y, float *save_mean, float *save_invstd,
+                                               float *running_mean, float *running_var,
+                                               const float *x, const float *gamma, const float *beta,
+                                               const float *residual, int relu,
+                                               int batch, int channels, int spatial, float momentum, float eps);
 
 /// Inference forward with the running statistics. y may alias x.
 int ck_batchnorm2d_forward_infer_f32(float *y, const float *x, const float *gamma, const float *beta,

@@ -54,6 +54,15 @@ int ck_batchnorm2d_forward_train_f32(float *y, float *save_mean, float *save_inv
                                      float *running_mean, float *running_var,
                                      const float *x, const float *gamma, const float *beta,
                                      int batch, int channels, int spatial, float momentum, float eps) {
+    return ck_batchnorm2d_forward_train_fused_f32(y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta,
+                                                  NULL, 0, batch, channels, spatial, momentum, eps);
+}
+
+int ck_batchnorm2d_forward_train_fused_f32(float *y, float *save_mean, float *save_invstd,
+                                           float *running_mean, float *running_var,
+                                           const float *x, const float *gamma, const float *beta,
+                                           const float *residual, int relu,
+                                           int batch, int channels, int spatial, float momentum, float eps) {
     int status = bn_check(batch, channels, spatial);
     if (status != CK_OK) return status;
     CK_REQUIRE(y && save_mean && save_invstd && x && gamma && beta, CK_ERR_NULL_POINTER);
@@ -74,8 +83,31 @@ int ck_batchnorm2d_forward_train_f32(float *y, float *save_mean, float *save_inv
             const size_t offset = ((size_t)n * channels + c) * spatial;
             const float *in = x + offset;
             float *out = y + offset;
-            for (int i = 0; i < spatial; i++) out[i] = (in[i] - center) * scale + shift;
+            if (residual) {
+                const float *res = residual + offset;
+                for (int i = 0; i < spatial; i++) out[i] = (in[i] - center) * scale + shift + res[i];
+            } else {
+                for (int i = 0; i < spatial; i++) out[i] = (in[i] - center) * scale + shift;
+            }
+            // NaN passes, as in PyTorch's relu.
+            if (relu) for (int i = 0; i < spatial; i++) out[i] = out[i] < 0.0f ? 0.0f : out[i];
         }
+    }
+    return CK_OK;
+}
+
+int ck_batchnorm2d_forward_train_fused_f32_ref(float *y, float *save_mean, float *save_invstd,
+                                               float *running_mean, float *running_var,
+                                               const float *x, const float *gamma, const float *beta,
+                                               const float *residual, int relu,
+                                               int batch, int channels, int spatial, float momentum, float eps) {
+    int status = ck_batchnorm2d_forward_train_f32_ref(y, save_mean, save_invstd, running_mean, running_var, x, gamma,
+                                                      beta, batch, channels, spatial, momentum, eps);
+    if (status != CK_OK) return status;
+    const size_t count = (size_t)batch * channels * spatial;
+    for (size_t i = 0; i < count; i++) {
+        const float v = y[i] + (residual ? residual[i] : 0.0f);
+        y[i] = relu && v < 0.0f ? 0.0f : v;
     }
     return CK_OK;
 }

@@ -73,13 +73,16 @@ private func resNetConv(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, 
     return conv
 }
 
-/// bn(conv(x)). In evaluation without gradients the batch norm is folded into the convolution (one pass
-/// over the activations less; the same function up to float rounding).
+/// relu?(bn(conv(x)) + residual). In evaluation without gradients the batch norm is folded into the
+/// convolution (one pass over the activations less; the same function up to float rounding); in training the
+/// batch norm, the residual add and the relu are one pass.
 @inline(__always)
-func convBN(_ conv: Conv2d, _ bn: BatchNorm2d, _ x: Tensor) -> Tensor {
-    guard !bn.training, !Tensor.needsGrad(x, conv.weight, conv.bias, bn.weight, bn.bias) else { return bn(conv(x)) }
-    let folded = foldBatchNormIntoConv(weight: conv.weight, bias: conv.bias, gamma: bn.weight, beta: bn.bias,
-                                       runningMean: bn.runningMean, runningVar: bn.runningVar, eps: bn.eps)
+func convBN(_ conv: Conv2d, _ bn: BatchNorm2d, _ x: Tensor, residual: Tensor? = nil, relu applyRelu: Bool = false) -> Tensor {
+    guard !bn.training, !Tensor.needsGrad(x, conv.weight, conv.bias, bn.weight, bn.bias) else {
+        return bn(conv(x), residual: residual, relu: applyRelu)
+    }
+    if residual != nil || applyRelu { return fusedConvBN(conv, bn, x, residual: residual, relu: applyRelu) }
+    let folded = bn.folded(into: conv)
     return conv2d(x, weight: folded.weight, bias: folded.bias, stride: conv.stride, padding: conv.padding)
 }
 
@@ -93,8 +96,7 @@ func inferenceOnly(_ bn: BatchNorm2d, _ tensors: Tensor?...) -> Bool {
 /// ReLU applied while each output block is in cache: ResNet's inference path.
 @inline(__always)
 func fusedConvBN(_ conv: Conv2d, _ bn: BatchNorm2d, _ x: Tensor, residual: Tensor? = nil, relu: Bool) -> Tensor {
-    let folded = foldBatchNormIntoConv(weight: conv.weight, bias: conv.bias, gamma: bn.weight, beta: bn.bias,
-                                       runningMean: bn.runningMean, runningVar: bn.runningVar, eps: bn.eps)
+    let folded = bn.folded(into: conv)
     return conv2dInference(x, weight: folded.weight, bias: folded.bias, residual: residual, relu: relu,
                            stride: conv.stride, padding: conv.padding)
 }
@@ -138,8 +140,8 @@ public final class BasicBlock: Module, UnaryLayer {
             let h = fusedConvBN(conv1, bn1, x, relu: true)
             return fusedConvBN(conv2, bn2, h, residual: fusedShortcut(downsample, x), relu: true)
         }
-        let y = convBN(conv2, bn2, relu(convBN(conv1, bn1, x)))
-        return relu(y + shortcut(downsample, x))
+        let identity = shortcut(downsample, x)
+        return convBN(conv2, bn2, convBN(conv1, bn1, x, relu: true), residual: identity, relu: true)
     }
 }
 
@@ -174,8 +176,9 @@ public final class Bottleneck: Module, UnaryLayer {
             let h = fusedConvBN(conv2, bn2, fusedConvBN(conv1, bn1, x, relu: true), relu: true)
             return fusedConvBN(conv3, bn3, h, residual: fusedShortcut(downsample, x), relu: true)
         }
-        let y = convBN(conv3, bn3, relu(convBN(conv2, bn2, relu(convBN(conv1, bn1, x)))))
-        return relu(y + shortcut(downsample, x))
+        let identity = shortcut(downsample, x)
+        let h = convBN(conv2, bn2, convBN(conv1, bn1, x, relu: true), relu: true)
+        return convBN(conv3, bn3, h, residual: identity, relu: true)
     }
 }
 
@@ -255,7 +258,7 @@ public final class ResNet: Module, UnaryLayer {
     /// - Returns: (N, featureCount).
     public func features(_ x: Tensor) -> Tensor {
         let stem = inferenceOnly(bn1, x, conv1.weight, bn1.weight) ? fusedConvBN(conv1, bn1, x, relu: true)
-                                                                    : relu(convBN(conv1, bn1, x))
+                                                                    : convBN(conv1, bn1, x, relu: true)
         var y = maxPool2d(stem, kernelSize: (3, 3), stride: (2, 2), padding: (1, 1))
         y = layer4(layer3(layer2(layer1(y))))
         return globalAvgPool2d(y)

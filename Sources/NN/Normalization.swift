@@ -33,9 +33,54 @@ public final class BatchNorm2d: Module, UnaryLayer {
     }
 
     /// - Parameter x: (N, C, H, W) or (N, C).
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        if training { numBatchesTracked.data[0] += 1 }
+    public func callAsFunction(_ x: Tensor) -> Tensor { callAsFunction(x, residual: nil, relu: false) }
+
+    /// relu?(bn(x) + residual): a ResNet block's tail, one pass over the activations in training.
+    /// - Parameters:
+    ///   - x: (N, C, H, W) or (N, C).
+    ///   - residual: same shape as x, or nil.
+    ///   - relu: apply max(·, 0) last.
+    public func callAsFunction(_ x: Tensor, residual: Tensor?, relu: Bool) -> Tensor {
+        if training {
+            numBatchesTracked.data[0] += 1
+            foldCache = nil  // training is about to change the values it was made from
+        }
         return batchNorm2d(x, weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
-                           training: training, momentum: momentum, eps: eps)
+                           training: training, momentum: momentum, eps: eps, residual: residual, relu: relu)
+    }
+
+    // MARK: Folding into the convolution before it (inference)
+
+    private struct FoldCache {
+        /// The arrays the fold was computed from. Holding them keeps their storage shared, so any later
+        /// write to a source copies it (copy-on-write) to new storage: same storage means same values.
+        let sources: [[Float]]
+        let conv: ObjectIdentifier
+        let weight: Tensor
+        let bias: Tensor
+    }
+    private var foldCache: FoldCache?
+
+    /// `conv` followed by this batch norm on its running statistics, as one convolution: weight·s and
+    /// (bias − mean)·s + beta with s = gamma/√(var + eps). Computed once and reused across inference passes
+    /// while none of the values it came from changes (a ResNet-50 refolds 25 M weights otherwise, every
+    /// batch); a training forward drops it.
+    public func folded(into conv: Conv2d) -> (weight: Tensor, bias: Tensor) {
+        let sources = [conv.weight.data, conv.bias?.data ?? [], weight.data, bias.data, runningMean.data, runningVar.data]
+        if let cache = foldCache, cache.conv == ObjectIdentifier(conv), cache.sources.count == sources.count,
+           zip(cache.sources, sources).allSatisfy({ sameStorage($0, $1) }) {
+            return (cache.weight, cache.bias)
+        }
+        let result = foldBatchNormIntoConv(weight: conv.weight, bias: conv.bias, gamma: weight, beta: bias,
+                                           runningMean: runningMean, runningVar: runningVar, eps: eps)
+        foldCache = FoldCache(sources: sources, conv: ObjectIdentifier(conv), weight: result.weight, bias: result.bias)
+        return result
+    }
+}
+
+/// Whether two arrays are one storage (not merely equal values): an O(1) check.
+private func sameStorage(_ a: [Float], _ b: [Float]) -> Bool {
+    a.withUnsafeBufferPointer { pa in
+        b.withUnsafeBufferPointer { pb in pa.baseAddress == pb.baseAddress && pa.count == pb.count }
     }
 }

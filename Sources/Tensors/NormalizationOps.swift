@@ -16,9 +16,21 @@ import CKernels
 ///   - training: batch statistics (true) or running statistics (false).
 ///   - momentum: running = (1 − momentum)·running + momentum·batch.
 ///   - eps: added to the variance.
-/// - Returns: same shape as `x`.
+///   - residual: added after normalising (a ResNet block's shortcut), same shape as `x`, or nil.
+///   - relu: apply max(·, 0) last.
+/// - Returns: relu?(bn(x) + residual), same shape as `x`. In training the three steps are one pass (one
+///   output, no intermediates kept for backward).
 public func batchNorm2d(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor?, runningVar: Tensor?,
-                        training: Bool, momentum: Float = 0.1, eps: Float = 1e-5) -> Tensor {
+                        training: Bool, momentum: Float = 0.1, eps: Float = 1e-5, residual: Tensor? = nil,
+                        relu applyRelu: Bool = false) -> Tensor {
+    if let residual { precondition(residual.shape == x.shape, "batchNorm2d: residual \(residual.shape) for x \(x.shape)") }
+    if !training && (residual != nil || applyRelu) {
+        // Inference keeps the plain steps (with gradients it is rare: the no-gradient path folds instead).
+        var y = batchNorm2d(x, weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar, training: false,
+                            momentum: momentum, eps: eps)
+        if let residual { y = add(y, residual) }
+        return applyRelu ? relu(y) : y
+    }
     precondition(x.shape.count >= 2, "batchNorm2d: x \(x.shape) must have a channel axis")
     let n = x.shape[0], c = x.shape[1], spatial = x.shape.dropFirst(2).reduce(1, *)
     precondition(weight.shape == [c] && bias.shape == [c], "batchNorm2d: weight \(weight.shape) / bias \(bias.shape) for \(c) channels")
@@ -38,14 +50,18 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
                             x.data.withUnsafeBufferPointer { xp in
                                 weight.data.withUnsafeBufferPointer { g in
                                     bias.data.withUnsafeBufferPointer { b in
-                                        let status = reference
-                                            ? ck_batchnorm2d_forward_train_f32_ref(out.baseAddress, sm.baseAddress, si.baseAddress, rm, rv,
-                                                                                   xp.baseAddress, g.baseAddress, b.baseAddress,
-                                                                                   Int32(n), Int32(c), Int32(spatial), momentum, eps)
-                                            : ck_batchnorm2d_forward_train_f32(out.baseAddress, sm.baseAddress, si.baseAddress, rm, rv,
-                                                                               xp.baseAddress, g.baseAddress, b.baseAddress,
-                                                                               Int32(n), Int32(c), Int32(spatial), momentum, eps)
-                                        Kernels.check(status, "batchnorm2d forward (train)")
+                                        withOptionalPointer(residual) { res in
+                                            let status = reference
+                                                ? ck_batchnorm2d_forward_train_fused_f32_ref(
+                                                    out.baseAddress, sm.baseAddress, si.baseAddress, rm, rv, xp.baseAddress,
+                                                    g.baseAddress, b.baseAddress, res, applyRelu ? 1 : 0,
+                                                    Int32(n), Int32(c), Int32(spatial), momentum, eps)
+                                                : ck_batchnorm2d_forward_train_fused_f32(
+                                                    out.baseAddress, sm.baseAddress, si.baseAddress, rm, rv, xp.baseAddress,
+                                                    g.baseAddress, b.baseAddress, res, applyRelu ? 1 : 0,
+                                                    Int32(n), Int32(c), Int32(spatial), momentum, eps)
+                                            Kernels.check(status, "batchnorm2d forward (train)")
+                                        }
                                     }
                                 }
                             }
@@ -56,9 +72,24 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
             initialized = x.count
         }
         let result = Tensor(shape: x.shape, data: y)
-        guard Tensor.needsGrad(x, weight, bias) else { return result }
-        result.record("batchnorm2d", parents: [x, weight, bias]) { dy in
+        guard Tensor.needsGrad(x, weight, bias, residual) else { return result }
+        result.record("batchnorm2d", parents: [x, weight, bias] + (residual.map { [$0] } ?? [])) { output in
             let reference = Kernels.backend == .reference
+            // Through the relu (its mask is the output: y > 0) to the sum, whose gradient both the batch
+            // norm and the residual receive.
+            let dy = !applyRelu ? output : [Float](unsafeUninitializedCapacity: output.count) { dz, initialized in
+                output.withUnsafeBufferPointer { g in
+                    y.withUnsafeBufferPointer { yp in
+                        let status = reference
+                            ? ck_relu_backward_f32_ref(dz.baseAddress, g.baseAddress, yp.baseAddress, output.count)
+                            : ck_relu_backward_f32(dz.baseAddress, g.baseAddress, yp.baseAddress, output.count)
+                        Kernels.check(status, "relu backward")
+                    }
+                }
+                initialized = output.count
+            }
+            if let residual, residual.requiresGrad { residual.accumulateGrad(dy) }
+            guard x.requiresGrad || weight.requiresGrad || bias.requiresGrad else { return }
             let run: (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void = { dx, dg, db in
                 dy.withUnsafeBufferPointer { dyp in
                     x.data.withUnsafeBufferPointer { xp in

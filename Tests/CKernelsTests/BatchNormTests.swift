@@ -59,6 +59,35 @@ final class BatchNormTests: XCTestCase {
     }
 
     /// Central differences of L = Σ g·bn(x) through the batch statistics, h = 1e-2, L summed in double.
+    /// bn → + residual → relu in one pass, against the reference's three steps; NaN passes the relu.
+    func testFusedTrainForwardMatchesReference() {
+        var rng = SeededGenerator(seed: 5)
+        for (n, c, hw) in [(2, 3, 7), (8, 16, 49), (1, 4, 3136)] {
+            var x = randomArray(n * c * hw, &rng, range: -3...3)
+            x[1] = .nan
+            let gamma = randomArray(c, &rng), beta = randomArray(c, &rng), residual = randomArray(x.count, &rng)
+            for (useResidual, relu) in [(false, Int32(1)), (true, 0), (true, 1)] {
+                var y = [Float](repeating: 0, count: x.count), yRef = y
+                var mean = [Float](repeating: 0, count: c), meanRef = mean, invstd = mean, invstdRef = mean
+                var rm = [Float](repeating: 0, count: c), rmRef = rm, rv = [Float](repeating: 1, count: c), rvRef = rv
+                residual.withUnsafeBufferPointer { r in
+                    let res = useResidual ? r.baseAddress : nil
+                    XCTAssertOK(ck_batchnorm2d_forward_train_fused_f32(&y, &mean, &invstd, &rm, &rv, x, gamma, beta, res, relu,
+                                                                       Int32(n), Int32(c), Int32(hw), 0.1, 1e-5))
+                    XCTAssertOK(ck_batchnorm2d_forward_train_fused_f32_ref(&yRef, &meanRef, &invstdRef, &rmRef, &rvRef, x, gamma,
+                                                                           beta, res, relu, Int32(n), Int32(c), Int32(hw), 0.1, 1e-5))
+                }
+                let what = "fused \(n),\(c),\(hw) residual \(useResidual) relu \(relu)"
+                // Channel 0 holds the NaN: every value of it is NaN on both sides; compare the other channels.
+                let finite = y.indices.filter { ($0 / hw) % c != 0 }
+                XCTAssertLessThanOrEqual(relativeError(finite.map { y[$0] }, finite.map { yRef[$0] }), 1e-4, what)
+                XCTAssertTrue(y[1].isNaN && yRef[1].isNaN, "\(what): NaN passes")
+                if relu == 1 { XCTAssertTrue(finite.allSatisfy { y[$0] >= 0 }, what) }
+                XCTAssertLessThanOrEqual(relativeError(Array(rv.dropFirst()), Array(rvRef.dropFirst())), 1e-5, what)
+            }
+        }
+    }
+
     func testTrainingBackwardMatchesFiniteDifferences() {
         var rng = SeededGenerator(seed: 11)
         let n = 2, c = 3, hw = 5

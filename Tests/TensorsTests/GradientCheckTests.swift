@@ -37,6 +37,35 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
+    /// bn → + residual → relu as one op: the residual's gradient by finite differences (no relu, smooth),
+    /// and with the relu, every gradient equal to that of the three separate ops.
+    func testBatchNormTrainingFusedWithResidualAndReLU() {
+        forEachBackend { backend in
+            let x = randn([3, 4, 3, 2], scale: 2), gamma = randn([4]), beta = randn([4]), residual = randn([3, 4, 3, 2])
+            checkGradients([x, gamma, beta, residual], "batchnorm train + residual \(backend)") {
+                batchNorm2d(x, weight: gamma, bias: beta, runningMean: nil, runningVar: nil, training: true, residual: residual)
+            }
+            let upstream = generator.normalArray(count: x.count)
+            func gradients(_ f: () -> Tensor) -> [[Float]] {
+                for t in [x, gamma, beta, residual] { t.grad = nil; t.requiresGrad = true }
+                f().backward(gradient: upstream)
+                return [x, gamma, beta, residual].map { $0.grad ?? [] }
+            }
+            let fused = gradients {
+                batchNorm2d(x, weight: gamma, bias: beta, runningMean: nil, runningVar: nil, training: true,
+                            residual: residual, relu: true)
+            }
+            let separate = gradients {
+                relu(batchNorm2d(x, weight: gamma, bias: beta, runningMean: nil, runningVar: nil, training: true) + residual)
+            }
+            for (index, (a, b)) in zip(fused, separate).enumerated() {
+                XCTAssertEqual(a.count, b.count, "input \(index)")
+                for i in a.indices { XCTAssertEqual(a[i], b[i], accuracy: 1e-5, "\(backend) input \(index) gradient [\(i)]") }
+            }
+            XCTAssertTrue(fused[3].contains(0) && fused[3].contains { $0 != 0 }, "the relu masks some values, not all")
+        }
+    }
+
     func testBatchNormInference() {
         forEachBackend { backend in
             let x = randn([3, 4, 3, 2]), gamma = randn([4]), beta = randn([4])

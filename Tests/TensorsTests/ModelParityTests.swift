@@ -77,6 +77,33 @@ final class ModelParityTests: XCTestCase {
         }
     }
 
+    /// The folded weights are kept between inference passes: any change to a convolution weight, a batch
+    /// norm's running statistics, or weights loaded from a state dict must refold them.
+    func testFoldCacheFollowsChangedValues() throws {
+        let fixture = try Fixture(named: "narrow_bottleneck")
+        let model = ResNet(config: .narrow(numClasses: 10))
+        try model.loadStateDict(fixture.stateDict(prefix: "state/"))
+        model.eval()
+        let input = fixture.tensor("input")
+        let before = withNoGrad { model(input) }.data
+        XCTAssertEqual(withNoGrad { model(input) }.data, before, "a second pass reuses the fold: same logits")
+
+        // In-place writes, as an optimizer step or a statistics update would make them.
+        model.conv1.weight.data[3] += 0.5
+        model.bn1.runningVar.data[0] *= 4
+        let after = withNoGrad { model(input) }.data
+        XCTAssertNotEqual(after, before)
+        // A fresh model with the same values has nothing cached: its logits are what the changed model must give.
+        let fresh = ResNet(config: .narrow(numClasses: 10))
+        try fresh.loadStateDict(model.stateDict())
+        fresh.eval()
+        XCTAssertEqual(after, withNoGrad { fresh(input) }.data, "changed values were refolded")
+
+        // Loading a state dict replaces values too.
+        try model.loadStateDict(fixture.stateDict(prefix: "state/"))
+        XCTAssertEqual(withNoGrad { model(input) }.data, before, "reloaded weights were refolded")
+    }
+
     /// A full torchvision ResNet-50 (random weights, 224x224) when the script's `--resnet50` output is
     /// available (too large to commit): `RESNETFUSION_RESNET50_FIXTURE=/tmp/resnet50.rnfx`.
     func testResNet50WhenFixtureAvailable() throws {
