@@ -85,6 +85,14 @@ void ck_col2im_channels(float *dx, const float *col, const ck_conv2d_shape *s, i
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>
 
+// The column matrix row after (c, kh, kw).
+static inline void next_row(int *c, int *kh, int *kw, int R, int S) {
+    if (++*kw == S) {
+        *kw = 0;
+        if (++*kh == R) { *kh = 0; ++*c; }
+    }
+}
+
 // One packed GEMM panel straight from the images: what ck_im2col_columns would write, but only the
 // CK_GEMM_NR columns and kc rows the micro-kernel is about to use, so the column matrix never exists.
 // A panel's columns run along output rows, possibly over several rows and images: one segment per
@@ -100,20 +108,34 @@ void ck_im2col_pack_panel(const void *context, float *panel, int p0, int kc, lon
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     if (cols < CK_GEMM_NR)
         for (int p = 0; p < kc; p++) memset(panel + (size_t)p * CK_GEMM_NR + cols, 0, sizeof(float) * (CK_GEMM_NR - cols));
+    // The panel's pieces of output rows: (image, output row, first output column, length, panel column).
+    struct { const float *image; int oh, ow0, run, start; } segments[CK_GEMM_NR];
+    int segment_count = 0;
     for (int start = 0; start < cols;) {
         const long J = j0 + start;
         const int n = (int)(J / PQ), pixel = (int)(J % PQ), oh = pixel / Q, ow0 = pixel % Q;
         const int run = Q - ow0 < cols - start ? Q - ow0 : cols - start;
-        const float *image = ctx->x + (size_t)n * C * H * W;
-        for (int p = 0; p < kc; p++) {
-            const int row = p0 + p, kw = row % S, kh = (row / S) % R, c = row / (R * S);
-            const int ih = oh * sh - ph + kh;
-            float *dst = panel + (size_t)p * CK_GEMM_NR + start;
+        segments[segment_count].image = ctx->x + (size_t)n * C * H * W;
+        segments[segment_count].oh = oh;
+        segments[segment_count].ow0 = ow0;
+        segments[segment_count].run = run;
+        segments[segment_count].start = start;
+        segment_count++;
+        start += run;
+    }
+    // Segment by segment (its source rows stay hot), rows (c, kh, kw) in order: counted rather than divided
+    // out per row.
+    for (int g = 0; g < segment_count; g++) {
+        const int run = segments[g].run, ow0 = segments[g].ow0;
+        int kw = p0 % S, kh = (p0 / S) % R, c = p0 / (R * S);
+        for (int p = 0; p < kc; p++, next_row(&c, &kh, &kw, R, S)) {
+            float *dst = panel + (size_t)p * CK_GEMM_NR + segments[g].start;
+            const int ih = segments[g].oh * sh - ph + kh;
             if (ih < 0 || ih >= H) {
                 memset(dst, 0, sizeof(float) * (size_t)run);
                 continue;
             }
-            const float *src_row = image + ((size_t)c * H + ih) * W;
+            const float *src_row = segments[g].image + ((size_t)c * H + ih) * W;
             for (int v = 0; v < run; v += 16) {
                 const int len = run - v < 16 ? run - v : 16;
                 const __mmask16 in_run = (__mmask16)((1u << len) - 1);
@@ -145,7 +167,6 @@ void ck_im2col_pack_panel(const void *context, float *panel, int p0, int kc, lon
                 _mm512_mask_storeu_ps(dst + v, in_run, values);
             }
         }
-        start += run;
     }
 }
 #endif
