@@ -82,13 +82,17 @@ func lpad(_ s: String, _ width: Int) -> String { s.count >= width ? s : String(r
 func fmt(_ v: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", v) }
 
 // ----------------------------------------------------------------------------------- sgemm ceiling
-// The machine's rate: a 2048³ sgemm, once threaded by OpenBLAS itself and once split into column blocks
-// over our OpenMP threads with single-threaded OpenBLAS (how the kernels call it); the better one is 100%.
+// The machine's rate: a 2048³ sgemm threaded by OpenBLAS itself, and split into column blocks over our
+// OpenMP threads with a single-threaded sgemm on each (how the kernels call it), once with OpenBLAS and once
+// with our AVX-512 GEMM when the CPU has it. The best is 100%.
 let gemmSize = 2048
 let gemmA = filled(gemmSize * gemmSize, seed: 1), gemmB = filled(gemmSize * gemmSize, seed: 2)
 let gemmC = filled(gemmSize * gemmSize, seed: 3)
 let gemmFlops = 2.0 * pow(Double(gemmSize), 3)
+let kernelsBackend = ck_get_gemm_backend()
+let openblas = Int32(CK_GEMM_OPENBLAS.rawValue), avx512 = Int32(CK_GEMM_AVX512.rawValue)
 
+ck_set_gemm_backend(openblas)
 ck_set_blas_threads(Int32(threads))
 let blasThreadedSeconds = medianSeconds(repeats: 3) {
     ck_sgemm(0, 0, Int32(gemmSize), Int32(gemmSize), Int32(gemmSize), 1, gemmA, Int32(gemmSize), gemmB,
@@ -104,22 +108,33 @@ final class GemmBlocks {
     }
 }
 let blocks = GemmBlocks(a: gemmA, b: gemmB, c: gemmC, size: gemmSize, blocks: threads)
-let splitSeconds = medianSeconds(repeats: 3) {
-    ck_parallel_for(Int32(threads), { arg, index in
-        let g = Unmanaged<GemmBlocks>.fromOpaque(arg!).takeUnretainedValue()
-        let width = g.size / g.blocks, start = Int(index) * width
-        let n = Int(index) == g.blocks - 1 ? g.size - start : width
-        ck_sgemm(0, 0, Int32(g.size), Int32(n), Int32(g.size), 1, g.a, Int32(g.size), g.b + start, Int32(g.size),
-                 0, g.c + start, Int32(g.size))
-    }, Unmanaged.passUnretained(blocks).toOpaque())
+func splitGemmRate(backend: Int32) -> Double {
+    ck_set_gemm_backend(backend)
+    let seconds = medianSeconds(repeats: 3) {
+        ck_parallel_for(Int32(threads), { arg, index in
+            let g = Unmanaged<GemmBlocks>.fromOpaque(arg!).takeUnretainedValue()
+            let width = g.size / g.blocks, start = Int(index) * width
+            let n = Int(index) == g.blocks - 1 ? g.size - start : width
+            ck_sgemm(0, 0, Int32(g.size), Int32(n), Int32(g.size), 1, g.a, Int32(g.size), g.b + start, Int32(g.size),
+                     0, g.c + start, Int32(g.size))
+        }, Unmanaged.passUnretained(blocks).toOpaque())
+    }
+    return gemmFlops / seconds / 1e9
 }
-let blasRate = gemmFlops / blasThreadedSeconds / 1e9, splitRate = gemmFlops / splitSeconds / 1e9
-let peak = max(blasRate, splitRate)
+let blasRate = gemmFlops / blasThreadedSeconds / 1e9
+let blasSplitRate = splitGemmRate(backend: openblas)
+let ownRate: Double? = ck_set_gemm_backend(avx512) == CK_OK.rawValue ? splitGemmRate(backend: avx512) : nil
+ck_set_gemm_backend(kernelsBackend)
+let peak = max(blasRate, blasSplitRate, ownRate ?? 0)
 gemmA.deallocate(); gemmB.deallocate(); gemmC.deallocate()
 
+let coreType = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { ", OPENBLAS_CORETYPE=\($0)" } ?? ""
 print("ResNetFusion kernel benchmarks — \(threads) threads, batch \(options.batch), 224x224, "
       + (options.reference ? "REFERENCE kernels" : "optimized kernels") + ", median of \(options.repeats)")
-print("sgemm 2048³: OpenBLAS threaded \(fmt(blasRate, 1)) GFLOP/s, split over OpenMP \(fmt(splitRate, 1)) GFLOP/s; 100% = \(fmt(peak, 1)) GFLOP/s")
+print("sgemm 2048³ GFLOP/s: OpenBLAS threaded \(fmt(blasRate, 1)), OpenBLAS split over OpenMP \(fmt(blasSplitRate, 1))"
+      + (ownRate.map { ", AVX-512 GEMM split over OpenMP \(fmt($0, 1))" } ?? "") + coreType)
+print("kernels use the \(kernelsBackend == avx512 ? "AVX-512 GEMM" : "OpenBLAS sgemm") (RESNETFUSION_GEMM=openblas picks OpenBLAS); "
+      + "100% = \(fmt(peak, 1)) GFLOP/s")
 print("")
 
 // ------------------------------------------------------------------------------------ convolutions

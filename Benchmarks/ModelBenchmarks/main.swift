@@ -5,8 +5,10 @@
 //
 // Cases: inference (backbone forward, eval mode, no gradients), frozen-train-bn (the seed's
 // --freeze-backbone cost: parameters frozen, BatchNorm in training mode), train-step (forward, backward and
-// Adam on the whole fusion model), jpeg (a 1280x960 JPEG to the normalized 224 tensor) and
-// train-step-memory (peak resident memory of a process running train-step).
+// Adam on the whole fusion model), jpeg (1280x960 JPEG files to normalized 224 tensors on --threads threads:
+// our decoders side by side; PyTorch's DataLoader with as many workers, as the seed runs it), jpeg-1-thread
+// (the same, one image at a time on one thread each side) and train-step-memory (peak resident memory of a
+// process running train-step).
 //
 // Every measurement runs in a fresh process, so memory peaks are per case and one case cannot warm the
 // next. Rounds alternate between the two systems (this machine is shared and noisy); the table shows
@@ -19,7 +21,7 @@ import Models
 import NN
 import Tensors
 
-let cases = ["inference", "frozen-train-bn", "train-step", "jpeg", "train-step-memory"]
+let cases = ["inference", "frozen-train-bn", "train-step", "jpeg", "jpeg-1-thread", "train-step-memory"]
 
 struct Arguments {
     var values: [String: String] = [:]
@@ -67,16 +69,31 @@ func measure(_ name: String, arguments: Arguments) throws -> [String: Double] {
     let batch = 8, metaDim = 84
     let steps = arguments.int("steps", 3)
     let generator = RandomGenerator(seed: 0)
-    if name == "jpeg" {
-        guard let path = arguments.values["jpeg"] else { throw TrainingBenchError("--case jpeg needs --jpeg FILE") }
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        let decoder = JPEGDecoder(), plans = ResizePlanCache(), pre = Preprocessing.imagenet
-        var output = [Float](repeating: 0, count: 3 * 224 * 224)
-        let rate = try imagesPerSecond(imagesPerStep: 1, steps: max(steps, 20)) {
-            let crop = try pre.crop(jpeg: data, source: path, decoder: decoder, plans: plans)
-            output.withUnsafeMutableBufferPointer { pre.normalize(crop, into: $0.baseAddress!) }
+    if name == "jpeg" || name == "jpeg-1-thread" {
+        guard let path = arguments.values["jpeg"] else { throw TrainingBenchError("--case \(name) needs --jpeg FILE") }
+        let url = URL(fileURLWithPath: path)
+        let workers = name == "jpeg" ? max(1, arguments.int("threads", 1)) : 1
+        // Each worker reads the file and makes the normalized tensor, as the loader's decode threads do.
+        func decodeImages(_ count: Int) throws {
+            let decoder = JPEGDecoder(), plans = ResizePlanCache(), pre = Preprocessing.imagenet
+            var output = [Float](repeating: 0, count: 3 * 224 * 224)
+            for _ in 0 ..< count {
+                let crop = try pre.crop(jpeg: try Data(contentsOf: url), source: path, decoder: decoder, plans: plans)
+                output.withUnsafeMutableBufferPointer { pre.normalize(crop, into: $0.baseAddress!) }
+            }
         }
-        return ["images_per_second": rate]
+        try decodeImages(2)  // warm-up: resize plans, page cache
+        let perWorker = 8 * 41 / workers
+        let failures = UnsafeMutableBufferPointer<Int>.allocate(capacity: workers)
+        defer { failures.deallocate() }
+        failures.initialize(repeating: 0)
+        let start = now()
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            do { try decodeImages(perWorker) } catch { failures[worker] = 1 }
+        }
+        let seconds = now() - start
+        guard !failures.contains(1) else { throw TrainingBenchError("decoding \(path) failed") }
+        return ["images_per_second": Double(perWorker * workers) / seconds]
     }
     let model = FusionModel(metaDim: metaDim, generator: generator)
     let images = Tensor.randn([batch, 3, 224, 224], generator: generator)
@@ -118,14 +135,12 @@ struct TrainingBenchError: Error, CustomStringConvertible {
 // MARK: Driver
 
 /// Runs a command, returns the last line of its stdout parsed as a JSON object of numbers.
-/// - Parameter unsetting: environment variables removed for this run only.
-func runJSON(_ executable: String, _ arguments: [String], unsetting: [String] = []) -> [String: Double]? {
+/// - Parameter setting: environment variables set (or replaced) for this run only.
+func runJSON(_ executable: String, _ arguments: [String], setting: [String: String] = [:]) -> [String: Double]? {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment
-    for name in unsetting { environment.removeValue(forKey: name) }
-    process.environment = environment
+    process.environment = ProcessInfo.processInfo.environment.merging(setting) { $1 }
     let pipe = Pipe()
     process.standardOutput = pipe
     do { try process.run() } catch { return nil }
@@ -158,18 +173,15 @@ func drive(arguments: Arguments) throws {
     _ = try DemoDataGenerator(seed: 1).write(to: folder, count: 1)
     let jpeg = folder.appendingPathComponent("images/frame_00001.jpg").path
 
-    // Some machines force OpenBLAS's core type (OPENBLAS_CORETYPE, e.g. Haswell kernels on an AVX-512 CPU,
-    // because older OpenBLAS builds misbehave there). Our side is then measured both as configured and
-    // with OpenBLAS's own detection; `make test` passes under both on the development machine.
-    let forcedCore = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"]
-    let openblasVariables = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"]
-    struct System { let label: String; let executable: String; let prefix: [String]; let unsetting: [String] }
-    var systems = [System(label: forcedCore.map { "ours (OpenBLAS \($0))" } ?? "ResNetFusion", executable: me, prefix: [],
-                          unsetting: [])]
-    if forcedCore != nil {
-        systems.append(System(label: "ours (OpenBLAS autodetect)", executable: me, prefix: [], unsetting: openblasVariables))
-    }
-    if let python { systems.append(System(label: "PyTorch", executable: python, prefix: [torchScript], unsetting: [])) }
+    // Our default sgemm is the AVX-512 packed GEMM when the CPU has it; the second column runs the same
+    // code on OpenBLAS's sgemm (RESNETFUSION_GEMM=openblas), i.e. what a CPU without AVX-512 gets, with
+    // whatever kernels OpenBLAS picks here (OPENBLAS_CORETYPE may pin them: it says which).
+    let core = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { " (\($0))" } ?? ""
+    struct System { let label: String; let executable: String; let prefix: [String]; let setting: [String: String] }
+    var systems = [System(label: "ResNetFusion", executable: me, prefix: [], setting: [:]),
+                   System(label: "ours, OpenBLAS sgemm\(core)", executable: me, prefix: [],
+                          setting: ["RESNETFUSION_GEMM": "openblas"])]
+    if let python { systems.append(System(label: "PyTorch", executable: python, prefix: [torchScript], setting: [:])) }
 
     print("bench-model: \(threads) threads, batch 8, 224x224, \(rounds) rounds alternating, \(steps) steps per measurement")
     print(python.map { "PyTorch side: \($0) \(torchScript)" } ?? "PyTorch side: none (set TORCH_PYTHON or --torch-python)")
@@ -181,7 +193,7 @@ func drive(arguments: Arguments) throws {
             // Rotate which system goes first, round by round.
             let order = (0 ..< systems.count).map { systems[($0 + round) % systems.count] }
             for system in order {
-                guard let result = runJSON(system.executable, system.prefix + common, unsetting: system.unsetting),
+                guard let result = runJSON(system.executable, system.prefix + common, setting: system.setting),
                       let value = result[key(name)] else {
                     FileHandle.standardError.write("bench-model: \(system.label) failed on \(name)\n".data(using: .utf8)!)
                     continue

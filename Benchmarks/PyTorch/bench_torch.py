@@ -2,13 +2,15 @@
 """PyTorch's side of `make bench`: one measurement per call, printed as one JSON line, so the Swift
 driver can alternate rounds between the two systems on this shared, noisy machine.
 
-  bench_torch.py --case inference|frozen-train-bn|train-step|jpeg|train-step-memory
+  bench_torch.py --case inference|frozen-train-bn|train-step|jpeg|jpeg-1-thread|train-step-memory
                  [--threads N] [--batch N] [--steps N] [--jpeg PATH] [--meta-dim N]
 
 Cases (batch 8, 224x224, like our side): inference = backbone forward in eval mode under no_grad;
 frozen-train-bn = the seed's --freeze-backbone cost (backbone parameters frozen, BatchNorm in training
-mode); train-step = forward, backward and Adam on the whole fusion model; jpeg = a JPEG file to the
-normalized 224 tensor with Pillow + torchvision; train-step-memory = peak resident memory of a process
+mode); train-step = forward, backward and Adam on the whole fusion model; jpeg = JPEG files to normalized
+224 tensors with Pillow + torchvision, the seed's way: a DataLoader with --threads worker processes and
+batch 8 (timed from the first batch, so worker start-up is not counted); jpeg-1-thread = the same one
+image at a time in this process with one torch thread; train-step-memory = peak resident memory of a process
 that runs train-step steps (ru_maxrss). Needs torch, torchvision, pillow; CI never runs it.
 """
 import argparse
@@ -35,7 +37,7 @@ def images_per_second(step, images_per_step, steps):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--case", required=True,
-                        choices=["inference", "frozen-train-bn", "train-step", "jpeg", "train-step-memory"])
+                        choices=["inference", "frozen-train-bn", "train-step", "jpeg", "jpeg-1-thread", "train-step-memory"])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3)
@@ -45,14 +47,30 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    if args.case == "jpeg":
+    if args.case in ("jpeg", "jpeg-1-thread"):
         from PIL import Image
         transform = preprocessing()
 
-        def decode():
-            with Image.open(args.jpeg) as image:
-                transform(image.convert("RGB"))
-        rate = images_per_second(decode, 1, max(args.steps, 20))
+        def decode(path):
+            with Image.open(path) as image:
+                return transform(image.convert("RGB"))
+
+        if args.case == "jpeg-1-thread":
+            torch.set_num_threads(1)
+            rate = images_per_second(lambda: decode(args.jpeg), 1, max(args.steps, 20))
+        else:
+            class Frames(torch.utils.data.Dataset):
+                def __len__(self):
+                    return 8 * 41
+
+                def __getitem__(self, index):
+                    return decode(args.jpeg)
+
+            loader = iter(torch.utils.data.DataLoader(Frames(), batch_size=8, num_workers=args.threads))
+            next(loader)  # workers started and warm
+            start = time.perf_counter()
+            count = sum(batch.shape[0] for batch in loader)
+            rate = count / (time.perf_counter() - start)
         print(json.dumps({"case": args.case, "images_per_second": rate}))
         return
 
