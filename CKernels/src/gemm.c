@@ -29,10 +29,14 @@
 
 static _Atomic int gemm_backend = -1;   // -1: not decided yet
 
-static int cpu_has_avx512(void) {
+int ck_cpu_has_avx512(void) {
 #ifdef CK_HAVE_AVX512_GEMM
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
+    static _Atomic int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    }
+    return known;
 #else
     return 0;
 #endif
@@ -43,9 +47,9 @@ int ck_set_gemm_backend(int backend) {
         // RESNETFUSION_GEMM=openblas keeps OpenBLAS for a whole process (benchmarks compare the two).
         const char *forced = getenv("RESNETFUSION_GEMM");
         int want_openblas = forced && strcmp(forced, "openblas") == 0;
-        gemm_backend = (!want_openblas && cpu_has_avx512()) ? CK_GEMM_AVX512 : CK_GEMM_OPENBLAS;
+        gemm_backend = (!want_openblas && ck_cpu_has_avx512()) ? CK_GEMM_AVX512 : CK_GEMM_OPENBLAS;
     } else if (backend == CK_GEMM_AVX512) {
-        if (!cpu_has_avx512()) return CK_ERR_BAD_SIZE;
+        if (!ck_cpu_has_avx512()) return CK_ERR_BAD_SIZE;
         gemm_backend = CK_GEMM_AVX512;
     } else if (backend == CK_GEMM_OPENBLAS) {
         gemm_backend = CK_GEMM_OPENBLAS;

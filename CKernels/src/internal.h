@@ -13,6 +13,9 @@ int omp_get_thread_num(void);
 int omp_get_num_threads(void);
 void omp_set_num_threads(int n);
 
+// Whether this CPU runs AVX-512F (cpuid, read once): the kernels with AVX-512 paths check it at run time.
+int ck_cpu_has_avx512(void);
+
 // Lazily applies ck_set_num_threads(0) the first time any kernel runs.
 void ck_ensure_threads(void);
 

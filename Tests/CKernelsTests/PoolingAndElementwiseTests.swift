@@ -71,6 +71,25 @@ final class PoolingAndElementwiseTests: XCTestCase {
         }
     }
 
+    /// Wide rows take the vector path (3-wide windows, stride 2): odd widths, both paddings, 16-column
+    /// chunks with a partial last one, ties (values from a set of five) and NaNs must give the reference's
+    /// values and argmax exactly.
+    func testMaxPoolWideRowsTiesAndNaN() {
+        var rng = SeededGenerator(seed: 19)
+        for (n, c, h, w, pad) in [(1, 2, 9, 75, 1), (2, 1, 8, 40, 0), (1, 3, 7, 33, 1), (1, 1, 5, 112, 1), (1, 1, 3, 36, 0)] {
+            var s = poolShape(n, c, h, w, kernel: 3, stride: 2, pad: pad)
+            let count = n * c * Int(ck_pool2d_output_height(&s)) * Int(ck_pool2d_output_width(&s))
+            var x = (0 ..< n * c * h * w).map { _ in Float(Int.random(in: -2 ... 2, using: &rng)) }
+            for _ in 0 ..< max(1, x.count / 40) { x[Int.random(in: 0 ..< x.count, using: &rng)] = .nan }
+            var y = [Float](repeating: 0, count: count), yRef = y
+            var a = [Int32](repeating: 0, count: count), aRef = a
+            XCTAssertOK(ck_maxpool2d_forward_f32(&y, &a, x, &s))
+            XCTAssertOK(ck_maxpool2d_forward_f32_ref(&yRef, &aRef, x, &s))
+            XCTAssertEqual(y.map(\.bitPattern), yRef.map(\.bitPattern), "values \((n, c, h, w, pad))")
+            XCTAssertEqual(a, aRef, "argmax \((n, c, h, w, pad))")
+        }
+    }
+
     /// Max pool is piecewise linear: with distinct random values a step h = 1e-3 never changes a winner.
     func testMaxPoolBackwardMatchesFiniteDifferences() {
         var rng = SeededGenerator(seed: 10)
