@@ -128,6 +128,14 @@ static int conv_begin(const ck_conv2d_shape *shape, int pointers_present, int wo
     return workspace_check(shape, d, *threads, workspace, workspace_bytes);
 }
 
+// Group g of d->group images (conv_group_images): its first image, and how many it holds (the last may
+// hold fewer).
+static inline int group_first_image(const conv_dims *d, int g, int *count) {
+    const int n0 = g * d->group;
+    *count = d->N - n0 < d->group ? d->N - n0 : d->group;
+    return n0;
+}
+
 // Blocks each image is split into: one when the images alone feed every thread.
 static inline int blocks_per_image(int images, int threads) {
     return images >= threads ? 1 : (threads + images - 1) / images;
@@ -217,7 +225,8 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
         const int groups = (d.N + d.group - 1) / d.group;
         #pragma omp parallel for schedule(static) num_threads(threads)
         for (int g = 0; g < groups; g++) {
-            const int n0 = g * d.group, count = d.N - n0 < d.group ? d.N - n0 : d.group;
+            int count;
+            const int n0 = group_first_image(&d, g, &count);
             const float *b = x + (size_t)n0 * d.C * d.HW;
             size_t stride_b = (size_t)d.C * d.HW;
             if (!d.pointwise) {
@@ -356,7 +365,8 @@ int ck_conv2d_backward_input_f32(float *dx, const float *dy, const float *weight
         const int groups = (d.N + d.group - 1) / d.group;
         #pragma omp parallel for schedule(static) num_threads(threads)
         for (int g = 0; g < groups; g++) {
-            const int n0 = g * d.group, count = d.N - n0 < d.group ? d.N - n0 : d.group;
+            int count;
+            const int n0 = group_first_image(&d, g, &count);
             const float *dyn = dy + (size_t)n0 * d.K * d.PQ;
             float *dxn = dx + (size_t)n0 * d.C * d.HW;
             if (d.pointwise) {
