@@ -197,7 +197,8 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
         const ck_gemm_b source = {.pack_panel = ck_im2col_pack_panel, .context = &lowering};
         const long total = (long)d.N * (long)d.PQ, panels = (total + CK_GEMM_NR - 1) / CK_GEMM_NR;
         const long piece = 512;
-        #pragma omp parallel num_threads(threads)
+        int failed = 0;  // a thread without packing memory: the whole convolution takes the path below
+        #pragma omp parallel num_threads(threads) reduction(| : failed)
         {
             const int t = omp_get_thread_num(), team = omp_get_num_threads();
             const long begin = panels * t / team * CK_GEMM_NR;
@@ -205,8 +206,11 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
             if (end > total) end = total;
             for (long j = begin; j < end; j += piece) {
                 const long j_end = j + piece < end ? j + piece : end;
-                ck_sgemm_packing(d.K, (int)d.PQ, (int)d.CRS, weight, (int)d.CRS, &source, y, (int)d.PQ,
-                                 (size_t)d.K * d.PQ, j, j_end);
+                if (!ck_sgemm_packing(d.K, (int)d.PQ, (int)d.CRS, weight, (int)d.CRS, &source, y, (int)d.PQ,
+                                      (size_t)d.K * d.PQ, j, j_end)) {
+                    failed = 1;
+                    break;
+                }
                 for (long J = j; J < j_end;) {
                     const int n = (int)(J / (long)d.PQ), column = (int)(J % (long)d.PQ);
                     const int width = (int)((long)d.PQ - column < j_end - J ? (long)d.PQ - column : j_end - J);
@@ -217,7 +221,7 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
                 }
             }
         }
-        return CK_OK;
+        if (!failed) return CK_OK;
     }
 #endif
     if (d.group > 1) {
