@@ -1,6 +1,6 @@
 // bench-model: ResNetFusion side by side with PyTorch on this machine, batch 8, 224x224.
 //
-//   bench-model [--rounds N] [--threads N] [--steps N] [--torch-python PATH]
+//   bench-model [--rounds N] [--threads N] [--steps N] [--torch-python PATH] [--isa both|native|avx2]
 //   bench-model --case CASE [--threads N] [--steps N] [--jpeg FILE]      (one measurement, one JSON line)
 //
 // Cases: inference (backbone forward, eval mode, no gradients), frozen-train-bn (the seed's
@@ -10,9 +10,13 @@
 // (the same, one image at a time on one thread each side) and train-step-memory (peak resident memory of a
 // process running train-step).
 //
+// Two setups (--isa): both systems as they come on this CPU, and both held to AVX2 + FMA (ours:
+// RESNETFUSION_ISA=avx2, OpenBLAS on its Haswell kernels; PyTorch: ONEDNN_MAX_CPU_ISA=AVX2,
+// ATEN_CPU_CAPABILITY=avx2), which is what a CPU without AVX-512 gets.
+//
 // Every measurement runs in a fresh process, so memory peaks are per case and one case cannot warm the
-// next. Rounds alternate between the two systems (this machine is shared and noisy); the table shows
-// medians and the ratio. The PyTorch side is Benchmarks/PyTorch/bench_torch.py, run with the python named
+// next. Rounds alternate between the systems (this machine is shared and noisy); each table shows medians
+// and the ratio. The PyTorch side is Benchmarks/PyTorch/bench_torch.py, run with the python named
 // by --torch-python or $TORCH_PYTHON; without one, only our numbers are printed.
 import DataPipeline
 import Foundation
@@ -173,15 +177,30 @@ func drive(arguments: Arguments) throws {
     _ = try DemoDataGenerator(seed: 1).write(to: folder, count: 1)
     let jpeg = folder.appendingPathComponent("images/frame_00001.jpg").path
 
-    // Our default sgemm is the AVX-512 packed GEMM when the CPU has it; the second column runs the same
-    // code on OpenBLAS's sgemm (RESNETFUSION_GEMM=openblas), i.e. what a CPU without AVX-512 gets, with
-    // whatever kernels OpenBLAS picks here (OPENBLAS_CORETYPE may pin them: it says which).
-    let core = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { " (\($0))" } ?? ""
+    // Two setups, each ours against PyTorch. "native": both as they come on this CPU (ours: the AVX-512 GEMM
+    // where the CPU has it). "avx2": both held to AVX2 + FMA, what a CPU without AVX-512 (DESIGN §6's Zen 3)
+    // gets: ours with RESNETFUSION_ISA=avx2 (OpenBLAS sgemm on its Haswell kernels, no AVX-512 paths);
+    // PyTorch with oneDNN and ATen capped at AVX2.
     struct System { let label: String; let executable: String; let prefix: [String]; let setting: [String: String] }
-    var systems = [System(label: "ResNetFusion", executable: me, prefix: [], setting: [:]),
-                   System(label: "ours, OpenBLAS sgemm\(core)", executable: me, prefix: [],
-                          setting: ["RESNETFUSION_GEMM": "openblas"])]
-    if let python { systems.append(System(label: "PyTorch", executable: python, prefix: [torchScript], setting: [:])) }
+    struct Setup { let title: String; let ours: System; let torch: System? }
+    let isa = arguments.values["isa"] ?? "both"
+    guard ["both", "native", "avx2"].contains(isa) else { throw TrainingBenchError("--isa is both, native or avx2") }
+    var setups = [Setup]()
+    if isa != "avx2" {
+        setups.append(Setup(title: "this CPU as it is",
+                            ours: System(label: "ResNetFusion", executable: me, prefix: [], setting: [:]),
+                            torch: python.map { System(label: "PyTorch", executable: $0, prefix: [torchScript], setting: [:]) }))
+    }
+    if isa != "native" {
+        setups.append(Setup(title: "both held to AVX2 + FMA (a CPU without AVX-512)",
+                            ours: System(label: "ResNetFusion AVX2", executable: me, prefix: [],
+                                         setting: ["RESNETFUSION_ISA": "avx2", "OPENBLAS_CORETYPE": "Haswell"]),
+                            torch: python.map {
+                                System(label: "PyTorch AVX2", executable: $0, prefix: [torchScript],
+                                       setting: ["ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"])
+                            }))
+    }
+    let systems = setups.flatMap { [$0.ours] + ($0.torch.map { [$0] } ?? []) }
 
     print("bench-model: \(threads) threads, batch 8, 224x224, \(rounds) rounds alternating, \(steps) steps per measurement")
     print(python.map { "PyTorch side: \($0) \(torchScript)" } ?? "PyTorch side: none (set TORCH_PYTHON or --torch-python)")
@@ -203,24 +222,27 @@ func drive(arguments: Arguments) throws {
         }
         FileHandle.standardError.write("round \(round)/\(rounds) done\n".data(using: .utf8)!)
     }
-    print("")
-    let columns = systems.map(\.label)
-    var header = "case".padding(toLength: 20, withPad: " ", startingAt: 0)
-    for label in columns { header += label.count >= 28 ? " " + label : String(repeating: " ", count: 28 - label.count) + label }
-    if python != nil { header += "   ratio to PyTorch (memory: lower is better)" }
-    print(header)
-    for name in cases {
-        let unit = name == "train-step-memory" ? "MB" : "img/s"
-        var line = name.padding(toLength: 20, withPad: " ", startingAt: 0)
-        let medians = columns.map { median(results[$0]?[name] ?? []) }
-        for value in medians {
-            let text = value.map { String(format: "%.1f %@", $0, unit) } ?? "—"
-            line += String(repeating: " ", count: max(1, 28 - text.count)) + text
+    for setup in setups {
+        print("")
+        print("\(setup.title):")
+        let columns = [setup.ours.label] + (setup.torch.map { [$0.label] } ?? [])
+        var header = "case".padding(toLength: 20, withPad: " ", startingAt: 0)
+        for label in columns { header += String(repeating: " ", count: max(1, 22 - label.count)) + label }
+        if setup.torch != nil { header += "   ratio (memory: lower is better)" }
+        print(header)
+        for name in cases {
+            let unit = name == "train-step-memory" ? "MB" : "img/s"
+            var line = name.padding(toLength: 20, withPad: " ", startingAt: 0)
+            let medians = columns.map { median(results[$0]?[name] ?? []) }
+            for value in medians {
+                let text = value.map { String(format: "%.1f %@", $0, unit) } ?? "—"
+                line += String(repeating: " ", count: max(1, 22 - text.count)) + text
+            }
+            if medians.count == 2, let ours = medians[0], let torch = medians[1], torch > 0 {
+                line += String(format: "   %.2fx", ours / torch)
+            }
+            print(line)
         }
-        if python != nil, let torch = medians.last ?? nil, torch > 0 {
-            line += "   " + medians.dropLast().map { $0.map { String(format: "%.2fx", $0 / torch) } ?? "—" }.joined(separator: " / ")
-        }
-        print(line)
     }
 }
 

@@ -270,7 +270,8 @@ void ck_sgemm_images_ref(int transpose_a, int m, int n, int k, float alpha, cons
                          int ldb, size_t stride_b, float beta, float *c, int ldc, size_t stride_c, int count);
 
 typedef enum {
-    CK_GEMM_AUTO = 0,      // AVX-512 when the CPU has it (and RESNETFUSION_GEMM is not "openblas"), else OpenBLAS
+    CK_GEMM_AUTO = 0,      // AVX-512 when the CPU has it (and RESNETFUSION_GEMM is not "openblas", and
+                           // RESNETFUSION_ISA is not "avx2"), else OpenBLAS
     CK_GEMM_OPENBLAS = 1,  // cblas_sgemm, with whatever kernels OpenBLAS chose (OPENBLAS_CORETYPE)
     CK_GEMM_AVX512 = 2,    // our packed GEMM with an AVX-512 micro-kernel
 } ck_gemm_backend;
