@@ -80,8 +80,8 @@ int ck_conv2d_output_width(const ck_conv2d_shape *shape);
 /// shape at the current thread count (one size serves all three). 0 when the shape is invalid.
 size_t ck_conv2d_workspace_size(const ck_conv2d_shape *shape);
 
-/// y = conv(x, weight) + bias: im2col (none for 1x1 stride 1) + sgemm, or Winograd F(2x2, 3x3) for 3x3
-/// stride-1 padding-1 layers when ck_conv2d_set_winograd(1) chose it.
+/// y = conv(x, weight) + bias: a GEMM (implicit, im2col or none for 1x1 stride 1), or Winograd F(2x2, 3x3)
+/// for 3x3 stride-1 padding-1 layers as ck_conv2d_set_winograd says.
 /// y is (N, K, P, Q); x is (N, C, H, W); weight is (K, C, R, S); bias is (K) or NULL.
 int ck_conv2d_forward_f32(float *y, const float *x, const float *weight, const float *bias,
                           const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
@@ -94,9 +94,11 @@ int ck_conv2d_forward_fused_f32(float *y, const float *x, const float *weight, c
 int ck_conv2d_forward_fused_f32_ref(float *y, const float *x, const float *weight, const float *bias,
                                     const float *residual, int relu, const ck_conv2d_shape *shape,
                                     void *workspace, size_t workspace_bytes);
-/// Lets ck_conv2d_forward_f32 use Winograd on the shapes it handles (off by default until it measures
-/// faster on the target machine).
-void ck_conv2d_set_winograd(int enabled);
+/// When ck_conv2d_forward_f32 uses Winograd on the shapes it handles: CK_WINOGRAD_AUTO (the default) where
+/// it measures faster — AVX-512 (its transforms are vectorised there) and at least 14×14 outputs (layer1–3
+/// of ResNet-50: 1.3–1.7x; on 7×7 the GEMM wins); CK_WINOGRAD_NEVER; CK_WINOGRAD_ALWAYS.
+enum { CK_WINOGRAD_NEVER = 0, CK_WINOGRAD_ALWAYS = 1, CK_WINOGRAD_AUTO = 2 };
+void ck_conv2d_set_winograd(int mode);
 /// The same through im2col + sgemm for every shape.
 int ck_conv2d_forward_gemm_f32(float *y, const float *x, const float *weight, const float *bias,
                                const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
@@ -278,6 +280,10 @@ typedef enum {
 /// Chooses the backend of ck_sgemm for the whole process; not while a kernel runs. CK_ERR_BAD_SIZE when
 /// the CPU lacks what the backend needs (the current one is kept).
 int ck_set_gemm_backend(int backend);
+/// With 0, every kernel takes its AVX2 path as if the CPU had no AVX-512 (the sgemm backend becomes OpenBLAS);
+/// with 1 (the default) AVX-512 is used where the CPU has it. For tests and benchmarks; not while a kernel
+/// runs. RESNETFUSION_ISA=avx2 in the environment does the same for a whole process.
+void ck_set_avx512_allowed(int allowed);
 /// The backend in use (CK_GEMM_OPENBLAS or CK_GEMM_AVX512); decided on first use as CK_GEMM_AUTO says.
 int ck_get_gemm_backend(void);
 

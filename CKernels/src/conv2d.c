@@ -152,9 +152,19 @@ static inline float *thread_weight_grad(void *workspace, const conv_dims *d, int
 // ------------------------------------------------------------------------------------------ forward
 
 // Winograd for 3x3 stride-1 layers only where it measures faster (make bench-kernels prints both).
-static int ck_conv_prefers_winograd = 0;
+static _Atomic int winograd_mode = CK_WINOGRAD_AUTO;
 
-void ck_conv2d_set_winograd(int enabled) { ck_conv_prefers_winograd = enabled != 0; }
+void ck_conv2d_set_winograd(int mode) {
+    winograd_mode = mode == CK_WINOGRAD_NEVER || mode == CK_WINOGRAD_ALWAYS ? mode : CK_WINOGRAD_AUTO;
+}
+
+static int conv_uses_winograd(const ck_conv2d_shape *shape) {
+    if (!shape || !ck_winograd_applies(shape)) return 0;
+    const int mode = winograd_mode;
+    if (mode != CK_WINOGRAD_AUTO) return mode == CK_WINOGRAD_ALWAYS;
+    const long outputs = (long)ck_conv2d_output_height(shape) * ck_conv2d_output_width(shape);
+    return ck_cpu_has_avx512() && outputs >= 196;
+}
 
 // y block (K rows of `width`, row stride ld) = act(y + bias + residual), while it is still in cache.
 void ck_conv_apply_epilogue(float *y, size_t ld, int K, int width, const ck_conv_epilogue *e,
@@ -294,7 +304,7 @@ int ck_conv2d_forward_fused_f32(float *y, const float *x, const float *weight, c
                                 const float *residual, int relu, const ck_conv2d_shape *shape,
                                 void *workspace, size_t workspace_bytes) {
     const ck_conv_epilogue epilogue = {bias, residual, relu};
-    if (shape && ck_winograd_applies(shape) && ck_conv_prefers_winograd)
+    if (conv_uses_winograd(shape))
         return conv_forward_winograd(y, x, weight, &epilogue, shape, workspace, workspace_bytes);
     return conv_forward_gemm(y, x, weight, &epilogue, shape, workspace, workspace_bytes);
 }

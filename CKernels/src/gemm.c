@@ -29,7 +29,15 @@
 
 static _Atomic int gemm_backend = -1;   // -1: not decided yet
 
+static _Atomic int avx512_allowed = 1;
+
+void ck_set_avx512_allowed(int allowed) {
+    avx512_allowed = allowed != 0;
+    if (!avx512_allowed && gemm_backend == CK_GEMM_AVX512) gemm_backend = CK_GEMM_OPENBLAS;
+}
+
 int ck_cpu_has_avx512(void) {
+    if (!avx512_allowed) return 0;
 #ifdef CK_HAVE_AVX512_GEMM
     static _Atomic int known = -1;
     if (known < 0) {

@@ -95,6 +95,7 @@ final class ConvolutionTests: XCTestCase {
     /// 1 to 5, thread counts that split images and that split tiles; and its refusal of other shapes.
     func testWinogradMatchesReference() {
         var rng = SeededGenerator(seed: 77)
+        forEachInstructionSet { avx512 in
         for threads in [1, 2, 3] {
             ck_set_num_threads(Int32(threads))
             // The last two have more tiles per thread than one chunk holds (64+64 channels: 256 tiles).
@@ -106,8 +107,9 @@ final class ConvolutionTests: XCTestCase {
                 var y = [Float](repeating: .nan, count: n * k * h * w), yRef = y
                 XCTAssertOK(ck_conv2d_forward_winograd_f32(&y, x, wt, b, &s, workspace.buffer, workspace.bytes))
                 XCTAssertOK(ck_conv2d_forward_f32_ref(&yRef, x, wt, b, &s, nil, 0))
-                XCTAssertLessThanOrEqual(relativeError(y, yRef), 1e-4, "winograd \((n, c, h, w, k)) threads \(threads)")
+                XCTAssertLessThanOrEqual(relativeError(y, yRef), 1e-4, "winograd \((n, c, h, w, k)) threads \(threads) avx512 \(avx512)")
             }
+        }
         }
         ck_set_num_threads(2)
         var strided = convShape(batch: 1, inChannels: 2, height: 6, width: 6, outChannels: 2, kernel: 3, stride: 2, pad: 1)
@@ -124,7 +126,10 @@ final class ConvolutionTests: XCTestCase {
         for (winograd, backend) in [Int32(0), 1].flatMap({ w in availableGemmBackends().map { (w, $0) } }) {
             ck_conv2d_set_winograd(winograd)
             ck_set_gemm_backend(backend)
-            defer { ck_set_gemm_backend(Int32(CK_GEMM_AUTO.rawValue)) }
+            // Winograd's transforms: AVX-512 with the AVX-512 GEMM, the plain loops with OpenBLAS.
+            ck_set_avx512_allowed(backend == Int32(CK_GEMM_AVX512.rawValue) ? 1 : 0)
+            ck_set_gemm_backend(backend)
+            defer { ck_set_avx512_allowed(1); ck_set_gemm_backend(Int32(CK_GEMM_AUTO.rawValue)) }
             for (n, c, h, k, r, stride, pad) in [(2, 5, 9, 6, 3, 1, 1), (3, 8, 7, 4, 1, 1, 0), (1, 3, 11, 4, 3, 2, 1),
                                                  (4, 6, 6, 8, 1, 2, 0), (1, 4, 5, 3, 3, 1, 1), (3, 3, 40, 5, 3, 2, 1)] {
                 var s = convShape(batch: n, inChannels: c, height: h, width: h, outChannels: k, kernel: r,
@@ -146,7 +151,7 @@ final class ConvolutionTests: XCTestCase {
                 }
             }
         }
-        ck_conv2d_set_winograd(0)
+        ck_conv2d_set_winograd(Int32(CK_WINOGRAD_AUTO))
     }
 
     /// Every distinct ResNet-50 convolution at its real size, batch 1 (threads split one image) and
@@ -259,7 +264,7 @@ final class ConvolutionTests: XCTestCase {
             XCTAssertTrue(y.contains { $0.isNaN }, "winograd \(winograd)")
             XCTAssertTrue(y.contains { $0 == 0 }, "negative outputs clamp to 0")
         }
-        ck_conv2d_set_winograd(0)
+        ck_conv2d_set_winograd(Int32(CK_WINOGRAD_AUTO))
         var r = [Float](repeating: 0, count: 3)
         XCTAssertOK(ck_relu_forward_f32(&r, [.nan, -1, 2], 3))
         XCTAssertTrue(r[0].isNaN)

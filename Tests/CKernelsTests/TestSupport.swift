@@ -86,3 +86,15 @@ func withGemmBackend(_ backend: Int32, _ body: () -> Void) {
     body()
     ck_set_gemm_backend(saved)
 }
+
+/// Runs body with AVX-512 allowed and, when this CPU has it, once more with every kernel on its AVX2 path
+/// (ck_set_avx512_allowed(0)); restores the automatic choices after.
+func forEachInstructionSet(_ body: (_ avx512: Bool) -> Void) {
+    let hasAVX512 = availableGemmBackends().contains(Int32(CK_GEMM_AVX512.rawValue))
+    for avx512 in hasAVX512 ? [true, false] : [false] {
+        ck_set_avx512_allowed(avx512 ? 1 : 0)
+        body(avx512)
+    }
+    ck_set_avx512_allowed(1)
+    ck_set_gemm_backend(Int32(CK_GEMM_AUTO.rawValue))
+}
