@@ -42,9 +42,13 @@ let package = Package(
             linkerSettings: kernelLinkFlags),
         // libturbojpeg, wrapped as a module-mapped system library.
         .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
+        // Region decoding through libjpeg-turbo's libjpeg API (its error exits need C's setjmp).
+        .target(name: "CJPEGRegion", path: "Sources/CJPEGRegion",
+                cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra"])],
+                linkerSettings: [.linkedLibrary("jpeg")]),
         // Data pipeline: JPEG decoding + torchvision-exact preprocessing, labels.csv, loader, CLI.
         // Imaging's resampler uses 8-lane integer SIMD: let Swift emit AVX2 (this machine: Zen 3).
-        .target(name: "Imaging", dependencies: ["CTurboJPEG"],
+        .target(name: "Imaging", dependencies: ["CTurboJPEG", "CJPEGRegion"],
                 swiftSettings: swiftFlags + [.unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .release))]),
         .target(name: "DataPipeline", dependencies: ["Imaging", .product(name: "CSV", package: "CSV.swift")],
                 swiftSettings: swiftFlags),

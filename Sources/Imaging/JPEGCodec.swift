@@ -1,3 +1,4 @@
+import CJPEGRegion
 import CTurboJPEG
 import Foundation
 
@@ -99,7 +100,10 @@ public final class JPEGDecoder {
     /// `Preprocessing.crop(jpeg:…)`. Same pixels as `decode`.
     /// - Returns: the size and a pointer valid until the next call on this decoder; the buffer has
     ///   `scratchPadding` readable bytes past the last pixel.
-    func decodeRGBX<Bytes: ContiguousBytes>(_ bytes: Bytes, source: String) throws
+    /// - Parameter region: when given, only these rows and columns need to be right: a sequential
+    ///   3-component JPEG then decodes just them (libjpeg's skip and crop), anything else whole.
+    func decodeRGBX<Bytes: ContiguousBytes>(_ bytes: Bytes, source: String,
+                                            region: (rows: Range<Int>, columns: Range<Int>)? = nil) throws
         -> (width: Int, height: Int, pixels: UnsafePointer<UInt8>) {
         try bytes.withUnsafeBytes { raw in
             let buf = raw.bindMemory(to: UInt8.self)
@@ -115,6 +119,20 @@ public final class JPEGDecoder {
                 scratchCapacity = needed
             }
             let out = scratch!.assumingMemoryBound(to: UInt8.self)
+            if let region, !isCMYK {
+                var message = [CChar](repeating: 0, count: 256)
+                let rc = jr_decode_region_rgbx(buf.baseAddress!, buf.count, out, w * 4, Int32(w), Int32(h),
+                                               Int32(region.rows.lowerBound), Int32(region.rows.upperBound),
+                                               Int32(region.columns.lowerBound), Int32(region.columns.upperBound),
+                                               &message, message.count)
+                switch rc {
+                case Int32(JR_OK): return (w, h, UnsafePointer(out))
+                case Int32(JR_TRUNCATED): throw ImagingError.truncated(source: source)
+                case Int32(JR_CORRUPT):
+                    throw ImagingError.corrupt(source: source, reason: String(cString: message))
+                default: break  // not a sequential 3-component JPEG: decode it whole below
+                }
+            }
             let format = isCMYK ? TJPF_CMYK : TJPF_RGBX
             let rc = tjDecompress2(handle, buf.baseAddress!, UInt(buf.count), out, Int32(w), 0, Int32(h),
                                    Int32(format.rawValue), 0)

@@ -232,6 +232,13 @@ public final class ResizeCropPlan: @unchecked Sendable {
     let simdWeights: [SIMD8<Int32>]
     /// Whether the SIMD path's over-reads stay inside the decoder's padding.
     let simdUsable: Bool
+    /// The source rows and columns the crop reads, widened by `regionMargin` (clamped to the image): all a
+    /// decoder has to produce for this plan.
+    public let sourceRows: Range<Int>
+    public let sourceColumns: Range<Int>
+    /// Pixels decoded beyond what the filters read, so that a region decoder's own edge handling (chroma
+    /// upsampling at a cropped edge) never reaches a pixel the resize uses.
+    static let regionMargin = 16
 
     public init(inWidth: Int, inHeight: Int, outWidth: Int, outHeight: Int,
                 cropLeft: Int, cropTop: Int, cropWidth: Int, cropHeight: Int) {
@@ -256,6 +263,14 @@ public final class ResizeCropPlan: @unchecked Sendable {
         self.starts = starts
         simdWeights = w
         simdUsable = (2 * vectors + 1) * 4 + 64 <= JPEGDecoder.scratchPadding
+        let v = vertical, margin = Self.regionMargin
+        let lastRow = cropTop + cropHeight - 1, lastColumn = cropLeft + cropWidth - 1
+        let rowsRead = outHeight == inHeight ? cropTop ..< cropTop + cropHeight
+                                             : v.start[cropTop] ..< v.start[lastRow] + v.count[lastRow]
+        let columnsRead = outWidth == inWidth ? cropLeft ..< cropLeft + cropWidth
+                                              : h.start[cropLeft] ..< h.start[lastColumn] + h.count[lastColumn]
+        sourceRows = max(0, rowsRead.lowerBound - margin) ..< min(inHeight, rowsRead.upperBound + margin)
+        sourceColumns = max(0, columnsRead.lowerBound - margin) ..< min(inWidth, columnsRead.upperBound + margin)
     }
 }
 

@@ -85,7 +85,7 @@ public struct Preprocessing: Sendable {
         }
         let plan = plans.plan(inWidth: size.width, inHeight: size.height, preprocessing: self)
         guard plan.simdUsable else { return crop(try decoder.decode(jpeg, source: source), plans: plans) }
-        let decoded = try decoder.decodeRGBX(jpeg, source: source)
+        let decoded = try decoder.decodeRGBX(jpeg, source: source, region: (plan.sourceRows, plan.sourceColumns))
         return pillowBilinearResizeCropRGBX(decoded.pixels, plan: plan, scratch: decoder.resizeScratch)
     }
 

@@ -199,7 +199,7 @@ final class ImagingTests: XCTestCase {
 
     /// Mutated JPEGs never crash the decoder: they decode or throw an ImagingError.
     func testMutatedJPEGsNeverCrash() throws {
-        let decoder = JPEGDecoder()
+        let decoder = JPEGDecoder(), plans = ResizePlanCache()
         let good = try Fixtures.bytes("images/upscale_150x201.jpg")
         var rng = SplitMix(seed: 42)
         var errors = 0
@@ -215,8 +215,35 @@ final class ImagingTests: XCTestCase {
             } catch is ImagingError {
                 errors += 1
             }
+            // The production path decodes only the crop's region, through libjpeg's own API.
+            do {
+                _ = try pre.crop(jpeg: b, source: "m.jpg", decoder: decoder, plans: plans)
+            } catch is ImagingError {
+                errors += 1
+            }
         }
         XCTAssertGreaterThan(errors, 0)
+    }
+
+    /// The production path decodes only the rows and columns the crop reads, yet a file cut short anywhere —
+    /// inside the region or below it — is refused, as Pillow refuses it.
+    func testRegionDecodeStillSeesTruncation() throws {
+        let decoder = JPEGDecoder(), plans = ResizePlanCache(), encoder = JPEGEncoder()
+        var rng = SplitMix(seed: 3)
+        let (w, h) = (1280, 960)
+        let px = (0 ..< w * h * 3).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let jpeg = try encoder.encode(RGBImage(width: w, height: h, pixels: px), quality: 90)
+        let plan = plans.plan(inWidth: w, inHeight: h, preprocessing: pre)
+        XCTAssertLessThan(plan.sourceRows.upperBound, h, "the crop does not read the last rows")
+        XCTAssertGreaterThan(plan.sourceColumns.lowerBound, 0, "nor the first columns")
+        for keep in [0.5, 0.995] {
+            let cut = Array(jpeg.prefix(Int(Double(jpeg.count) * keep)))
+            XCTAssertThrowsError(try pre.crop(jpeg: cut, source: "cut.jpg", decoder: decoder, plans: plans)) {
+                XCTAssertEqual($0 as? ImagingError, .truncated(source: "cut.jpg"), "kept \(keep)")
+            }
+        }
+        XCTAssertEqual(try pre.crop(jpeg: jpeg, source: "whole.jpg", decoder: decoder, plans: plans),
+                       pre.crop(try decoder.decode(jpeg, source: "whole.jpg")))
     }
 
     func testGrayAndCMYKAreConvertedToRGB() throws {
