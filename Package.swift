@@ -42,13 +42,14 @@ let package = Package(
             linkerSettings: kernelLinkFlags),
         // libturbojpeg, wrapped as a module-mapped system library.
         .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
-        // Region decoding through libjpeg-turbo's libjpeg API (its error exits need C's setjmp).
-        .target(name: "CJPEGRegion", path: "Sources/CJPEGRegion",
-                cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra"])],
+        // The image pipeline's C: region decoding through libjpeg-turbo's libjpeg API (its error exits need
+        // C's setjmp) and the AVX-512 horizontal resampling pass.
+        .target(name: "CImaging", path: "Sources/CImaging",
+                cSettings: [.unsafeFlags(["-O2", "-march=x86-64-v3", "-Wall", "-Wextra"])],
                 linkerSettings: [.linkedLibrary("jpeg")]),
         // Data pipeline: JPEG decoding + torchvision-exact preprocessing, labels.csv, loader, CLI.
         // Imaging's resampler uses 8-lane integer SIMD: let Swift emit AVX2 (this machine: Zen 3).
-        .target(name: "Imaging", dependencies: ["CTurboJPEG", "CJPEGRegion"],
+        .target(name: "Imaging", dependencies: ["CTurboJPEG", "CImaging"],
                 swiftSettings: swiftFlags + [.unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .release))]),
         .target(name: "DataPipeline", dependencies: ["Imaging", .product(name: "CSV", package: "CSV.swift")],
                 swiftSettings: swiftFlags),

@@ -1,4 +1,4 @@
-import CJPEGRegion
+import CImaging
 import CTurboJPEG
 import Foundation
 

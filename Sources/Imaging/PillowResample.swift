@@ -6,6 +6,7 @@
 // (so it antialiases), coefficients computed in double, normalised to sum 1, then rounded to 22-bit
 // fixed point; horizontal pass first into an 8-bit image, then the vertical pass; each pass
 // accumulates from 0.5 (1 << 21) and clips to 0…255 after a right shift.
+import CImaging
 
 /// Filter taps of one resampling pass, one row of `ksize` fixed-point weights per output pixel.
 public struct ResampleCoefficients: Sendable {
@@ -236,9 +237,19 @@ public final class ResizeCropPlan: @unchecked Sendable {
     /// decoder has to produce for this plan.
     public let sourceRows: Range<Int>
     public let sourceColumns: Range<Int>
+    /// Whether the horizontal pass may run in C (AVX-512BW, where the CPU has it) rather than in the Swift
+    /// loop; both give the same bytes. For tests and benchmarks; set it before any resize runs.
+    nonisolated(unsafe) public static var horizontalPassInC = true
     /// Pixels decoded beyond what the filters read, so that a region decoder's own edge handling (chroma
     /// upsampling at a cropped edge) never reaches a pixel the resize uses.
     static let regionMargin = 16
+    /// The horizontal taps for the C pass (`ci_resample_horizontal_rgbx`): per crop column, `cTaps` weights
+    /// (a multiple of 8, zero-padded) split as hi·2^11 + lo; nil when a weight is negative or too wide for that
+    /// split, or the taps would read past the decoder's padding (the Swift loop runs then).
+    let cTaps: Int
+    let cStarts: [Int32]
+    let cWeightsHigh: [Int16]
+    let cWeightsLow: [Int16]
 
     public init(inWidth: Int, inHeight: Int, outWidth: Int, outHeight: Int,
                 cropLeft: Int, cropTop: Int, cropWidth: Int, cropHeight: Int) {
@@ -263,6 +274,22 @@ public final class ResizeCropPlan: @unchecked Sendable {
         self.starts = starts
         simdWeights = w
         simdUsable = (2 * vectors + 1) * 4 + 64 <= JPEGDecoder.scratchPadding
+        let taps = (h.ksize + 7) / 8 * 8
+        var high = [Int16](repeating: 0, count: cropWidth * taps), low = high
+        var splittable = taps * 4 + 64 <= JPEGDecoder.scratchPadding
+        for xo in 0 ..< cropWidth where splittable {
+            let xx = cropLeft + xo
+            for t in 0 ..< h.count[xx] {
+                let v = h.weights[xx * h.ksize + t]
+                guard v >= 0, v < 1 << 26 else { splittable = false; break }
+                high[xo * taps + t] = Int16(v >> 11)
+                low[xo * taps + t] = Int16(v & 2047)
+            }
+        }
+        cTaps = splittable ? taps : 0
+        cStarts = starts.map { Int32($0) }
+        cWeightsHigh = high
+        cWeightsLow = low
         let v = vertical, margin = Self.regionMargin
         let lastRow = cropTop + cropHeight - 1, lastColumn = cropLeft + cropWidth - 1
         let rowsRead = outHeight == inHeight ? cropTop ..< cropTop + cropHeight
@@ -316,7 +343,18 @@ func pillowBilinearResizeCropRGBX(_ src: UnsafePointer<UInt8>, plan: ResizeCropP
     // the vertical accumulators live after the intermediate rows, 32-byte aligned
     let accOffset = (rows * tempRowBytes + 32 + 31) & ~31
 
-    if needH {
+    let doneInC = needH && ResizeCropPlan.horizontalPassInC && plan.cTaps > 0 && plan.cStarts.withUnsafeBufferPointer { starts in
+        plan.cWeightsHigh.withUnsafeBufferPointer { high in
+            plan.cWeightsLow.withUnsafeBufferPointer { low in
+                ci_resample_horizontal_rgbx(temp, tempRowBytes, src + rowFirst * plan.inWidth * 4, plan.inWidth * 4,
+                                            Int32(rows), Int32(cols), starts.baseAddress, high.baseAddress,
+                                            low.baseAddress, Int32(plan.cTaps)) != 0
+            }
+        }
+    }
+    if doneInC {
+        // The C pass wrote the intermediate rows.
+    } else if needH {
         plan.simdWeights.withUnsafeBufferPointer { wBuf in
             plan.starts.withUnsafeBufferPointer { starts in
                 let vectors = plan.vectors

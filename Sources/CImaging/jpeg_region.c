@@ -1,6 +1,6 @@
-// See jpeg_region.h. libjpeg reports fatal errors through error_exit, which must not return: it jumps back
+// See cimaging.h. libjpeg reports fatal errors through error_exit, which must not return: it jumps back
 // here with longjmp (the documented pattern), so a corrupt file becomes a return code, never an exit().
-#include "jpeg_region.h"
+#include "cimaging.h"
 
 #include <setjmp.h>
 #include <stdio.h>

@@ -1,11 +1,14 @@
-// jpeg_region — decode only the part of a JPEG that a center crop needs, with libjpeg-turbo's libjpeg API
+// cimaging.h — the C half of the image pipeline.
+//
+// jr_decode_region_rgbx: decode only the part of a JPEG that a center crop needs, with libjpeg-turbo's libjpeg API
 // (jpeg_skip_scanlines / jpeg_crop_scanline). The decoded pixels are libjpeg-turbo's, the same library and
 // settings as the full decode (accurate integer IDCT, fancy upsampling), so they match it byte for byte
 // away from the region's edges; callers ask for a margin around what they read.
-#ifndef JPEG_REGION_H
-#define JPEG_REGION_H
+#ifndef CIMAGING_H
+#define CIMAGING_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,6 +30,16 @@ enum {
 int jr_decode_region_rgbx(const unsigned char *data, size_t size, unsigned char *out, size_t out_stride,
                           int width, int height, int row_begin, int row_end, int column_begin, int column_end,
                           char *message, size_t message_size);
+
+/// Pillow's horizontal resampling pass (8-bit, 22-bit fixed-point weights) over RGBX rows, exact to its
+/// integers: dst[r][x] = clip8((2^21 + Σ_t w[x][t]·src[r][starts[x] + t]) >> 22) per channel. Weights come
+/// split as w = hi·2^11 + lo (0 <= lo < 2^11) and padded with zeros to `taps` (a multiple of 8) per output
+/// column; they must be non-negative (Pillow's bilinear ones are), which keeps every partial sum below 2^30.
+/// Reads up to 4·taps bytes from each source pixel `starts[x]` on: the caller guarantees that many readable
+/// bytes. Returns 0 when the CPU lacks AVX-512BW (nothing written: the caller's own loop does the pass).
+int ci_resample_horizontal_rgbx(uint8_t *dst, size_t dst_stride, const uint8_t *src, size_t src_stride, int rows,
+                                int columns, const int32_t *starts, const int16_t *weights_hi,
+                                const int16_t *weights_lo, int taps);
 
 #ifdef __cplusplus
 }
