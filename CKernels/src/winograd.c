@@ -246,7 +246,6 @@ static void transform_inputs_avx512(float *V, const float *x, const ck_conv2d_sh
 __attribute__((target("avx512f")))
 static inline void store_tile_row(float *plane_row, const float *residual_row, int q0, int Q, __m512 left, __m512 right,
                                   int count, float bias, int relu) {
-    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     // Interleave: outputs 2l and 2l + 1 of tile l.
     const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
@@ -265,7 +264,6 @@ static inline void store_tile_row(float *plane_row, const float *residual_row, i
         if (relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
         _mm512_mask_storeu_ps(plane_row + q0 + 16 * h, mask, v);
     }
-    (void)lanes;
 }
 
 __attribute__((target("avx512f")))
