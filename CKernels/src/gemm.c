@@ -30,10 +30,17 @@
 static _Atomic int gemm_backend = -1;   // -1: not decided yet
 
 static _Atomic int avx512_allowed = 1;
+static _Atomic int backend_set_by_disallow = 0;  // the AVX-512 GEMM was switched off by ck_set_avx512_allowed(0)
 
 void ck_set_avx512_allowed(int allowed) {
     avx512_allowed = allowed != 0;
-    if (!avx512_allowed && gemm_backend == CK_GEMM_AVX512) gemm_backend = CK_GEMM_OPENBLAS;
+    if (!avx512_allowed && gemm_backend == CK_GEMM_AVX512) {
+        gemm_backend = CK_GEMM_OPENBLAS;
+        backend_set_by_disallow = 1;
+    } else if (avx512_allowed && backend_set_by_disallow) {
+        gemm_backend = -1;  // choose again, as CK_GEMM_AUTO says
+        backend_set_by_disallow = 0;
+    }
 }
 
 int ck_cpu_has_avx512(void) {
@@ -66,6 +73,7 @@ int ck_set_gemm_backend(int backend) {
     } else {
         return CK_ERR_BAD_SIZE;
     }
+    backend_set_by_disallow = 0;  // an explicit choice stands
     return CK_OK;
 }
 
@@ -433,7 +441,8 @@ void ck_sgemm_images(int transpose_a, int m, int n, int k, float alpha, const fl
 int ck_sgemm_packing(int m, int n, int k, const float *a, int lda, const ck_gemm_b *source, float *c, int ldc,
                      size_t stride_c, long j_begin, long j_end) {
 #ifdef CK_HAVE_AVX512_GEMM
-    if (m <= 0 || n <= 0 || k <= 0 || j_end <= j_begin) return 1;
+    if (m <= 0 || n <= 0 || j_end <= j_begin) return 1;
+    if (k <= 0) return 0;  // C = 0 is the caller's to write (conv2d never has an empty K)
     return ck_get_gemm_backend() == CK_GEMM_AVX512 &&
            avx512_sgemm(0, m, n, k, 1.0f, a, lda, source, 0.0f, c, ldc, stride_c, j_begin, j_end);
 #else

@@ -99,7 +99,7 @@ static void maxpool_plane(float *y, int32_t *argmax, const float *x, const ck_po
         const int he = h0 + s->kernel_height < d->H ? h0 + s->kernel_height : d->H;
 #ifdef CK_HAVE_AVX512_POOL
         if (vq1 > vq0)
-            maxpool_row_3wide_stride2(y + p * d->Q, argmax ? argmax + p * d->Q : NULL, x, d->W, hs, he, s->pad_width,
+            maxpool_row_3wide_stride2(y + (size_t)p * d->Q, argmax ? argmax + (size_t)p * d->Q : NULL, x, d->W, hs, he, s->pad_width,
                                       vq0, vq1);
 #endif
         for (int q = 0; q < d->Q; q++) {
@@ -116,8 +116,8 @@ static void maxpool_plane(float *y, int32_t *argmax, const float *x, const ck_po
                     if (v > best || isnan(v)) { best = v; best_index = h * d->W + w; if (isnan(v)) goto done; }
                 }
         done:
-            y[p * d->Q + q] = best;
-            if (argmax) argmax[p * d->Q + q] = best_index;
+            y[(size_t)p * d->Q + q] = best;
+            if (argmax) argmax[(size_t)p * d->Q + q] = best_index;
         }
     }
 }

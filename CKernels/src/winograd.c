@@ -310,7 +310,7 @@ int ck_winograd_forward(float *y, const float *x, const float *weight, const ck_
     const int chunk = chunk_tiles(C, K);
     float *U = workspace;
     float *per_thread = workspace + (size_t)16 * K * C;
-    const size_t per_thread_floats = (size_t)16 * (C + K) * chunk;
+    const size_t per_thread_floats = (size_t)16 * ((size_t)C + (size_t)K) * (size_t)chunk;
     transform_kernels(U, weight, K, C, threads);
     const int vector_transforms = ck_cpu_has_avx512();
     #pragma omp parallel num_threads(threads)

@@ -8,6 +8,7 @@
 // two rounds of 128-bit shuffles, shifted, saturated and stored as 16 bytes.
 #include "cimaging.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,7 +79,7 @@ int ci_resample_horizontal_rgbx(uint8_t *dst, size_t dst_stride, const uint8_t *
                                 int columns, const int32_t *starts, const int16_t *weights_hi,
                                 const int16_t *weights_lo, int taps) {
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-    static int supported = -1;
+    static _Atomic int supported = -1;  // read once; loader threads may race to set the same value
     if (supported < 0) {
         __builtin_cpu_init();
         const char *isa = getenv("RESNETFUSION_ISA");

@@ -123,5 +123,11 @@ final class GemmTests: XCTestCase {
         XCTAssertOK(ck_set_gemm_backend(Int32(CK_GEMM_AUTO.rawValue)))
         let automatic = ck_get_gemm_backend()
         XCTAssertTrue(automatic == Int32(CK_GEMM_OPENBLAS.rawValue) || automatic == Int32(CK_GEMM_AVX512.rawValue))
+        // Holding kernels to AVX2 takes the AVX-512 GEMM away; allowing AVX-512 again brings the automatic choice back.
+        ck_set_avx512_allowed(0)
+        XCTAssertEqual(ck_get_gemm_backend(), Int32(CK_GEMM_OPENBLAS.rawValue))
+        XCTAssertEqual(ck_set_gemm_backend(Int32(CK_GEMM_AVX512.rawValue)), CK_ERR_BAD_SIZE.rawValue)
+        ck_set_avx512_allowed(1)
+        XCTAssertEqual(ck_get_gemm_backend(), automatic)
     }
 }

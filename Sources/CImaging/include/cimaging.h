@@ -23,8 +23,10 @@ enum {
 
 /// Decodes rows [row_begin, row_end) and at least columns [column_begin, column_end) of a sequential
 /// (baseline or extended) 3-component JPEG as RGBX (X = 255) into `out`, laid out as the whole image:
-/// pixel (x, y) at out + y·out_stride + 4x; nothing else of `out` is written. The rest of the file is still
-/// read, so truncation anywhere is reported as in a full decode. As with TurboJPEG, the first libjpeg warning
+/// pixel (x, y) at out + y·out_stride + 4x. The rest of the file is still read, so truncation anywhere is
+/// reported as in a full decode; to that end the image's last row is decoded too (into its own place in
+/// `out`, columns from libjpeg's widened column_begin): `out` must cover the whole image, and nothing else
+/// of it is written. As with TurboJPEG, the first libjpeg warning
 /// decides: a premature end is JR_TRUNCATED, other recoverable warnings are ignored (Pillow loads through them).
 /// - Returns: a JR_ code; for JR_CORRUPT and JR_TRUNCATED, libjpeg's message in `message`.
 int jr_decode_region_rgbx(const unsigned char *data, size_t size, unsigned char *out, size_t out_stride,
