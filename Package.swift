@@ -4,7 +4,7 @@
 // (CKernels/, OpenMP + OpenBLAS), reached through a module map and swappable for their reference twins.
 import PackageDescription
 
-// The C kernels target x86-64-v3 (AVX2 + FMA: the Zen 3 of DESIGN §6, not whatever the build host has) and
+// The C kernels target x86-64-v3 (AVX2 + FMA, the tier most users' CPUs have, not whatever the build host has) and
 // are threaded with OpenMP. Debian's libomp-dev ships the runtime as libomp5.
 let kernelCFlags: [CSetting] = [
     .unsafeFlags(["-O3", "-march=x86-64-v3", "-fopenmp", "-ffp-contract=fast", "-Wall", "-Wextra"]),
@@ -14,8 +14,10 @@ let kernelLinkFlags: [LinkerSetting] = [
     .linkedLibrary("omp5"),
     .linkedLibrary("m"),
 ]
+// Release builds keep Swift's overflow and bounds checks: every module here touches sizes that come from a
+// flag or a file. The tensor loops' cost of those checks is measured by `make bench` (see docs/ARCHITECTURE.md).
 let swiftFlags: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
+    .unsafeFlags(["-wmo"], .when(configuration: .release)),
 ]
 
 let package = Package(
@@ -48,7 +50,7 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-O2", "-march=x86-64-v3", "-Wall", "-Wextra"])],
                 linkerSettings: [.linkedLibrary("jpeg")]),
         // Data pipeline: JPEG decoding + torchvision-exact preprocessing, labels.csv, loader, CLI.
-        // Imaging's resampler uses 8-lane integer SIMD: let Swift emit AVX2 (this machine: Zen 3).
+        // Imaging's resampler uses 8-lane integer SIMD: let Swift emit AVX2.
         .target(name: "Imaging", dependencies: ["CTurboJPEG", "CImaging"],
                 swiftSettings: swiftFlags + [.unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .release))]),
         .target(name: "DataPipeline", dependencies: ["Imaging", .product(name: "CSV", package: "CSV.swift")],
