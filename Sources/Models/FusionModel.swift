@@ -17,6 +17,11 @@ public final class FusionModel: Module {
     public let head: Sequential
     /// Length of the metadata vector (4 + 8·max_boxes).
     public let metaDim: Int
+    /// Standardisation of the image features and of the metadata in front of `head` and `meta_net`, when training
+    /// asked for it (`standardizeInputs()`). Not part of the seed's model: `exportedStateDict()` folds both into
+    /// `head.0` and `meta_net.0`, so a saved file has exactly the seed's keys.
+    @ModuleInfo(key: "feature_standardization") public private(set) var featureStandardization: Standardize?
+    @ModuleInfo(key: "meta_standardization") public private(set) var metaStandardization: Standardize?
 
     /// - Parameters:
     ///   - metaDim: metadata width.
@@ -35,6 +40,36 @@ public final class FusionModel: Module {
                           Dropout(p: 0.3, generator: dropoutGenerator), Linear(256, 2, generator: generator))
         super.init()
         self.metaNet = metaNet
+        featureStandardization = nil
+        metaStandardization = nil
+    }
+
+    /// Puts an identity `Standardize` in front of `head`'s image-feature columns and of `meta_net`; set their
+    /// statistics from the training split before training.
+    public func standardizeInputs() {
+        featureStandardization = Standardize(width: backbone.featureCount)
+        metaStandardization = Standardize(width: metaDim)
+    }
+
+    /// The state dict in the seed's layout: the input standardisation, if any, folded into `head.0` (its image
+    /// columns) and `meta_net.0`, its own keys dropped. Logits are unchanged up to float rounding.
+    /// - Parameter state: this model's `stateDict()` (default), or one taken earlier (a best epoch's).
+    public func exportedStateDict(_ state: StateDict? = nil) -> StateDict {
+        var state = state ?? stateDict()
+        func fold(_ prefix: String, into layer: String, firstColumn: Int, width: Int) {
+            guard let mean = state[prefix + ".mean"], let std = state[prefix + ".std"] else { return }
+            let map = Standardize(width: width)
+            map.mean.data = mean.values
+            map.std.data = std.values
+            let folded = map.fold(weight: state[layer + ".weight"]!, bias: state[layer + ".bias"]!, firstColumn: firstColumn)
+            state[layer + ".weight"] = folded.weight
+            state[layer + ".bias"] = folded.bias
+            state[prefix + ".mean"] = nil
+            state[prefix + ".std"] = nil
+        }
+        fold("feature_standardization", into: "head.0", firstColumn: 0, width: backbone.featureCount)
+        fold("meta_standardization", into: "meta_net.0", firstColumn: 0, width: metaDim)
+        return state
     }
 
     /// Loads a torchvision ResNet state dict (e.g. `resnet50-0676ba61.pth`) into the backbone: every backbone
@@ -62,6 +97,8 @@ public final class FusionModel: Module {
     /// - Returns: logits (N, 2).
     public func classify(features: Tensor, meta: Tensor) -> Tensor {
         precondition(meta.shape.count == 2 && meta.shape[1] == metaDim, "FusionModel: meta \(meta.shape), expected (N, \(metaDim))")
+        let features = featureStandardization.map { $0(features) } ?? features
+        let meta = metaStandardization.map { $0(meta) } ?? meta
         return head(concat([features, metaNet(meta)], axis: 1))
     }
 

@@ -64,7 +64,7 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train the image + metadata classifier (the seed's resnet50.py).",
         discussion: """
-            stdout is the seed's transcript and nothing else: 'Using device: cpu (N threads)', the seed's line \
+            stdout is the seed's transcript and nothing else: 'Using device: cpu', the seed's line \
             per epoch, then 'Saved: PATH' (the last epoch's model). Notes (best epoch, tuned threshold, files \
             written) go to stderr. Next to PATH (X.safetensors): X.best.safetensors (best epoch by --select-by), \
             X.resume.safetensors (for --resume), X.epochs.csv, X.summary.json, X.curves.svg and X.pr.svg. \
@@ -115,6 +115,9 @@ struct Train: ParsableCommand {
     @Option(help: "AdamW's decoupled weight decay (0: the seed's Adam).")
     var weightDecay: Float = 0
 
+    @Flag(help: "With --freeze-backbone (eval BatchNorm): train the head on the raw backbone features and metadata, not on inputs standardised with the training split's statistics.")
+    var noStandardize = false
+
     @Option(help: "Continue from X.resume.safetensors of an interrupted run (same flags; --epochs may grow unless cosine).")
     var resume: String?
 
@@ -136,6 +139,7 @@ struct Train: ParsableCommand {
             options.warmupEpochs = warmupEpochs
             options.weightDecay = weightDecay
             options.resumePath = resume
+            options.standardizeInputs = !noStandardize
             _ = try Trainer(options: options, printLine: { print($0); fflush(stdout) }).run()
         }
     }

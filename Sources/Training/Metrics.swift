@@ -77,14 +77,22 @@ public struct MetricsAccumulator: Sendable {
     }
 }
 
-/// The seed script's per-epoch line, byte for byte (DESIGN §4): epoch numbers two digits, loss four
-/// decimals, the rest three; the commas are where the seed puts them (none after accuracy).
+/// The seed script's per-epoch line, byte for byte: `Epoch {epoch:02d}/{epochs}` (the epoch padded to two digits,
+/// the total not), loss four decimals, the rest three; the commas are where the seed puts them (none after accuracy).
 public func seedEpochLine(epoch: Int, epochs: Int, training: EpochMetrics, validation: EpochMetrics) -> String {
-    func f(_ v: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", v) }
+    func f(_ v: Double, _ decimals: Int) -> String { pythonFixed(v, decimals: decimals) }
     let t = training.confusion, v = validation.confusion
-    return "Epoch \(String(format: "%02d", epoch))/\(String(format: "%02d", epochs)) | "
+    return "Epoch \(String(format: "%02d", epoch))/\(epochs) | "
         + "Training: train-loss \(f(training.loss, 4)), train-accuracy \(f(t.accuracy, 3)) "
         + "train-precision \(f(t.precision, 3)), train-recall \(f(t.recall, 3)), train-F1 \(f(t.f1, 3)) | "
         + "Validation: val-loss \(f(validation.loss, 4)), val-accuracy \(f(v.accuracy, 3)) "
         + "val-precision \(f(v.precision, 3)) val-recall \(f(v.recall, 3)) val-F1 \(f(v.f1, 3))"
+}
+
+/// `value` with `decimals` digits as Python's `f"{value:.Nf}"` prints it: NaN is `nan` whatever its sign bit (C's
+/// printf writes `-nan` for a negative NaN), infinities `inf` and `-inf`.
+public func pythonFixed(_ value: Double, decimals: Int) -> String {
+    if value.isNaN { return "nan" }
+    if value.isInfinite { return value < 0 ? "-inf" : "inf" }
+    return String(format: "%.\(decimals)f", value)
 }

@@ -92,6 +92,7 @@ public final class Trainer {
         if options.freezeBackbone {
             model.backbone.freeze()
         }
+        if options.usesCachedFeatures && options.standardizeInputs { model.standardizeInputs() }
         let optimizer = Adam(parameters: model.trainableParameters(), learningRate: options.learningRate,
                              weightDecay: options.weightDecay, decoupled: options.weightDecay > 0)
 
@@ -100,7 +101,8 @@ public final class Trainer {
             state = try ResumeCheckpoint.restore(from: URL(fileURLWithPath: resumePath), settings: settings, epochs: options.epochs,
                                                  model: model, optimizer: optimizer, backboneStored: !options.usesCachedFeatures)
         }
-        printLine("Using device: cpu (\(Kernels.numThreads) threads)")
+        printLine("Using device: cpu")
+        warn("\(Kernels.numThreads) kernel threads")
         // A resumed run prints the finished epochs again: its stdout is the uninterrupted run's.
         for r in state.records {
             printLine(seedEpochLine(epoch: r.epoch, epochs: options.epochs, training: r.training, validation: r.validation))
@@ -117,6 +119,12 @@ public final class Trainer {
                                                 progress: progress, warn: warn)
             features = computed.features
             featureStats = (computed.computed, computed.reused)
+            // A resumed run keeps the statistics its checkpoint restored: the model was trained in their units.
+            if state.records.isEmpty, let featureMap = model.featureStandardization, let metaMap = model.metaStandardization {
+                let width = model.backbone.featureCount
+                featureMap.setStatistics(rows: split.train.flatMap { features[$0 * width ..< ($0 + 1) * width] }, count: split.train.count)
+                metaMap.setStatistics(rows: split.train.flatMap { table.samples[$0].metadata }, count: split.train.count)
+            }
         }
         let trainLoader = try DataLoader(dataset: dataset, indices: split.train, batchSize: options.batchSize, shuffle: true,
                                          seed: options.seed, numWorkers: options.numWorkers)
@@ -180,8 +188,9 @@ public final class Trainer {
             common.merging(["role": role, "epoch": String(record.epoch), "epoch_metrics": record.jsonSummary,
                             "threshold": String(choice.threshold), "threshold_val_f1": String(choice.f1)]) { $1 }
         }
-        try save(state.bestState!.weightFileStateDict, metadata: metadata(best, bestThreshold, role: "best"), to: files.best)
-        try save(model.weightFileStateDict(), metadata: metadata(last, lastThreshold, role: "last"), to: files.last)
+        try save(model.exportedStateDict(state.bestState!).weightFileStateDict, metadata: metadata(best, bestThreshold, role: "best"),
+                 to: files.best)
+        try save(model.exportedStateDict().weightFileStateDict, metadata: metadata(last, lastThreshold, role: "last"), to: files.last)
         try writePictures(files: files, records: state.records, bestEpoch: state.bestEpoch,
                           probabilities: state.bestProbabilities, labels: validationLabels, threshold: bestThreshold)
         let wallSeconds = state.wallSeconds + Date().timeIntervalSince(wallStart)
@@ -295,6 +304,7 @@ public final class Trainer {
             "--warmup-epochs": String(options.warmupEpochs), "--weight-decay": String(options.weightDecay),
             "--pos-weight": options.positiveWeight?.description ?? "none", "--select-by": options.selectBy.rawValue,
             "--weights": weightsKey, "backbone": BackboneCodec.encode(options.backbone),
+            "--no-standardize": String(!options.standardizeInputs),
         ]
         // A cosine schedule is spread over --epochs: a different count is a different run.
         if options.learningRateSchedule == .cosine { settings["--epochs"] = String(options.epochs) }

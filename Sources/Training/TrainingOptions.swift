@@ -54,6 +54,9 @@ public struct TrainingOptions: Sendable {
     public var warmupEpochs = 0
     /// AdamW's decoupled weight decay; 0 keeps the seed's plain Adam.
     public var weightDecay: Float = 0
+    /// With cached features: train `head` and `meta_net` on inputs standardised with the training split's
+    /// statistics (folded into the saved weights). Off: the raw features, as the seed feeds them.
+    public var standardizeInputs = true
     /// A resume checkpoint (`X.resume.safetensors`) to continue from; nil starts a new run.
     public var resumePath: String?
 

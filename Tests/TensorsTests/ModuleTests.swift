@@ -171,3 +171,66 @@ final class FusionLoadingTests: XCTestCase {
         XCTAssertLessThan(evalLoss(), before * 0.8)
     }
 }
+
+/// The input standardisation of the frozen mode: its statistics, its gradient, and its fold into the next Linear.
+final class StandardizeTests: XCTestCase {
+    /// Hand-checkable: columns (1, 3) → mean 2, std 1; (5, 5) → constant, only centred; (0, 4) → mean 2, std 2.
+    func testStatisticsByHand() {
+        let map = Standardize(width: 3)
+        map.setStatistics(rows: [1, 5, 0, 3, 5, 4], count: 2)
+        XCTAssertEqual(map.mean.data, [2, 5, 2])
+        XCTAssertEqual(map.std.data, [1, 1, 2])
+        let y = map(Tensor(shape: [1, 3], data: [3, 7, 8]))
+        XCTAssertEqual(y.data, [1, 2, 3])
+    }
+
+    func testGradientIsScaledByInverseStd() {
+        let map = Standardize(width: 2)
+        map.setStatistics(rows: [0, 10, 4, 30], count: 2)  // std 2 and 10
+        let x = Tensor(shape: [2, 2], data: [1, 2, 3, 4], requiresGrad: true)
+        let y = map(x)
+        y.backward(gradient: [1, 1, 2, 5])
+        XCTAssertEqual(x.grad!, [0.5, 0.1, 1, 0.5], "dx = dy / std")
+    }
+
+    /// Linear(standardise(x)) equals the folded Linear(x), on a concatenation's column range as `head.0` reads it.
+    func testFoldIntoLinearKeepsOutputs() {
+        let rng = RandomGenerator(seed: 11)
+        let width = 6, extra = 3, outputs = 4, rows = 5
+        let map = Standardize(width: width)
+        let sample = (0 ..< 20 * width).map { i in Float(i % width) * 3 + 10 * rng.normal() + Float(i % width == 2 ? 50 : 0) }
+        map.setStatistics(rows: sample, count: 20)
+        let layer = Linear(width + extra, outputs, generator: rng)
+        let x = Tensor.randn([rows, width], generator: rng), tail = Tensor.randn([rows, extra], generator: rng)
+        let expected = withNoGrad { layer(concat([map(x), tail], axis: 1)) }
+        let folded = map.fold(weight: NamedTensor(shape: layer.weight.shape, values: layer.weight.data),
+                              bias: NamedTensor(shape: [outputs], values: layer.bias!.data), firstColumn: 0)
+        let plain = Linear(width + extra, outputs, generator: rng)
+        plain.weight.data = folded.weight.values
+        plain.bias!.data = folded.bias.values
+        let got = withNoGrad { plain(concat([x, tail], axis: 1)) }
+        XCTAssertNotEqual(folded.weight.values, layer.weight.data)
+        for (u, v) in zip(expected.data, got.data) { XCTAssertEqual(u, v, accuracy: 1e-5 * max(1, abs(u))) }
+    }
+
+    /// The exported state dict has exactly the seed's keys and the same logits as the model with its standardisation.
+    func testFusionModelExportFoldsStandardization() throws {
+        let rng = RandomGenerator(seed: 3)
+        let model = FusionModel(metaDim: 12, backbone: ResNet(config: .narrow(numClasses: nil), generator: rng), generator: rng)
+        let plainKeys = model.stateDict().keys
+        model.standardizeInputs()
+        let width = model.backbone.featureCount
+        model.featureStandardization!.setStatistics(rows: (0 ..< 8 * width).map { _ in 4 + 3 * rng.normal() }, count: 8)
+        model.metaStandardization!.setStatistics(rows: (0 ..< 8 * 12).map { _ in 20 * rng.nextFloat() }, count: 8)
+        XCTAssertTrue(model.stateDict().keys.contains("feature_standardization.mean"), "a resume checkpoint keeps the statistics")
+        let exported = model.exportedStateDict()
+        XCTAssertEqual(exported.keys, plainKeys)
+        let reloaded = FusionModel(metaDim: 12, backbone: ResNet(config: .narrow(numClasses: nil), generator: rng), generator: rng)
+        try reloaded.loadStateDict(exported, strict: true)
+        model.eval(); reloaded.eval()
+        let features = Tensor.randn([3, width], generator: rng), meta = Tensor.randn([3, 12], generator: rng)
+        let a = withNoGrad { model.classify(features: features, meta: meta) }
+        let b = withNoGrad { reloaded.classify(features: features, meta: meta) }
+        for (u, v) in zip(a.data, b.data) { XCTAssertEqual(u, v, accuracy: 1e-5 * max(1, abs(u))) }
+    }
+}

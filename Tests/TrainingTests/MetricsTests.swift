@@ -15,6 +15,31 @@ final class MetricsTests: XCTestCase {
             + "val-recall 0.872 val-F1 0.861")
     }
 
+    /// The script formats `Epoch {epoch:02d}/{epochs}`: the epoch padded to two digits, the total as it is.
+    func testEpochNumberPaddingMatchesTheScript() {
+        let m = EpochMetrics(loss: 0.5, confusion: BinaryConfusion(truePositives: 1, falsePositives: 1, falseNegatives: 1,
+                                                                    trueNegatives: 1))
+        for (epoch, epochs, prefix) in [(1, 5, "Epoch 01/5 |"), (7, 30, "Epoch 07/30 |"), (30, 30, "Epoch 30/30 |"),
+                                         (100, 100, "Epoch 100/100 |"), (9, 100, "Epoch 09/100 |")] {
+            let line = seedEpochLine(epoch: epoch, epochs: epochs, training: m, validation: m)
+            XCTAssertTrue(line.hasPrefix(prefix), "\(line) should start with \(prefix)")
+        }
+    }
+
+    /// Python prints a NaN as `nan` whatever its sign bit; C's printf prints a negative one as `-nan`.
+    func testNonFiniteNumbersPrintAsPythonDoes() {
+        XCTAssertEqual(pythonFixed(Double.nan, decimals: 4), "nan")
+        XCTAssertEqual(pythonFixed(-Double.nan, decimals: 4), "nan")
+        XCTAssertEqual(pythonFixed(Double(Float(bitPattern: 0xFFC0_0000)), decimals: 3), "nan")
+        XCTAssertEqual(pythonFixed(Double.infinity, decimals: 3), "inf")
+        XCTAssertEqual(pythonFixed(-Double.infinity, decimals: 3), "-inf")
+        XCTAssertEqual(pythonFixed(0.12345, decimals: 4), "0.1235")
+        let nanLoss = EpochMetrics(loss: -Double.nan, confusion: BinaryConfusion())
+        let line = seedEpochLine(epoch: 3, epochs: 5, training: nanLoss, validation: nanLoss)
+        XCTAssertTrue(line.hasPrefix("Epoch 03/5 | Training: train-loss nan, train-accuracy 0.000"), line)
+        XCTAssertFalse(line.contains("-nan"), line)
+    }
+
     func testConfusionAndZeroDenominators() {
         var c = BinaryConfusion()
         for (p, l) in [(1, 1), (1, 0), (0, 1), (0, 0), (0, 0)] { c.add(prediction: p, label: l) }
