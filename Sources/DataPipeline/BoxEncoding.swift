@@ -69,6 +69,7 @@ public enum BoxEncoding {
 
     /// `meta_dim = 4 + 8·K`.
     public static func metaDim(maxBoxes: Int) -> Int { scalarCount + valuesPerBox * maxBoxes }
+    public static let maxBoxesLimit = 1000
 
     /// Outcome of reading one `bounding_boxes` cell.
     public enum CellStatus: Equatable, Sendable {

@@ -54,7 +54,7 @@ struct Predict: ParsableCommand {
         abstract: "Score new frames with a trained model: image_name, probability, prediction per image.",
         discussion: """
             With --csv-path, the frames it lists with their detector metadata (the label column may be absent). \
-            Without it, every .jpg/.jpeg of --images-dir with zero metadata. prediction is 1 when probability ≥ \
+            Without it, every .jpg/.jpeg/.png of --images-dir with zero metadata. prediction is 1 when probability ≥ \
             the threshold (stored in the model, or --threshold). stdout: 'Saved: OUT'; throughput on stderr.
             """)
 
@@ -68,7 +68,9 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let scores = try Inference(options: input.options(csvPath: csvPath)).score(requireLabels: false)
+            var options = input.options(csvPath: csvPath)
+            options.outputPath = out
+            let scores = try Inference(options: options).score(requireLabels: false)
             try writePredictions(scores, to: URL(fileURLWithPath: out))
             note(throughput(scores))
             note(String(format: "Threshold %.3f (%@): %d of %d predicted interesting", scores.threshold, scores.thresholdSource,

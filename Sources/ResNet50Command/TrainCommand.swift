@@ -53,6 +53,9 @@ func reportingErrors(_ body: () throws -> Void) throws {
         try body()
     } catch let error as ExitCode {
         throw error
+    } catch let interrupted as RunInterrupted {
+        FileHandle.standardError.write("resnet50: \(interrupted)\n".data(using: .utf8)!)
+        throw ExitCode(interrupted.exitCode)
     } catch {
         FileHandle.standardError.write("resnet50: error: \(error)\n".data(using: .utf8)!)
         throw ExitCode(1)
@@ -140,6 +143,7 @@ struct Train: ParsableCommand {
             options.weightDecay = weightDecay
             options.resumePath = resume
             options.standardizeInputs = !noStandardize
+            InterruptSignal.install()
             _ = try Trainer(options: options, printLine: { print($0); fflush(stdout) }).run()
         }
     }
@@ -161,7 +165,7 @@ struct Features: ParsableCommand {
             var options = TrainingOptions(imagesDirectory: data.imagesDir, csvPath: data.csvPath)
             data.apply(to: &options)
             let start = Date()
-            let (names, features, width) = try Trainer(options: options).extractFeatures()
+            let (names, features, width) = try Trainer(options: options).extractFeatures(outputPath: out)
             try FeatureFile.write(names: names, features: features, width: width, to: URL(fileURLWithPath: out))
             FileHandle.standardError.write(String(format: "%d images, %.1f s\n", names.count, Date().timeIntervalSince(start))
                 .data(using: .utf8)!)

@@ -39,10 +39,13 @@ func backboneFeatures(model: FusionModel, dataset: ImageDataset, indices: [Int],
         }
         done += batch.count
         progress.report("backbone features", done: done, total: missing.count, since: start)
+        // On SIGINT/SIGTERM keep what was computed (stored below), then stop.
+        if InterruptSignal.pending != nil { break }
     }
     progress.clear()
     if let cache {
         do { try cache.store(newRows) } catch { warn("warning: feature cache not written: \(error)") }
     }
+    try InterruptSignal.check()
     return (features, missing.count, indices.count - missing.count)
 }

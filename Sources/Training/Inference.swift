@@ -7,7 +7,7 @@ import Tensors
 public struct InferenceOptions: Sendable {
     public var modelPath: String
     public var imagesDirectory: String
-    /// labels.csv with the detector metadata; nil (predict only): every JPEG of the folder, metadata zeros.
+    /// labels.csv with the detector metadata; nil (predict only): every JPEG and PNG of the folder, metadata zeros.
     public var csvPath: String?
     /// Overrides the model's stored threshold.
     public var threshold: Double?
@@ -18,6 +18,8 @@ public struct InferenceOptions: Sendable {
     public var featureCacheDirectory: String? = FeatureCache.defaultDirectory
     /// Which rows of the CSV: all, or the training or validation part of the model's own split (its seed).
     public var split: SplitPart = .all
+    /// The file the command will write (`predict --out`), checked against every input before any image is read.
+    public var outputPath: String?
 
     public init(modelPath: String, imagesDirectory: String, csvPath: String? = nil) {
         self.modelPath = modelPath
@@ -66,10 +68,10 @@ public final class Inference {
     /// Loads the model, reads the images (and the CSV when given) and scores every image.
     /// - Parameter requireLabels: evaluate needs the CSV and its label column; predict does not.
     public func score(requireLabels: Bool) throws -> Scores {
-        guard options.batchSize >= 1 else { throw TrainingError("--batch-size must be at least 1 (got \(options.batchSize))") }
-        guard options.numWorkers >= 0 else { throw TrainingError("--num-workers must be 0 or more (got \(options.numWorkers))") }
+        try FlagLimits.check(options.batchSize, FlagLimits.batchSize, flag: "--batch-size")
+        try FlagLimits.check(options.numWorkers, FlagLimits.numWorkers, flag: "--num-workers")
         if let threads = options.threads {
-            guard threads >= 1 else { throw TrainingError("--threads must be at least 1 (got \(threads))") }
+            try FlagLimits.check(threads, FlagLimits.threads, flag: "--threads")
             Kernels.setNumThreads(threads)
         }
         if let t = options.threshold, !(t >= 0 && t <= 1) {
@@ -84,6 +86,11 @@ public final class Inference {
         if let warning = table.boxWarning { warn(warning) }
 
         let indices = try rows(of: table, trained: trained)
+        if let out = options.outputPath {
+            var inputs = [("--model file", URL(fileURLWithPath: options.modelPath))] + table.samples.map { ("image", $0.imageURL) }
+            if let csv = options.csvPath { inputs.append(("--csv-path file", URL(fileURLWithPath: csv))) }
+            try refuseOutputsOverInputs(outputs: [("--out", URL(fileURLWithPath: out))], inputs: inputs)
+        }
         let start = Date()
         let model = trained.model
         model.eval()
@@ -113,6 +120,12 @@ public final class Inference {
                 let top = max(z0, z1), logSum = top + log(exp(z0 - top) + exp(z1 - top))
                 losses.append(logSum - (samples[first + i].label == 1 ? z1 : z0))
             }
+        }
+        // Weights and metadata were checked finite when read, so a non-finite score means a decoded image or the
+        // arithmetic went wrong: refuse rather than write `nan` into a predictions file.
+        if let bad = probabilities.firstIndex(where: { !$0.isFinite }) {
+            throw TrainingError("\(samples[bad].imageURL.path): the model's score is not a number; "
+                + "\(probabilities.filter { !$0.isFinite }.count) of \(count) images are affected")
         }
         let threshold: (Double, String)
         if let t = options.threshold {
@@ -144,18 +157,18 @@ public final class Inference {
         return options.split == .train ? split.train : split.validation
     }
 
-    /// The CSV as labels.csv, or (predict without a CSV) every JPEG of the folder with zero metadata.
+    /// The CSV as labels.csv, or (predict without a CSV) every JPEG and PNG of the folder with zero metadata.
     private func readTable(maxBoxes: Int, requireLabels: Bool) throws -> LabelsTable {
         let folder = URL(fileURLWithPath: options.imagesDirectory)
         guard let csvPath = options.csvPath else {
             let names: [String]
             do {
                 names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
-                    .filter { ["jpg", "jpeg"].contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
+                    .filter { ["jpg", "jpeg", "png"].contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
             } catch {
                 throw TrainingError("--images-dir \(folder.path): \(error.localizedDescription)")
             }
-            guard !names.isEmpty else { throw TrainingError("--images-dir \(folder.path): no .jpg or .jpeg files") }
+            guard !names.isEmpty else { throw TrainingError("--images-dir \(folder.path): no .jpg, .jpeg or .png files") }
             warn("No --csv-path: detector metadata is all zeros for the \(names.count) images of \(folder.path)")
             var csv = LabelsTable.requiredColumns.map(Self.quoted).joined(separator: ",") + "\n"
             for name in names { csv += Self.quoted(name) + ",0,0,0,0,0,\n" }

@@ -1,3 +1,4 @@
+import DataPipeline
 import Foundation
 import Models
 import NN
@@ -28,6 +29,9 @@ public struct RunFiles: Sendable {
     public var curves: URL { sibling(".curves.svg") }
     /// Validation precision–recall curve of the best model with its threshold marked.
     public var precisionRecall: URL { sibling(".pr.svg") }
+
+    /// Every file of the set.
+    public var all: [URL] { [last, best, resume, epochLog, summary, curves, precisionRecall] }
 }
 
 /// The backbone shape as model metadata (`backbone`), so `predict` and `evaluate` rebuild the same network.
@@ -38,18 +42,69 @@ enum BackboneCodec {
             + "widths=\(config.widths.map(String.init).joined(separator: ","))"
     }
 
-    static func decode(_ text: String) -> ResNetConfig? {
+    /// Blocks per stage, stem and stage widths a model file may ask for: torchvision's largest ResNet (152) uses
+    /// 36 blocks and width 512; these leave room for wider variants while keeping a hostile file from allocating
+    /// gigabytes before anything is checked.
+    static let maxBlocksPerStage = 64
+    static let maxWidth = 2048
+    /// ResNet-152 has 60 M parameters.
+    static let maxParameters = 150_000_000
+
+    /// - Returns: the configuration, or the reason the text is malformed or out of range.
+    static func decode(_ text: String) -> Result<ResNetConfig, TrainingError> {
         let parts = text.split(separator: " ")
-        guard parts.count == 4, parts[0] == "bottleneck" || parts[0] == "basic" else { return nil }
-        func ints(_ part: Substring, _ name: String) -> [Int]? {
-            guard part.hasPrefix(name + "=") else { return nil }
-            let values = part.dropFirst(name.count + 1).split(separator: ",").compactMap { Int($0) }
-            return values.allSatisfy { $0 >= 1 && $0 <= 4096 } ? values : nil
+        guard parts.count == 4, parts[0] == "bottleneck" || parts[0] == "basic" else {
+            return .failure(TrainingError("unknown backbone '\(text.prefix(200))'"))
         }
-        guard let layers = ints(parts[1], "layers"), layers.count == 4, let stem = ints(parts[2], "stem"), stem.count == 1,
-              let widths = ints(parts[3], "widths"), widths.count == 4 else { return nil }
-        return ResNetConfig(block: parts[0] == "bottleneck" ? .bottleneck : .basic, layers: layers, stemWidth: stem[0],
-                            widths: widths, numClasses: nil)
+        func ints(_ part: Substring, _ name: String, count: Int, limit: Int) -> [Int]? {
+            guard part.hasPrefix(name + "=") else { return nil }
+            let fields = part.dropFirst(name.count + 1).split(separator: ",", omittingEmptySubsequences: false)
+            let values = fields.compactMap { Int($0) }
+            return values.count == count && fields.count == count && values.allSatisfy({ (1 ... limit).contains($0) }) ? values : nil
+        }
+        guard let layers = ints(parts[1], "layers", count: 4, limit: maxBlocksPerStage),
+              let stem = ints(parts[2], "stem", count: 1, limit: maxWidth),
+              let widths = ints(parts[3], "widths", count: 4, limit: maxWidth) else {
+            return .failure(TrainingError("backbone '\(text.prefix(200))': expected 4 stages of 1…\(maxBlocksPerStage) blocks, "
+                + "a stem and 4 widths in 1…\(maxWidth)"))
+        }
+        let config = ResNetConfig(block: parts[0] == "bottleneck" ? .bottleneck : .basic, layers: layers, stemWidth: stem[0],
+                                  widths: widths, numClasses: nil)
+        guard let parameters = parameterCount(config), parameters <= maxParameters else {
+            return .failure(TrainingError("backbone '\(text)' has over \(maxParameters / 1_000_000) M parameters"))
+        }
+        return .success(config)
+    }
+
+    /// The convolution weights of `config` (the bulk of its parameters), with overflow checks; nil on overflow.
+    static func parameterCount(_ config: ResNetConfig) -> Int? {
+        var total = 0, overflow = false
+        func add(_ factors: Int...) {
+            var product = 1
+            for f in factors {
+                let (p, o) = product.multipliedReportingOverflow(by: f)
+                overflow = overflow || o
+                product = p
+            }
+            let (sum, o) = total.addingReportingOverflow(product)
+            overflow = overflow || o
+            total = sum
+        }
+        add(3, 49, config.stemWidth)
+        var inputs = config.stemWidth
+        for (stage, width) in config.widths.enumerated() {
+            let outputs = config.block == .bottleneck ? 4 * width : width
+            for block in 0 ..< config.layers[stage] {
+                if config.block == .bottleneck {
+                    add(inputs, width); add(9, width, width); add(width, outputs)
+                } else {
+                    add(9, inputs, width); add(9, width, width)
+                }
+                if block == 0 && (inputs != outputs || stage > 0) { add(inputs, outputs) }
+                inputs = outputs
+            }
+        }
+        return overflow ? nil : total
     }
 }
 
@@ -72,17 +127,20 @@ public struct TrainedModel {
         let file: SafetensorsFile
         do { file = try SafetensorsFile.load(from: url) } catch { throw TrainingError("--model \(error)") }
         let m = file.metadata
-        guard let metaDim = m["meta_dim"].flatMap(Int.init), let maxBoxes = m["max_boxes"].flatMap(Int.init),
-              metaDim == 4 + 8 * maxBoxes else {
-            throw TrainingError("--model \(url.path): not a resnet50 model (metadata meta_dim/max_boxes missing or inconsistent)")
+        guard let metaDim = m["meta_dim"].flatMap(Int.init), let maxBoxes = m["max_boxes"].flatMap(Int.init) else {
+            throw TrainingError("--model \(url.path): not a resnet50 model (metadata meta_dim or max_boxes missing)")
+        }
+        guard (0 ... BoxEncoding.maxBoxesLimit).contains(maxBoxes), metaDim == BoxEncoding.metaDim(maxBoxes: maxBoxes) else {
+            throw TrainingError("--model \(url.path): metadata max_boxes \(maxBoxes) and meta_dim \(metaDim) do not fit "
+                + "(max_boxes must be in 0…\(BoxEncoding.maxBoxesLimit) and meta_dim = 4 + 8·max_boxes)")
         }
         // Files from before the backbone was recorded are ResNet-50.
         let config: ResNetConfig
         if let text = m["backbone"] {
-            guard let decoded = BackboneCodec.decode(text) else {
-                throw TrainingError("--model \(url.path): unknown backbone '\(text)'")
+            switch BackboneCodec.decode(text) {
+            case .success(let decoded): config = decoded
+            case .failure(let error): throw TrainingError("--model \(url.path): \(error)")
             }
-            config = decoded
         } else {
             config = .depth(50, numClasses: nil)
         }
@@ -100,9 +158,22 @@ public struct TrainedModel {
         } catch {
             throw TrainingError("--model \(url.path): \(error)")
         }
+        try requireFinite(file.stateDict, file: "--model \(url.path)")
         model.eval()
         return TrainedModel(model: model, maxBoxes: maxBoxes, threshold: threshold,
                             featureCacheKey: m["feature_cache_key"], metadata: m)
+    }
+}
+
+/// Refuses a state dict with a NaN or infinite value: a diverged run's or a damaged file's weights would turn
+/// every score into NaN.
+/// - Parameter file: how to name the file in the error ("--model PATH").
+func requireFinite(_ state: WeightFiles.StateDict, file: String) throws {
+    for entry in state where entry.tensor.dtype.isFloatingPoint {
+        if let bad = entry.tensor.floats.firstIndex(where: { !$0.isFinite }) {
+            throw TrainingError("\(file): tensor \(entry.key) holds a non-finite value (\(entry.tensor.floats[bad]) at element \(bad)); "
+                + "the file is damaged or comes from a run that diverged")
+        }
     }
 }
 

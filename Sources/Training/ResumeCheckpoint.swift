@@ -37,8 +37,10 @@ enum ResumeCheckpoint {
         for entry in optimizer.stateDict() {
             tensors.append(("optimizer." + entry.key, WeightTensor(shape: entry.value.shape, floats: entry.value.values)))
         }
+        let stored = WeightFiles.StateDict(tensors)
         let metadata = [
             "format": format,
+            "tensor_digest": tensorDigest(stored),
             "settings": json(settings),
             "records": json(state.records.map(\.exactJSON)),
             "best_epoch": String(state.bestEpoch),
@@ -47,7 +49,7 @@ enum ResumeCheckpoint {
             "wall_seconds": String(wallSeconds),
         ]
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try SafetensorsFile.save(WeightFiles.StateDict(tensors), metadata: metadata, to: url)
+        try SafetensorsFile.save(stored, metadata: metadata, to: url)
     }
 
     /// Reads a checkpoint, checks it belongs to this run, and loads model and optimizer state.
@@ -65,6 +67,11 @@ enum ResumeCheckpoint {
               let wallSeconds = m["wall_seconds"].flatMap(Double.init) else {
             throw TrainingError("\(name): not a resume checkpoint of resnet50 train")
         }
+        // The tensors a bit flip or a truncated copy damaged would load without complaint: compare their digest.
+        guard m["tensor_digest"] == tensorDigest(file.stateDict) else {
+            throw TrainingError("\(name): its tensor data is damaged (checksum mismatch); resume from an intact copy or start anew")
+        }
+        try requireFinite(file.stateDict, file: name)
         for key in Set(saved.keys).union(settings.keys).sorted() where saved[key] != settings[key] {
             throw TrainingError("\(name): the checkpoint's run has \(key) \(saved[key] ?? "unset"), this one \(settings[key] ?? "unset"); "
                 + "resume with the flags and data of the interrupted run")
@@ -105,6 +112,25 @@ enum ResumeCheckpoint {
             throw TrainingError("\(name): \(error)")
         }
         return state
+    }
+
+    /// FNV-1a (64-bit) over every tensor's key, shape and values in file order: a checksum of the data section.
+    static func tensorDigest(_ tensors: WeightFiles.StateDict) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ word: UInt64) {
+            hash ^= word
+            hash &*= 0x100_0000_01b3
+        }
+        for entry in tensors {
+            for byte in entry.key.utf8 { mix(UInt64(byte)) }
+            for dimension in entry.tensor.shape { mix(UInt64(truncatingIfNeeded: dimension)) }
+            if let integers = entry.tensor.integers {
+                for value in integers { mix(UInt64(bitPattern: value)) }
+            } else {
+                for value in entry.tensor.floats { mix(UInt64(value.bitPattern)) }
+            }
+        }
+        return String(hash, radix: 16)
     }
 
     private static func json<T: Encodable>(_ value: T) -> String {

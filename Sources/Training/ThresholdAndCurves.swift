@@ -21,6 +21,7 @@ public struct ThresholdChoice: Equatable, Sendable {
 ///   - labels: 0 or 1 per sample.
 public func bestF1Threshold(probabilities: [Double], labels: [Int]) -> ThresholdChoice {
     precondition(probabilities.count == labels.count, "probabilities and labels differ in length")
+    let probabilities = orderable(probabilities)
     // Sort descending; sweeping down, everything at or above the current value is predicted positive.
     let order = probabilities.indices.sorted { probabilities[$0] > probabilities[$1] }
     let positives = labels.filter { $0 == 1 }.count
@@ -41,6 +42,7 @@ public func bestF1Threshold(probabilities: [Double], labels: [Int]) -> Threshold
             i += 1
         }
         let score = f1(tp: tp, predicted: predicted)
+        guard value.isFinite else { continue }  // a NaN score is never predicted positive: no threshold there
         if score > best.f1 + 1e-12 || (abs(score - best.f1) <= 1e-12 && abs(value - 0.5) < abs(best.threshold - 0.5)) {
             best = ThresholdChoice(threshold: value, f1: score)
         }
@@ -51,6 +53,7 @@ public func bestF1Threshold(probabilities: [Double], labels: [Int]) -> Threshold
 /// Area under the ROC curve: the probability that a random positive scores above a random negative, ties
 /// counting one half (the Mann–Whitney statistic; equals the trapezoidal area). nil without both classes.
 public func rocAUC(scores: [Double], labels: [Int]) -> Double? {
+    let scores = orderable(scores)
     let positives = labels.filter { $0 == 1 }.count, negatives = labels.count - positives
     guard positives > 0, negatives > 0 else { return nil }
     let order = scores.indices.sorted { scores[$0] < scores[$1] }
@@ -88,6 +91,7 @@ public struct PrecisionRecallPoint: Equatable, Sendable {
 
 /// The precision–recall curve at every distinct score, highest threshold first. Empty without positives.
 public func precisionRecallCurve(scores: [Double], labels: [Int]) -> [PrecisionRecallPoint] {
+    let scores = orderable(scores)
     let positives = labels.filter { $0 == 1 }.count
     guard positives > 0 else { return [] }
     let order = scores.indices.sorted { scores[$0] > scores[$1] }
@@ -115,4 +119,11 @@ public func withMargin(_ choice: ThresholdChoice, probabilities: [Double]) -> Th
     guard probabilities.contains(choice.threshold) else { return choice }
     let below = probabilities.filter { $0 < choice.threshold }.max() ?? 0
     return ThresholdChoice(threshold: (choice.threshold + below) / 2, f1: choice.f1)
+}
+
+/// Scores with every NaN replaced by −∞: a NaN compares false with everything, so sorting by it is not an order
+/// and a sweep that groups equal scores would never step past it (an endless loop). As −∞ it ranks last, where
+/// `p ≥ threshold` already puts it: a NaN score is never predicted positive.
+private func orderable(_ scores: [Double]) -> [Double] {
+    scores.contains { $0.isNaN } ? scores.map { $0.isNaN ? -.infinity : $0 } : scores
 }

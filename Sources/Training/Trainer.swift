@@ -70,6 +70,9 @@ public final class Trainer {
         progress = ProgressReporter()
     }
 
+    /// Trains, then commits the run's files together (see `OutputSet`). A failure leaves an earlier run's files as
+    /// they were; SIGINT or SIGTERM (after `InterruptSignal.install()`) stops after the current step, keeps the
+    /// resume checkpoint of the last finished epoch and throws `RunInterrupted`.
     public func run() throws -> TrainingResult {
         let wallStart = Date()
         try validateOptions()
@@ -80,6 +83,28 @@ public final class Trainer {
                                     imagesDirectory: URL(fileURLWithPath: options.imagesDirectory),
                                     maxBoxes: options.maxBoxes)
         if let warning = table.boxWarning { warn(warning) }
+        let files = RunFiles(output: URL(fileURLWithPath: options.output))
+        var inputs = [("--csv-path file", URL(fileURLWithPath: options.csvPath))] + table.samples.map { ("image", $0.imageURL) }
+        if let weights = resolveWeightsPath() { inputs.append(("--weights file", URL(fileURLWithPath: weights))) }
+        // Resuming rewrites its own checkpoint: that one input is meant to be replaced.
+        if let resume = options.resumePath, URL(fileURLWithPath: resume).standardizedFileURL != files.resume.standardizedFileURL {
+            inputs.append(("--resume file", URL(fileURLWithPath: resume)))
+        }
+        try refuseOutputsOverInputs(outputs: files.all.map { ("--output", $0) }, inputs: inputs)
+        let outputs = try OutputSet(files: files)
+        do {
+            return try train(table: table, outputs: outputs, wallStart: wallStart)
+        } catch let interrupted as RunInterrupted {
+            outputs.keepResumable()
+            throw interrupted
+        } catch {
+            outputs.discard()
+            throw error
+        }
+    }
+
+    private func train(table: LabelsTable, outputs: OutputSet, wallStart: Date) throws -> TrainingResult {
+        let files = outputs.files
         let split = try DatasetSplit(count: table.samples.count, seed: options.seed)
         let dataset = ImageDataset(table: table, cacheBudgetBytes: options.usesCachedFeatures ? 0 : options.cropCacheBytes)
         let positiveWeight = try resolvePositiveWeight(table: table, split: split)
@@ -87,7 +112,6 @@ public final class Trainer {
 
         let (model, weightsKey, dropoutGenerator) = try buildModel(metaDim: table.metaDim)
         let featureCacheKey = "\(weightsKey) | \(options.backbone) | resize 256, center crop 224, ImageNet mean/std"
-        let files = RunFiles(output: URL(fileURLWithPath: options.output))
         let settings = runSettings(table: table, weightsKey: weightsKey)
         if options.freezeBackbone {
             model.backbone.freeze()
@@ -114,9 +138,16 @@ public final class Trainer {
             let cache = options.featureCacheDirectory.map {
                 FeatureCache(directory: URL(fileURLWithPath: $0), modelKey: featureCacheKey, width: model.backbone.featureCount)
             }
-            let computed = try backboneFeatures(model: model, dataset: dataset, indices: Array(0 ..< dataset.samples.count),
+            let computed: (features: [Float], computed: Int, reused: Int)
+            do {
+                computed = try backboneFeatures(model: model, dataset: dataset, indices: Array(0 ..< dataset.samples.count),
                                                 cache: cache, batchSize: options.batchSize, numWorkers: options.numWorkers,
                                                 progress: progress, warn: warn)
+            } catch var interrupted as RunInterrupted {
+                interrupted.detail = " while computing backbone features: no files written"
+                    + (cache == nil ? "" : "; the features computed so far are in the feature cache")
+                throw interrupted
+            }
             features = computed.features
             featureStats = (computed.computed, computed.reused)
             // A resumed run keeps the statistics its checkpoint restored: the model was trained in their units.
@@ -131,7 +162,7 @@ public final class Trainer {
         let validationLoader = try DataLoader(dataset: dataset, indices: split.validation, batchSize: options.batchSize,
                                               shuffle: false, seed: options.seed, numWorkers: options.numWorkers)
         let validationLabels = split.validation.map { table.samples[$0].label }
-        let log = EpochLog(url: files.epochLog)
+        let log = EpochLog(url: outputs.staged(files.epochLog))
 
         var lastProbabilities = [Double]()
         for epoch in state.records.count + 1 ... options.epochs {
@@ -142,14 +173,29 @@ public final class Trainer {
             dropoutGenerator.reseed(Self.dropoutSeed(options.seed, epoch: epoch))
             model.train()
             if options.usesCachedFeatures { model.backbone.eval() }
-            let (training, _) = try runEpoch(model: model, loader: trainLoader, epoch: epoch - 1, features: features,
+            let finished = state.records.count
+            func interrupted(_ error: RunInterrupted) -> RunInterrupted {
+                var error = error
+                error.detail = finished == 0
+                    ? " during epoch \(epoch), before any epoch finished: nothing to resume, no files written"
+                    : " during epoch \(epoch): \(files.resume.path) holds the run after epoch \(finished); "
+                        + "rerun the command with --resume \(files.resume.path) to continue"
+                return error
+            }
+            let training: EpochMetrics
+            do {
+                (training, _) = try runEpoch(model: model, loader: trainLoader, epoch: epoch - 1, features: features,
                                              optimizer: optimizer, classWeights: classWeights,
                                              label: "epoch \(epoch)/\(options.epochs) train")
+            } catch let error as RunInterrupted { throw interrupted(error) }
             model.eval()
-            let (validation, probabilities) = try withNoGrad {
-                try runEpoch(model: model, loader: validationLoader, epoch: 0, features: features, optimizer: nil,
-                             classWeights: classWeights, label: "epoch \(epoch)/\(options.epochs) validation")
-            }
+            let (validation, probabilities): (EpochMetrics, [Double])
+            do {
+                (validation, probabilities) = try withNoGrad {
+                    try runEpoch(model: model, loader: validationLoader, epoch: 0, features: features, optimizer: nil,
+                                 classWeights: classWeights, label: "epoch \(epoch)/\(options.epochs) validation")
+                }
+            } catch let error as RunInterrupted { throw interrupted(error) }
             let record = EpochRecord(epoch: epoch, training: training, validation: validation, learningRate: learningRate,
                                      seconds: Date().timeIntervalSince(start))
             state.records.append(record)
@@ -170,7 +216,8 @@ public final class Trainer {
             do {
                 try ResumeCheckpoint.save(state, settings: settings, model: model, optimizer: optimizer,
                                           storeBackbone: !options.usesCachedFeatures,
-                                          wallSeconds: state.wallSeconds + Date().timeIntervalSince(wallStart), to: files.resume)
+                                          wallSeconds: state.wallSeconds + Date().timeIntervalSince(wallStart),
+                                          to: outputs.staged(files.resume))
             } catch {
                 throw TrainingError("\(files.resume.path): \(error)")
             }
@@ -189,13 +236,15 @@ public final class Trainer {
                             "threshold": String(choice.threshold), "threshold_val_f1": String(choice.f1)]) { $1 }
         }
         try save(model.exportedStateDict(state.bestState!).weightFileStateDict, metadata: metadata(best, bestThreshold, role: "best"),
-                 to: files.best)
-        try save(model.exportedStateDict().weightFileStateDict, metadata: metadata(last, lastThreshold, role: "last"), to: files.last)
-        try writePictures(files: files, records: state.records, bestEpoch: state.bestEpoch,
+                 to: outputs.staged(files.best))
+        try save(model.exportedStateDict().weightFileStateDict, metadata: metadata(last, lastThreshold, role: "last"),
+                 to: outputs.staged(files.last))
+        try writePictures(outputs: outputs, records: state.records, bestEpoch: state.bestEpoch,
                           probabilities: state.bestProbabilities, labels: validationLabels, threshold: bestThreshold)
         let wallSeconds = state.wallSeconds + Date().timeIntervalSince(wallStart)
-        try writeSummary(files: files, split: split, state: state, positiveWeight: positiveWeight,
+        try writeSummary(outputs: outputs, split: split, state: state, positiveWeight: positiveWeight,
                          thresholds: (bestThreshold, lastThreshold), wallSeconds: wallSeconds)
+        try outputs.commit()
         printLine("Saved: \(options.output)")
 
         func f(_ v: Double) -> String { String(format: "%.3f", v) }
@@ -225,12 +274,18 @@ public final class Trainer {
     /// The backbone's 2048-d features (inference mode) of every image the CSV lists, in CSV order, through the
     /// on-disk cache: what `resnet50 features` writes.
     /// - Returns: image names, the (N × width) features row-major, and the width.
-    public func extractFeatures() throws -> (names: [String], features: [Float], width: Int) {
+    /// - Parameter outputPath: the file the caller will write, refused when it names an input.
+    public func extractFeatures(outputPath: String? = nil) throws -> (names: [String], features: [Float], width: Int) {
         try validateOptions()
         if let threads = options.threads { Kernels.setNumThreads(threads) }
         let table = try LabelsTable(csvURL: URL(fileURLWithPath: options.csvPath),
                                     imagesDirectory: URL(fileURLWithPath: options.imagesDirectory),
                                     maxBoxes: options.maxBoxes)
+        if let outputPath {
+            var inputs = [("--csv-path file", URL(fileURLWithPath: options.csvPath))] + table.samples.map { ("image", $0.imageURL) }
+            if let weights = resolveWeightsPath() { inputs.append(("--weights file", URL(fileURLWithPath: weights))) }
+            try refuseOutputsOverInputs(outputs: [("--out", URL(fileURLWithPath: outputPath))], inputs: inputs)
+        }
         let dataset = ImageDataset(table: table, cacheBudgetBytes: 0)
         let (model, weightsKey, _) = try buildModel(metaDim: table.metaDim)
         model.backbone.freeze()
@@ -248,14 +303,14 @@ public final class Trainer {
     // MARK: Set-up
 
     private func validateOptions() throws {
-        guard options.epochs >= 1 else { throw TrainingError("--epochs must be at least 1 (got \(options.epochs))") }
-        guard options.batchSize >= 1 else { throw TrainingError("--batch-size must be at least 1 (got \(options.batchSize))") }
-        guard options.numWorkers >= 0 else { throw TrainingError("--num-workers must be 0 or more (got \(options.numWorkers))") }
-        guard options.maxBoxes >= 0 else { throw TrainingError("--max-boxes must be 0 or more (got \(options.maxBoxes))") }
+        try FlagLimits.check(options.epochs, FlagLimits.epochs, flag: "--epochs")
+        try FlagLimits.check(options.batchSize, FlagLimits.batchSize, flag: "--batch-size")
+        try FlagLimits.check(options.numWorkers, FlagLimits.numWorkers, flag: "--num-workers")
+        try FlagLimits.check(options.maxBoxes, 0 ... BoxEncoding.maxBoxesLimit, flag: "--max-boxes")
         guard options.learningRate > 0, options.learningRate.isFinite else {
             throw TrainingError("--lr must be a positive number (got \(options.learningRate))")
         }
-        if let patience = options.patience, patience < 1 { throw TrainingError("--patience must be at least 1 (got \(patience))") }
+        if let patience = options.patience { try FlagLimits.check(patience, FlagLimits.epochs, flag: "--patience") }
         guard options.warmupEpochs >= 0, options.warmupEpochs < options.epochs else {
             throw TrainingError("--warmup-epochs must be 0 or more and below --epochs (got \(options.warmupEpochs))")
         }
@@ -265,7 +320,7 @@ public final class Trainer {
         if case .value(let w)? = options.positiveWeight, !(w > 0 && w.isFinite) {
             throw TrainingError("--pos-weight must be 'auto' or a positive number (got \(w))")
         }
-        if let threads = options.threads, threads < 1 { throw TrainingError("--threads must be at least 1 (got \(threads))") }
+        if let threads = options.threads { try FlagLimits.check(threads, FlagLimits.threads, flag: "--threads") }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: options.imagesDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw TrainingError("--images-dir \(options.imagesDirectory): no such folder")
@@ -295,9 +350,15 @@ public final class Trainer {
 
     /// What defines the run: a `--resume` must match all of these (flag name → value).
     private func runSettings(table: LabelsTable, weightsKey: String) -> [String: String] {
-        let data = table.samples.map { "\($0.imageName)=\($0.label)" }.joined(separator: "\n")
+        // Every parsed column of every row (metadata by bit pattern), and each image file's path, size and mtime:
+        // an edited labels.csv, a replaced frame or another --images-dir is another run.
+        let rows = table.samples.map { sample in
+            "\(sample.imageName)\t\(sample.label)\t" + sample.metadata.map { String($0.bitPattern, radix: 16) }.joined(separator: ",")
+        }
+        let images = table.samples.map { FeatureCache.imageKey($0.imageURL) ?? $0.imageURL.path }
         var settings = [
-            "labels.csv": "\(table.samples.count) rows, fingerprint \(stableHash(data))",
+            "labels.csv": "\(table.samples.count) rows, digest \(stableHash(rows.joined(separator: "\n")))",
+            "images": "\(images.count) files, digest \(stableHash(images.joined(separator: "\n")))",
             "--seed": String(options.seed), "--batch-size": String(options.batchSize), "--max-boxes": String(options.maxBoxes),
             "--freeze-backbone": String(options.freezeBackbone), "--bn-mode": options.batchNormMode.rawValue,
             "--lr": String(options.learningRate), "--lr-schedule": options.learningRateSchedule.rawValue,
@@ -311,6 +372,16 @@ public final class Trainer {
         return settings
     }
 
+    /// The backbone weights file the run reads: `--weights PATH`, or torchvision's file where torchvision keeps it;
+    /// nil for `--weights none` or when the default file is not found.
+    private func resolveWeightsPath() -> String? {
+        switch options.weights {
+        case .none: return nil
+        case .file(let given): return given
+        case .torchvisionDefault: return TorchvisionWeights.candidatePaths().first { FileManager.default.isReadableFile(atPath: $0) }
+        }
+    }
+
     /// The fusion model with its backbone weights loaded; also the identity of those weights for the cache and
     /// the dropout stream (reseeded every epoch).
     private func buildModel(metaDim: Int) throws -> (FusionModel, String, RandomGenerator) {
@@ -318,21 +389,14 @@ public final class Trainer {
         let dropoutGenerator = RandomGenerator(seed: options.seed ^ 0xD509_0E75)
         let model = FusionModel(metaDim: metaDim, backbone: ResNet(config: options.backbone, generator: generator),
                                 generator: generator, dropoutGenerator: dropoutGenerator)
-        let path: String
-        switch options.weights {
-        case .none:
+        if case .none = options.weights {
             warn("warning: --weights none: the backbone starts from random weights, not ImageNet; expect far lower accuracy")
             return (model, "random-init seed \(options.seed)", dropoutGenerator)
-        case .file(let given):
-            path = given
-        case .torchvisionDefault:
-            let candidates = TorchvisionWeights.candidatePaths()
-            guard let found = candidates.first(where: { FileManager.default.isReadableFile(atPath: $0) }) else {
-                throw TrainingError("ImageNet weights \(TorchvisionWeights.fileName) not found; looked in "
-                    + candidates.joined(separator: " and ")
-                    + ". Put torchvision's file there, pass --weights PATH, or --weights none to start from random weights")
-            }
-            path = found
+        }
+        guard let path = resolveWeightsPath() else {
+            throw TrainingError("ImageNet weights \(TorchvisionWeights.fileName) not found; looked in "
+                + TorchvisionWeights.candidatePaths().joined(separator: " and ")
+                + ". Put torchvision's file there, pass --weights PATH, or --weights none to start from random weights")
         }
         let url = URL(fileURLWithPath: path)
         guard FileManager.default.isReadableFile(atPath: path) else { throw TrainingError("--weights \(path): no such readable file") }
@@ -342,6 +406,7 @@ public final class Trainer {
         } catch {
             throw TrainingError("\(error)")
         }
+        try requireFinite(file, file: "--weights \(path)")
         do {
             try model.loadBackbone(file)
         } catch {
@@ -359,10 +424,17 @@ public final class Trainer {
         var metrics = MetricsAccumulator()
         var probabilities = [Double]()
         let start = Date()
-        var done = 0
+        var done = 0, batch = 0
         let total = loader.indices.count
-        func step(logits: Tensor, labels: [Int]) {
+        func step(logits: Tensor, labels: [Int]) throws {
             let loss = crossEntropy(logits, labels: labels, classWeights: classWeights)
+            batch += 1
+            // A non-finite loss poisons every weight the step touches, and every later number with it: stop here.
+            guard loss.item.isFinite else {
+                throw TrainingError("\(label), batch \(batch) of \(loader.batchCount): the loss is \(pythonFixed(Double(loss.item), decimals: 4)); "
+                    + "stopping. Lower --lr, or check the weights and labels.csv for non-finite values. "
+                    + "Nothing was written: an earlier run's files at \(options.output) are unchanged")
+            }
             if let optimizer {
                 optimizer.zeroGrad()
                 loss.backward()
@@ -374,6 +446,7 @@ public final class Trainer {
             metrics.add(batchMeanLoss: Double(loss.item), predictions: predictions, labels: labels)
             done += labels.count
             progress.report(label, done: done, total: total, since: start)
+            try InterruptSignal.check()
         }
         if options.usesCachedFeatures {
             let width = model.backbone.featureCount, metaDim = model.metaDim
@@ -390,14 +463,14 @@ public final class Trainer {
                 }
                 let logits = model.classify(features: Tensor(shape: [indices.count, width], data: rows),
                                             meta: Tensor(shape: [indices.count, metaDim], data: meta))
-                step(logits: logits, labels: labels)
+                try step(logits: logits, labels: labels)
             }
         } else {
             let iterator = loader.epoch(epoch)
             while let batch = try iterator.next() {
                 let images = Tensor(shape: [batch.count, 3, batch.imageSize, batch.imageSize], data: batch.images)
                 let meta = Tensor(shape: [batch.count, batch.metaDim], data: batch.metadata)
-                step(logits: model(images, meta), labels: batch.labels)
+                try step(logits: model(images, meta), labels: batch.labels)
             }
         }
         return (metrics.result, probabilities)
@@ -434,21 +507,23 @@ public final class Trainer {
         }
     }
 
-    private func writePictures(files: RunFiles, records: [EpochRecord], bestEpoch: Int, probabilities: [Double], labels: [Int],
+    private func writePictures(outputs: OutputSet, records: [EpochRecord], bestEpoch: Int, probabilities: [Double], labels: [Int],
                                threshold: ThresholdChoice) throws {
         do {
+            let files = outputs.files
             try writeAtomically(learningCurvesSVG(records: records, bestEpoch: bestEpoch, selectBy: options.selectBy),
-                                to: files.curves)
+                                to: outputs.staged(files.curves))
             try writeAtomically(precisionRecallSVG(probabilities: probabilities, labels: labels, threshold: threshold,
                                                    title: "Validation precision–recall, best model (epoch \(bestEpoch))"),
-                                to: files.precisionRecall)
+                                to: outputs.staged(files.precisionRecall))
         } catch {
-            throw TrainingError("--output \(files.curves.deletingLastPathComponent().path): \(error)")
+            throw TrainingError("--output \(outputs.files.curves.deletingLastPathComponent().path): \(error)")
         }
     }
 
-    private func writeSummary(files: RunFiles, split: DatasetSplit, state: RunState, positiveWeight: Float?,
+    private func writeSummary(outputs: OutputSet, split: DatasetSplit, state: RunState, positiveWeight: Float?,
                               thresholds: (best: ThresholdChoice, last: ThresholdChoice), wallSeconds: Double) throws {
+        let files = outputs.files
         let best = state.records[state.bestEpoch - 1], last = state.records[state.records.count - 1]
         var flags: [String: Any] = [
             "images_dir": options.imagesDirectory, "csv_path": options.csvPath, "epochs": options.epochs,
@@ -480,7 +555,7 @@ public final class Trainer {
         if let positiveWeight { summary["pos_weight_value"] = Double("\(positiveWeight)") ?? 0 }
         do {
             let data = try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys, .prettyPrinted])
-            try writeAtomically(String(decoding: data, as: UTF8.self) + "\n", to: files.summary)
+            try writeAtomically(String(decoding: data, as: UTF8.self) + "\n", to: outputs.staged(files.summary))
         } catch {
             throw TrainingError("--output \(files.summary.path): \(error)")
         }

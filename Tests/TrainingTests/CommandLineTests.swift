@@ -20,7 +20,8 @@ final class CommandLineTests: XCTestCase {
     private func executable() throws -> URL {
         let url = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("resnet50")
         guard FileManager.default.isExecutableFile(atPath: url.path) else {
-            throw XCTSkip("\(url.path) not built; run swift build --build-tests first")
+            XCTFail("\(url.path) not built; run swift build --build-tests first (make test does)")
+            throw CocoaError(.fileNoSuchFile)
         }
         return url
     }
@@ -92,5 +93,107 @@ final class CommandLineTests: XCTestCase {
         let parse = try run(["train", "--csv-path", p("labels.csv"), "--pos-weight", "heavy"] + common)
         XCTAssertNotEqual(parse.status, 0)
         XCTAssertTrue(parse.stderr.contains("--pos-weight"), parse.stderr)
+    }
+
+    /// Starts `resnet50 train` in the background and returns once its stdout shows `marker`.
+    private func startTraining(_ arguments: [String], until marker: String) throws -> (Process, Pipe, Pipe) {
+        let process = Process()
+        process.executableURL = try executable()
+        process.arguments = ["train"] + arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        var seen = Data()
+        let deadline = Date().addingTimeInterval(120)
+        while !String(decoding: seen, as: UTF8.self).contains(marker) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty {
+                XCTFail("training ended before printing \(marker): \(String(decoding: seen, as: UTF8.self))")
+                break
+            }
+            seen.append(chunk)
+            if Date() > deadline { XCTFail("no \(marker) within 120 s"); break }
+        }
+        return (process, out, err)
+    }
+
+    private func finish(_ process: Process, _ err: Pipe) -> (status: Int32, reason: Process.TerminationReason, stderr: String) {
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, process.terminationReason, String(decoding: stderr, as: UTF8.self))
+    }
+
+    /// Real signals to a real process: SIGINT and SIGTERM stop after the current step with the resume checkpoint of
+    /// the last finished epoch, no temporary files, exit 130 / 143; the checkpoint resumes. SIGKILL leaves the
+    /// previous complete set as it was, and the next run clears what the killed one left.
+    func testSignalsStopCleanlyAndKillLeavesThePreviousSet() throws {
+        _ = try DemoDataGenerator(seed: 6).write(to: folder, count: 10)
+        let common = ["--images-dir", p("images"), "--csv-path", p("labels.csv"), "--feature-cache", p("cache"),
+                      "--freeze-backbone", "--weights", "none", "--threads", "2", "--output", p("models/s.safetensors")]
+        for (signal, status, name) in [(SIGINT, Int32(130), "SIGINT"), (SIGTERM, Int32(143), "SIGTERM")] {
+            try? FileManager.default.removeItem(atPath: p("models"))
+            let (process, _, err) = try startTraining(common + ["--epochs", "100000"], until: "Epoch 03/")
+            kill(process.processIdentifier, signal)
+            let result = finish(process, err)
+            XCTAssertEqual(result.status, status, result.stderr)
+            XCTAssertTrue(result.stderr.contains("resnet50: interrupted by \(name) during epoch "), result.stderr)
+            XCTAssertTrue(result.stderr.contains("--resume \(p("models/s.resume.safetensors"))"), result.stderr)
+            let left = try FileManager.default.contentsOfDirectory(atPath: p("models")).filter { !$0.hasSuffix(".lock") }.sorted()
+            XCTAssertEqual(left, ["s.epochs.csv", "s.resume.safetensors"], "only what resumes the run")
+            let finished = try String(contentsOfFile: p("models/s.epochs.csv"), encoding: .utf8).split(separator: "\n").count - 1
+            XCTAssertGreaterThanOrEqual(finished, 2)
+            let resumed = try run(["train"] + common + ["--epochs", String(finished + 1), "--resume", p("models/s.resume.safetensors")])
+            XCTAssertEqual(resumed.status, 0, resumed.stderr)
+            XCTAssertEqual(resumed.stdout.split(separator: "\n").count, finished + 3, "device, every epoch, Saved")
+        }
+
+        // The last resumed run left a complete set; a run killed outright must not touch it.
+        let complete = try FileManager.default.contentsOfDirectory(atPath: p("models")).sorted()
+        let before = try complete.map { try Data(contentsOf: URL(fileURLWithPath: p("models/" + $0))) }
+        let (process, _, err) = try startTraining(common + ["--epochs", "100000", "--seed", "9"], until: "Epoch 02/")
+        kill(process.processIdentifier, SIGKILL)
+        let killed = finish(process, err)
+        XCTAssertEqual(killed.reason, .uncaughtSignal)
+        XCTAssertEqual(try complete.map { try Data(contentsOf: URL(fileURLWithPath: p("models/" + $0))) }, before)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: p("models/.s.safetensors.partial")), "the killed run's staging folder")
+        let next = try run(["train"] + common + ["--epochs", "2", "--seed", "9"])
+        XCTAssertEqual(next.status, 0, next.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: p("models/.s.safetensors.partial")), "cleared by the next run")
+    }
+
+    /// The flags and paths a careless user gets wrong: one line, status 1, the input untouched.
+    func testHostileFlagsAndPathsGiveOneLine() throws {
+        _ = try DemoDataGenerator(seed: 7).write(to: folder, count: 6)
+        let csv = try Data(contentsOf: URL(fileURLWithPath: p("labels.csv")))
+        let common = ["--images-dir", p("images"), "--csv-path", p("labels.csv"), "--feature-cache", p("cache"), "--weights", "none"]
+        let cases: [([String], String)] = [
+            (["train", "--max-boxes", "2305843009213693952", "--output", p("a.safetensors")] + common, "--max-boxes must be in 0…"),
+            (["train", "--max-boxes", "1000000000", "--output", p("a.safetensors")] + common, "--max-boxes must be in 0…"),
+            (["train", "--threads", "100000", "--output", p("a.safetensors")] + common, "--threads must be in 1…1024"),
+            (["train", "--num-workers", "100000", "--output", p("a.safetensors")] + common, "--num-workers must be in 0…256"),
+            (["train", "--output", p("labels.csv")] + common, "is the --csv-path file this run reads"),
+            (["train", "--output", p("images/frame_00002.jpg")] + common, "is the image this run reads"),
+        ]
+        for (arguments, expected) in cases {
+            let r = try run(arguments)
+            XCTAssertEqual(r.status, 1, "\(arguments): \(r.stderr)")
+            XCTAssertEqual(r.stdout, "")
+            let errorLines = r.stderr.split(separator: "\n").filter { !$0.hasPrefix("warning:") }
+            XCTAssertEqual(errorLines.count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains(expected), "\(expected) not in: \(r.stderr)")
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: p("labels.csv"))), csv)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: p("a.safetensors")))
+
+        // predict --out onto the model it reads.
+        let train = try run(["train", "--epochs", "1", "--freeze-backbone", "--output", p("m.safetensors")] + common)
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let model = try Data(contentsOf: URL(fileURLWithPath: p("m.safetensors")))
+        let predict = try run(["predict", "--model", p("m.safetensors"), "--images-dir", p("images"), "--out", p("m.safetensors"),
+                               "--feature-cache", p("cache")])
+        XCTAssertEqual(predict.status, 1, predict.stderr)
+        XCTAssertTrue(predict.stderr.contains("is the --model file"), predict.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: p("m.safetensors"))), model)
     }
 }

@@ -172,7 +172,8 @@ final class RunOutputsTests: XCTestCase {
         XCTAssertEqual(summary["val_size"] as? Int, 6)
         XCTAssertEqual(summary["seed"] as? Int, 11)
         XCTAssertEqual((summary["flags"] as? [String: Any])?["pos_weight"] as? String, "auto")
-        XCTAssertEqual((summary["threshold"] as? [String: Any])?["threshold"] as? Double, result.bestThreshold.threshold)
+        XCTAssertEqual((summary["threshold"] as? [String: Any])?["threshold"] as? Double ?? -1, result.bestThreshold.threshold,
+                       accuracy: 1e-12, "JSON keeps 16 significant digits")
         XCTAssertNotNil((summary["final_metrics"] as? [String: Any])?["val"])
         XCTAssertGreaterThan(summary["wall_seconds"] as? Double ?? 0, 0)
         for url in [result.files.curves, result.files.precisionRecall] {
@@ -273,9 +274,11 @@ final class RunOutputsTests: XCTestCase {
         o.warmupEpochs = 1
         let files = RunFiles(output: URL(fileURLWithPath: o.output))
         let copy = folder.appendingPathComponent("after-epoch-2.resume.safetensors")
-        // The checkpoint of epoch k is written after epoch k's line, so when line 3 appears it holds epoch 2.
+        // The checkpoint of epoch k is written (into the run's staging folder) after epoch k's line, so when line 3
+        // appears it holds epoch 2.
+        let staged = OutputSet.stagingFolder(for: files).appendingPathComponent(files.resume.lastPathComponent)
         let (full, _) = try run(o) { line in
-            if line.hasPrefix("Epoch 03/") { try? FileManager.default.copyItem(at: files.resume, to: copy) }
+            if line.hasPrefix("Epoch 03/") { try? FileManager.default.copyItem(at: staged, to: copy) }
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: copy.path))
         var resume = o
