@@ -205,21 +205,27 @@ public struct LabelsTable: Sendable {
         return Double(t)
     }
 
-    /// nil when the file looks like a decodable JPEG, else why not.
+    /// nil when the file looks like a decodable JPEG or PNG (told by its first bytes, not its name), else why
+    /// not: another format, a bad header, or more pixels than the decoder's limit.
     static func checkJPEGHeader(_ url: URL, decoder: JPEGDecoder) -> String? {
         do {
             // The header sits in the first 64 KiB unless metadata blocks come first; then read the whole file.
             let handle = try FileHandle(forReadingFrom: url)
             let head = try handle.read(upToCount: 64 << 10) ?? Data()
             try? handle.close()
-            do {
-                _ = try decoder.header(head, source: url.lastPathComponent)
-            } catch ImagingError.corrupt where head.count == 64 << 10 {
-                _ = try decoder.header(try Data(contentsOf: url), source: url.lastPathComponent)
+            switch try ImageFormat(of: head, source: url.lastPathComponent) {
+            case .jpeg:
+                do {
+                    _ = try decoder.header(head, source: url.lastPathComponent)
+                } catch ImagingError.corrupt where head.count == 64 << 10 {
+                    _ = try decoder.header(try Data(contentsOf: url), source: url.lastPathComponent)
+                }
+            case .png:
+                // A PNG's header is its first 33 bytes.
+                _ = try PNGDecoder.header(head, source: url.lastPathComponent, maxPixels: decoder.maxPixels)
             }
             return nil
         } catch let e as ImagingError {
-            if case .notJPEG = e { return "\(url.lastPathComponent) is not a JPEG file (only JPEG is supported)" }
             return e.description
         } catch {
             return "cannot read \(url.path): \(error.localizedDescription)"
