@@ -65,7 +65,7 @@ DEMO_WEIGHTS := $(if $(TORCHVISION_WEIGHTS),$(TORCHVISION_WEIGHTS),none)
 
 demo: deps
 	$(SWIFT) build $(CONFIG) --product resnet50
-	.build/release/resnet50 make-demo-data --out $(DEMO_DIR) --count 200 --seed 1
+	.build/release/resnet50 make-demo-data --out $(DEMO_DIR) --count 200 --seed 1 --force
 	.build/release/resnet50 train --images-dir $(DEMO_DIR)/images --csv-path $(DEMO_DIR)/labels.csv \
 	  --epochs $(DEMO_EPOCHS) --batch-size 8 --max-boxes 10 --freeze-backbone --weights $(DEMO_WEIGHTS) \
 	  --output models/demo.safetensors
