@@ -7,7 +7,7 @@
 SWIFT      ?= swift
 CONFIG     := -c release
 # Debian packages the build links against.
-DEB_PACKAGES := libopenblas-dev libomp-dev libturbojpeg0-dev libjpeg62-turbo-dev
+DEB_PACKAGES := libopenblas-dev libomp-dev libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev
 DEPS_STAMP := .build/.deps-ok
 
 .PHONY: all deps build test test-asan bench bench-kernels demo clean
@@ -19,6 +19,7 @@ $(DEPS_STAMP):
 	@if [ -f /usr/include/x86_64-linux-gnu/cblas.h -o -f /usr/include/cblas.h ] \
 	    && [ -f /usr/include/turbojpeg.h ] \
 	    && [ -f /usr/include/jpeglib.h ] \
+	    && [ -f /usr/include/png.h ] \
 	    && ls /usr/lib/*/libomp5.so >/dev/null 2>&1 \
 	    && ls /usr/lib/*/libopenblas.so >/dev/null 2>&1; then :; \
 	else \
@@ -64,7 +65,7 @@ DEMO_WEIGHTS := $(if $(TORCHVISION_WEIGHTS),$(TORCHVISION_WEIGHTS),none)
 
 demo: deps
 	$(SWIFT) build $(CONFIG) --product resnet50
-	.build/release/resnet50 make-demo-data --out $(DEMO_DIR) --count 200 --seed 1
+	.build/release/resnet50 make-demo-data --out $(DEMO_DIR) --count 200 --seed 1 --force
 	.build/release/resnet50 train --images-dir $(DEMO_DIR)/images --csv-path $(DEMO_DIR)/labels.csv \
 	  --epochs $(DEMO_EPOCHS) --batch-size 8 --max-boxes 10 --freeze-backbone --weights $(DEMO_WEIGHTS) \
 	  --output models/demo.safetensors

@@ -44,12 +44,12 @@ let package = Package(
             linkerSettings: kernelLinkFlags),
         // libturbojpeg, wrapped as a module-mapped system library.
         .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
-        // The image pipeline's C: region decoding through libjpeg-turbo's libjpeg API (its error exits need
-        // C's setjmp) and the AVX-512 horizontal resampling pass.
+        // The image pipeline's C: region decoding through libjpeg-turbo's libjpeg API and PNG decoding through
+        // libpng (both report errors by longjmp, which needs C's setjmp), and the AVX-512 horizontal resampling pass.
         .target(name: "CImaging", path: "Sources/CImaging",
                 cSettings: [.unsafeFlags(["-O2", "-march=x86-64-v3", "-Wall", "-Wextra"])],
-                linkerSettings: [.linkedLibrary("jpeg")]),
-        // Data pipeline: JPEG decoding + torchvision-exact preprocessing, labels.csv, loader, CLI.
+                linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
+        // Data pipeline: JPEG and PNG decoding + torchvision-exact preprocessing, labels.csv, loader, CLI.
         // Imaging's resampler uses 8-lane integer SIMD: let Swift emit AVX2.
         .target(name: "Imaging", dependencies: ["CTurboJPEG", "CImaging"],
                 swiftSettings: swiftFlags + [.unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .release))]),

@@ -12,6 +12,10 @@ public struct DemoDataGenerator {
     public static let positiveRate = 0.25
     /// A person whose box comes within this many pixels of a vehicle's box makes the frame interesting.
     public static let closeDistance = 40.0
+    /// The most frames one call writes (`--count`). A frame is a ~150 KB JPEG, so a million is already ~150 GB
+    /// of disk, more than any demo needs; the per-frame bookkeeping is sized by the count before the first
+    /// frame is drawn, so an absurd count must be refused up front rather than abort allocating.
+    public static let maxCount = 1_000_000
 
     public let seed: UInt64
     private let background: [UInt8]
@@ -29,11 +33,38 @@ public struct DemoDataGenerator {
         background = Self.renderBackground(seed: seed)
     }
 
+    /// What in `directory` a demo data set would overwrite: a description of its `labels.csv` or non-empty
+    /// `images/` folder, or nil when there is neither.
+    public static func existingDataset(in directory: URL) -> String? {
+        let fm = FileManager.default
+        let csv = directory.appendingPathComponent("labels.csv")
+        if fm.fileExists(atPath: csv.path) { return "\(csv.path) exists" }
+        let images = directory.appendingPathComponent("images")
+        var isFolder: ObjCBool = false
+        if fm.fileExists(atPath: images.path, isDirectory: &isFolder) {
+            guard isFolder.boolValue else { return "\(images.path) exists and is not a folder" }
+            // Any entry counts, hidden ones too: the folder is not ours to fill.
+            if let entries = try? fm.contentsOfDirectory(atPath: images.path), !entries.isEmpty {
+                return "\(images.path) already holds \(entries.count) file(s)"
+            }
+        }
+        return nil
+    }
+
     /// Writes `count` frames to `directory/images/frame_NNNNN.jpg` and `directory/labels.csv`.
+    /// - Parameters:
+    ///   - count: frames, in `1…maxCount`.
+    ///   - overwrite: write even when `directory` already holds a data set (`existingDataset(in:)`); then
+    ///     `labels.csv` and same-named frames are replaced and every other file is left as it is. Without it,
+    ///     such a folder is refused before anything is written, so a user's data is never replaced by accident.
     /// - Returns: the number of positive frames.
     @discardableResult
-    public func write(to directory: URL, count: Int, quality: Int = 85) throws -> Int {
-        guard count >= 1 else { throw DataError.invalidArgument("--count must be ≥ 1, got \(count)") }
+    public func write(to directory: URL, count: Int, quality: Int = 85, overwrite: Bool = false) throws -> Int {
+        try Self.validate(count: count, quality: quality)
+        if !overwrite, let existing = Self.existingDataset(in: directory) {
+            throw DataError.invalidArgument("\(existing); not overwriting a data set (use --force to write into "
+                + "\(directory.path) anyway)")
+        }
         let images = directory.appendingPathComponent("images")
         do {
             try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
@@ -83,10 +114,22 @@ public struct DemoDataGenerator {
         }
         data.append(UInt8(ascii: "\n"))  // CSVWriter ends the last row without one
         let csvURL = directory.appendingPathComponent("labels.csv")
-        do { try data.write(to: csvURL) } catch {
+        // Atomic: an interrupted run never leaves a half-written labels.csv.
+        do { try data.write(to: csvURL, options: .atomic) } catch {
             throw DataError.fileAccess(path: csvURL.path, reason: "cannot write: \(error.localizedDescription)")
         }
         return rows.filter { $0.count > 1 && $0[1] == "1" }.count
+    }
+
+    /// Checks `--count` and `--quality` before anything is allocated or written.
+    /// - Throws: `DataError.invalidArgument` with a one-line message.
+    public static func validate(count: Int, quality: Int) throws {
+        guard (1 ... maxCount).contains(count) else {
+            throw DataError.invalidArgument("--count must be in 1…\(maxCount) (got \(count))")
+        }
+        guard (1 ... 100).contains(quality) else {
+            throw DataError.invalidArgument("--quality must be in 1…100 (got \(quality))")
+        }
     }
 
     // MARK: - frames

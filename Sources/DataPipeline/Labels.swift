@@ -1,4 +1,3 @@
-import CSV
 import Foundation
 import Imaging
 
@@ -27,8 +26,8 @@ public struct LabelsTable: Sendable {
     public let maxBoxes: Int
     /// How errors name the labels file: its path when read from disk.
     public let source: String
-    /// `4 + 8·maxBoxes`.
-    public var metaDim: Int { BoxEncoding.metaDim(maxBoxes: maxBoxes) }
+    /// `4 + 8·maxBoxes` (≤ `BoxEncoding.metaDimLimit`).
+    public let metaDim: Int
     /// Rows whose `bounding_boxes` could not be read (their boxes count as none), spreadsheet numbering.
     public let unparseableBoxRows: [Int]
 
@@ -45,10 +44,12 @@ public struct LabelsTable: Sendable {
     /// - Parameters:
     ///   - csvURL: labels.csv.
     ///   - imagesDirectory: the `--images-dir` folder.
-    ///   - maxBoxes: K of the box encoding (`--max-boxes`), ≥ 0.
+    ///   - maxBoxes: K of the box encoding (`--max-boxes`), in `0…BoxEncoding.maxBoxesLimit`; checked before
+    ///     the file is read.
     ///   - checkImages: read each image's JPEG header now so a bad file is reported with its row before
     ///     training starts.
     public init(csvURL: URL, imagesDirectory: URL, maxBoxes: Int, checkImages: Bool = true) throws {
+        try BoxEncoding.validateMaxBoxes(maxBoxes)
         let data: Data
         do { data = try Data(contentsOf: csvURL) } catch {
             throw DataError.fileAccess(path: csvURL.path, reason: "cannot read: \(error.localizedDescription)")
@@ -62,29 +63,56 @@ public struct LabelsTable: Sendable {
     public init(csvData: Data, csvName: String = "labels.csv", imagesDirectory: URL, maxBoxes: Int,
                 checkImages: Bool = true) throws {
         do {
-            try self.init(parsing: csvData, csvName: csvName, imagesDirectory: imagesDirectory, maxBoxes: maxBoxes,
-                          checkImages: checkImages)
+            try self.init(parsing: csvData, csvName: csvName, findImage: ImageFinder(directory: imagesDirectory).find,
+                          maxBoxes: maxBoxes, checkImages: checkImages)
         } catch let error as DataError {
             throw error.located(in: csvName)
         }
     }
 
-    private init(parsing csvData: Data, csvName: String, imagesDirectory: URL, maxBoxes: Int,
+    /// Reads CSV bytes with image names resolved by `findImage` instead of a folder and no image checks: every
+    /// rule of the file itself, without the file system (for the fuzz target).
+    init(csvData: Data, csvName: String, maxBoxes: Int, findImage: (String) -> ImageFinder.Result) throws {
+        do {
+            try self.init(parsing: csvData, csvName: csvName, findImage: findImage, maxBoxes: maxBoxes,
+                          checkImages: false)
+        } catch let error as DataError {
+            throw error.located(in: csvName)
+        }
+    }
+
+    private init(parsing csvData: Data, csvName: String, findImage: (String) -> ImageFinder.Result, maxBoxes: Int,
                  checkImages: Bool) throws {
-        guard maxBoxes >= 0 else { throw DataError.invalidArgument("--max-boxes must be ≥ 0, got \(maxBoxes)") }
-        let records = try Self.readRecords(csvData, name: csvName)
-        guard let header = records.first else { throw DataError.emptyCSV(path: csvName) }
-        let names = header.map { $0.trimmingCharacters(in: .whitespaces) }
+        // Before anything is sized by it (a metadata row holds 4 + 8·maxBoxes floats).
+        try BoxEncoding.validateMaxBoxes(maxBoxes)
+        guard let metaDim = BoxEncoding.metaDim(maxBoxes: maxBoxes) else { preconditionFailure("validated above") }
+        let records = try CSVRecords.read(csvData)
+        // Records are spreadsheet-numbered (row = position + 1); blank lines count as rows but hold no data,
+        // and pandas skips them, also before the header.
+        let isBlank = { (fields: [String]) in
+            fields.count == 1 && fields[0].allSatisfy { $0 == " " || $0 == "\t" }
+        }
+        guard let headerIndex = records.firstIndex(where: { !isBlank($0.fields) }) else {
+            throw DataError.emptyCSV(path: csvName)
+        }
+        let names = records[headerIndex].fields.map { $0.trimmingCharacters(in: .whitespaces) }
         var column: [String: Int] = [:]
         for (i, n) in names.enumerated() where column[n] == nil { column[n] = i }
         let missing = Self.requiredColumns.filter { column[$0] == nil }
         if !missing.isEmpty { throw DataError.missingColumns(missing: missing, found: names) }
+        // pandas would silently read the first of two same-named columns; which one the user meant is a guess.
+        for required in Self.requiredColumns {
+            let positions = names.indices.filter { names[$0] == required }
+            if positions.count > 1 {
+                throw DataError.duplicateColumn(row: headerIndex + 1, name: required, positions: positions.map { $0 + 1 })
+            }
+        }
         func col(_ n: String) -> Int { column[n] ?? 0 }  // every required column is present here
 
-        // Data rows, spreadsheet-numbered; a blank line is skipped as pandas does.
         var rows: [(number: Int, fields: [String])] = []
-        for (i, fields) in records.enumerated().dropFirst() {
-            if fields.count == 1, fields[0].isEmpty, names.count > 1 { continue }
+        for i in records.indices.dropFirst(headerIndex + 1) {
+            let fields = records[i].fields
+            if names.count > 1, isBlank(fields) { continue }
             guard fields.count == names.count else {
                 throw DataError.wrongFieldCount(row: i + 1, expected: names.count, found: fields.count)
             }
@@ -97,7 +125,6 @@ public struct LabelsTable: Sendable {
         // pandas reads an all-numeric column as numbers (then `int(v) == 1`), otherwise as strings.
         let numericLabels = labelCells.allSatisfy { Self.pythonFloat($0) != nil }
 
-        let finder = ImageFinder(directory: imagesDirectory)
         let decoder = checkImages ? JPEGDecoder() : nil
         var seen: [String: Int] = [:]
         var seenFiles: [String: Int] = [:]
@@ -116,22 +143,23 @@ public struct LabelsTable: Sendable {
             let label = try Self.parseLabel(rawLabel, numericColumn: numericLabels, row: number, column: labelCol)
 
             var metadata = [Float]()
-            metadata.reserveCapacity(BoxEncoding.metaDim(maxBoxes: maxBoxes))
+            metadata.reserveCapacity(metaDim)
             for c in ["num_person", "num_vehicles", "avg_person_conf", "total_boxes"] {
-                let cell = fields[col(c)]
-                guard let v = Self.pythonFloat(cell), v.isFinite else {
-                    throw DataError.badValue(row: number, column: c, value: cell,
-                                             reason: cell.trimmingCharacters(in: .whitespaces).isEmpty
-                                                 ? "empty cell" : "not a number")
-                }
-                metadata.append(Float(v))
+                metadata.append(try Self.metadataNumber(fields[col(c)], row: number, column: c))
             }
             let (boxes, status) = BoxEncoding.parseCell(fields[col("bounding_boxes")])
             if status == .unparseable { unparseable.append(number) }
+            if let bad = BoxEncoding.firstNonFiniteValue(in: boxes) {
+                let divisor = bad.field == "score" ? "" : bad.field.hasPrefix("x") ? " / 1280" : " / 960"
+                let reason = bad.value.isFinite
+                    ? "box \(bad.box)'s \(bad.field)\(divisor) is too large for a 32-bit float"
+                    : "box \(bad.box)'s \(bad.field) is not a finite number"
+                throw DataError.badValue(row: number, column: "bounding_boxes", value: "\(bad.value)", reason: reason)
+            }
             metadata += BoxEncoding.encode(boxes, maxBoxes: maxBoxes)
 
             let url: URL
-            switch finder.find(name) {
+            switch findImage(name) {
             case let .found(u): url = u
             case let .notFound(tried): throw DataError.imageNotFound(row: number, name: name, tried: tried)
             }
@@ -151,27 +179,28 @@ public struct LabelsTable: Sendable {
         }
         self.samples = samples
         self.maxBoxes = maxBoxes
+        self.metaDim = metaDim
         source = csvName
         self.unparseableBoxRows = unparseable
     }
 
-    /// RFC 4180 records through CSV.swift: quoted fields, doubled quotes, line breaks inside quotes, CRLF.
-    /// A UTF-8 byte-order mark is dropped first.
-    static func readRecords(_ data: Data, name: String) throws -> [[String]] {
-        var bytes = data
-        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
-        guard let text = String(data: bytes, encoding: .utf8) else { throw DataError.notUTF8(path: name) }
-        do {
-            let reader = try CSVReader(string: text, hasHeaderRow: false)
-            var records: [[String]] = []
-            while let r = reader.next() { records.append(r) }
-            if let e = reader.error { throw e }
-            return records
-        } catch let e as DataError {
-            throw e
-        } catch {
-            throw DataError.fileAccess(path: name, reason: "not readable as CSV: \(error)")
+    /// A metadata column's cell as the model's float32 input: a number (Python's `float`) that stays finite as
+    /// a Float. A finite value that fits a Float is accepted however large (the seed accepts it too).
+    static func metadataNumber(_ cell: String, row: Int, column: String) throws -> Float {
+        guard let value = pythonFloat(cell) else {
+            throw DataError.badValue(row: row, column: column, value: cell,
+                                     reason: cell.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+                                         ? "empty cell" : "not a number")
         }
+        guard value.isFinite else {
+            throw DataError.badValue(row: row, column: column, value: cell, reason: "not a finite number")
+        }
+        let single = Float(value)
+        guard single.isFinite else {
+            throw DataError.badValue(row: row, column: column, value: cell,
+                                     reason: "too large for a 32-bit float (at most ±3.4e38)")
+        }
+        return single
     }
 
     /// The label rules: strings `1/interesting/true/yes` → 1, `0/not interesting/false/no` → 0 (trimmed,
@@ -194,6 +223,10 @@ public struct LabelsTable: Sendable {
                                          reason: "label is neither 1/interesting/true/yes, 0/not interesting/false/no "
                                              + "nor a number")
             }
+            // pandas reads "nan" as a missing value, on which the seed's int() fails: never a silent 0.
+            guard v.isFinite else {
+                throw DataError.badValue(row: row, column: column, value: cell, reason: "label is not finite")
+            }
             return v == 1 ? 1 : 0
         }
     }
@@ -205,21 +238,27 @@ public struct LabelsTable: Sendable {
         return Double(t)
     }
 
-    /// nil when the file looks like a decodable JPEG, else why not.
+    /// nil when the file looks like a decodable JPEG or PNG (told by its first bytes, not its name), else why
+    /// not: another format, a bad header, or more pixels than the decoder's limit.
     static func checkJPEGHeader(_ url: URL, decoder: JPEGDecoder) -> String? {
         do {
             // The header sits in the first 64 KiB unless metadata blocks come first; then read the whole file.
             let handle = try FileHandle(forReadingFrom: url)
             let head = try handle.read(upToCount: 64 << 10) ?? Data()
             try? handle.close()
-            do {
-                _ = try decoder.header(head, source: url.lastPathComponent)
-            } catch ImagingError.corrupt where head.count == 64 << 10 {
-                _ = try decoder.header(try Data(contentsOf: url), source: url.lastPathComponent)
+            switch try ImageFormat(of: head, source: url.lastPathComponent) {
+            case .jpeg:
+                do {
+                    _ = try decoder.header(head, source: url.lastPathComponent)
+                } catch ImagingError.corrupt where head.count == 64 << 10 {
+                    _ = try decoder.header(try Data(contentsOf: url), source: url.lastPathComponent)
+                }
+            case .png:
+                // A PNG's header is its first 33 bytes.
+                _ = try PNGDecoder.header(head, source: url.lastPathComponent, maxPixels: decoder.maxPixels)
             }
             return nil
         } catch let e as ImagingError {
-            if case .notJPEG = e { return "\(url.lastPathComponent) is not a JPEG file (only JPEG is supported)" }
             return e.description
         } catch {
             return "cannot read \(url.path): \(error.localizedDescription)"
@@ -235,18 +274,39 @@ public struct ImageFinder {
     }
 
     public let directory: URL
-    private let listing: () -> [String]
+    private let listing: () -> Listing
+
+    /// The folder's file names, sorted, and the same names grouped by stem (`stem(of:)`), read once. A name
+    /// without an extension can only match the files of its own stem, so each lookup reads one group: scanning
+    /// the whole folder per row made a labels.csv whose names all reach this rule (e.g. `frame_1` for
+    /// `frame_1.JPG`) quadratic, hours for 100 000 rows.
+    private struct Listing {
+        var sorted: [String]
+        var byStem: [String: [String]]
+    }
 
     public init(directory: URL) {
         self.directory = directory
         let dir = directory
-        var cached: [String]?
+        var cached: Listing?
         listing = {
             if let c = cached { return c }
             let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted()
-            cached = names
-            return names
+            var byStem: [String: [String]] = [:]
+            for n in names { if let stem = Self.stem(of: n) { byStem[stem, default: []].append(n) } }
+            let listing = Listing(sorted: names, byStem: byStem)
+            cached = listing
+            return listing
         }
+    }
+
+    /// A file name up to the first dot after its leading dots (`frame_1.JPG` → `frame_1`, `.a.b` → `.a`); nil
+    /// without such a dot. A file starts with `name.` (for a `name` without an extension, not all dots) exactly
+    /// when its stem is `name`.
+    static func stem(of file: String) -> String? {
+        let leadingDots = file.prefix { $0 == "." }.count
+        guard let dot = file.dropFirst(leadingDots).firstIndex(of: ".") else { return nil }
+        return String(file[..<dot])
     }
 
     /// Python's `os.path.splitext(name)[1] != ""`: a dot in the last path component, not only leading dots.
@@ -276,7 +336,10 @@ public struct ImageFinder {
             tried.append(u.path)
         }
         let prefix = name + "."
-        if let f = listing().first(where: { $0.hasPrefix(prefix) }) {
+        let files = listing()
+        // Names made only of dots have no stem to look up: the one such row reads the whole list.
+        let candidates = name.allSatisfy { $0 == "." } ? files.sorted : files.byStem[name] ?? []
+        if let f = candidates.first(where: { $0.hasPrefix(prefix) }) {
             let u = directory.appendingPathComponent(f)
             if isFile(u) { return .found(u) }
         }

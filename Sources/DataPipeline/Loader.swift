@@ -78,9 +78,9 @@ public final class ImageDataset: @unchecked Sendable {
     /// The uint8 crop (`crop² × 3`, interleaved RGB) of sample `index`, from the cache or decoded now.
     /// - Parameters:
     ///   - index: position in `samples`.
-    ///   - decoder: a decoder owned by the calling thread.
+    ///   - decoder: a decoder owned by the calling thread; it reads JPEG and PNG, by content.
     /// - Throws: `DataError.badImage` naming the CSV row when the image cannot be decoded.
-    public func crop(at index: Int, decoder: JPEGDecoder) throws -> [UInt8] {
+    public func crop(at index: Int, decoder: ImageDecoder) throws -> [UInt8] {
         if let c = cache.crop(index) { return c }
         let s = samples[index]
         let c: [UInt8]
@@ -89,7 +89,7 @@ public final class ImageDataset: @unchecked Sendable {
             do { data = try Data(contentsOf: s.imageURL) } catch {
                 throw ImagingError.unreadable(source: s.imageURL.path, reason: error.localizedDescription)
             }
-            c = try preprocessing.crop(jpeg: data, source: s.imageURL.path, decoder: decoder, plans: plans)
+            c = try preprocessing.crop(encoded: data, source: s.imageURL.path, decoder: decoder, plans: plans)
         } catch let e as ImagingError {
             throw DataError.badImage(row: s.row, name: s.imageName, reason: e.description).located(in: source)
         }
@@ -166,13 +166,13 @@ public final class EpochIterator {
     private let order: [Int]
     private let shared = Shared()
     private var position = 0
-    private var localDecoder: JPEGDecoder?
+    private var localDecoder: ImageDecoder?
 
     init(loader: DataLoader, order: [Int]) {
         self.loader = loader
         self.order = order
         if loader.numWorkers == 0 {
-            localDecoder = JPEGDecoder(maxPixels: loader.dataset.maxPixels)
+            localDecoder = ImageDecoder(maxPixels: loader.dataset.maxPixels)
         } else {
             let window = loader.prefetchBatches * loader.batchSize + loader.numWorkers
             for _ in 0 ..< min(loader.numWorkers, order.count) {
@@ -193,7 +193,7 @@ public final class EpochIterator {
     }
 
     private static func work(shared: Shared, order: [Int], dataset: ImageDataset, window: Int) {
-        let decoder = JPEGDecoder(maxPixels: dataset.maxPixels)
+        let decoder = ImageDecoder(maxPixels: dataset.maxPixels)
         while true {
             shared.cond.lock()
             while !shared.cancelled, shared.nextClaim < order.count, shared.nextClaim - shared.consumed >= window {

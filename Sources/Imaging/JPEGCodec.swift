@@ -14,25 +14,29 @@ public final class JPEGDecoder {
     /// Images with more than this many pixels are refused before decoding.
     public let maxPixels: Int
     private let handle: tjhandle
-    /// Reused RGBX output of `decodeRGBX`, with `scratchPadding` spare bytes for SIMD over-reads.
-    private var scratch: UnsafeMutableRawPointer?
-    private var scratchCapacity = 0
-    static let scratchPadding = 4096
+    /// Reused RGBX output of `decodeRGBX`, with `RGBXBuffer.padding` spare bytes for SIMD over-reads.
+    private let scratch: RGBXBuffer
     /// Working memory of the resampler for this decoder's thread.
-    let resizeScratch = ScratchBuffer()
+    let resizeScratch: ScratchBuffer
 
     /// - Parameter maxPixels: the largest width·height accepted (a decompression-bomb guard).
-    public init(maxPixels: Int = JPEGDecoder.defaultMaxPixels) {
+    public convenience init(maxPixels: Int = JPEGDecoder.defaultMaxPixels) {
+        self.init(maxPixels: maxPixels, scratch: RGBXBuffer(), resizeScratch: ScratchBuffer())
+    }
+
+    /// A decoder using working memory shared with the thread's other decoders (see `ImageDecoder`).
+    init(maxPixels: Int, scratch: RGBXBuffer, resizeScratch: ScratchBuffer) {
         guard let h = tjInitDecompress() else {
             fatalError("tjInitDecompress failed: libturbojpeg is unusable")
         }
         self.handle = h
         self.maxPixels = maxPixels
+        self.scratch = scratch
+        self.resizeScratch = resizeScratch
     }
 
     deinit {
         tjDestroy(handle)
-        scratch?.deallocate()
     }
 
     /// Reads and decodes a JPEG file.
@@ -99,7 +103,7 @@ public final class JPEGDecoder {
     /// Decodes into the decoder's reusable buffer as RGBX (4 bytes per pixel, X = 255): the fast path of
     /// `Preprocessing.crop(jpeg:…)`. Same pixels as `decode`.
     /// - Returns: the size and a pointer valid until the next call on this decoder; the buffer has
-    ///   `scratchPadding` readable bytes past the last pixel.
+    ///   `RGBXBuffer.padding` readable bytes past the last pixel.
     /// - Parameter region: when given, only these rows and columns need to be right: a sequential
     ///   3-component JPEG then decodes just them (libjpeg's skip and crop), anything else whole.
     func decodeRGBX<Bytes: ContiguousBytes>(_ bytes: Bytes, source: String,
@@ -108,17 +112,7 @@ public final class JPEGDecoder {
         try bytes.withUnsafeBytes { raw in
             let buf = raw.bindMemory(to: UInt8.self)
             let (w, h, isCMYK) = try readHeader(buf, source: source)
-            let needed = w * h * 4 + Self.scratchPadding
-            if needed > scratchCapacity {
-                scratch?.deallocate()
-                scratch = nil
-                scratchCapacity = 0
-                let p = UnsafeMutableRawPointer.allocate(byteCount: needed, alignment: 64)
-                p.initializeMemory(as: UInt8.self, repeating: 0, count: needed)
-                scratch = p
-                scratchCapacity = needed
-            }
-            let out = scratch!.assumingMemoryBound(to: UInt8.self)
+            let out = scratch.pixels(width: w, height: h)
             if let region, !isCMYK {
                 var message = [CChar](repeating: 0, count: 256)
                 let rc = jr_decode_region_rgbx(buf.baseAddress!, buf.count, out, w * 4, Int32(w), Int32(h),

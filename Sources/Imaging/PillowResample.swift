@@ -273,10 +273,10 @@ public final class ResizeCropPlan: @unchecked Sendable {
         }
         self.starts = starts
         simdWeights = w
-        simdUsable = (2 * vectors + 1) * 4 + 64 <= JPEGDecoder.scratchPadding
+        simdUsable = (2 * vectors + 1) * 4 + 64 <= RGBXBuffer.padding
         let taps = (h.ksize + 7) / 8 * 8
         var high = [Int16](repeating: 0, count: cropWidth * taps), low = high
-        var splittable = taps * 4 + 64 <= JPEGDecoder.scratchPadding
+        var splittable = taps * 4 + 64 <= RGBXBuffer.padding
         for xo in 0 ..< cropWidth where splittable {
             let xx = cropLeft + xo
             for t in 0 ..< h.count[xx] {
@@ -317,7 +317,7 @@ private func clampToByte(_ v: SIMD8<Int32>) -> SIMD8<Int32> {
     return pos &- (over & ~(over &>> 31))
 }
 
-/// `pillowBilinearResizeCrop` on an RGBX buffer (4 bytes per pixel, `JPEGDecoder.scratchPadding` readable
+/// `pillowBilinearResizeCrop` on an RGBX buffer (4 bytes per pixel, `RGBXBuffer.padding` readable
 /// bytes after the last pixel) with 8-lane integer SIMD: the sums are the same integers, so the bytes are
 /// identical. Returns the crop as interleaved RGB.
 /// - Parameter scratch: reusable working memory of the calling thread (the decoder's).

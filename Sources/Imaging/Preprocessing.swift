@@ -58,7 +58,7 @@ public struct Preprocessing: Sendable {
     public static let maxResizedSide = 1 << 16
 
     /// Resize + center crop, kept as bytes (`cropSize × cropSize × 3`, interleaved RGB): the form the
-    /// loader caches. This is the plain (reference) path; `crop(jpeg:…)` is the fast one.
+    /// loader caches. This is the plain (reference) path; `crop(encoded:…)` is the fast one.
     public func crop(_ image: RGBImage, plans: ResizePlanCache? = nil) -> [UInt8] {
         let plan = plans?.plan(inWidth: image.width, inHeight: image.height, preprocessing: self)
             ?? ResizePlanCache.makePlan(inWidth: image.width, inHeight: image.height, preprocessing: self)
@@ -79,14 +79,54 @@ public struct Preprocessing: Sendable {
     public func crop<Bytes: ContiguousBytes>(jpeg: Bytes, source: String, decoder: JPEGDecoder,
                                              plans: ResizePlanCache) throws -> [UInt8] {
         let size = try decoder.header(jpeg, source: source)
-        let resized = Self.resizedSize(width: size.width, height: size.height, shortSide: resizeShortSide)
-        guard max(resized.width, resized.height) <= Self.maxResizedSide else {
-            throw ImagingError.unsupportedSize(source: source, width: size.width, height: size.height)
-        }
-        let plan = plans.plan(inWidth: size.width, inHeight: size.height, preprocessing: self)
+        let plan = try checkedPlan(width: size.width, height: size.height, source: source, plans: plans)
         guard plan.simdUsable else { return crop(try decoder.decode(jpeg, source: source), plans: plans) }
         let decoded = try decoder.decodeRGBX(jpeg, source: source, region: (plan.sourceRows, plan.sourceColumns))
         return pillowBilinearResizeCropRGBX(decoded.pixels, plan: plan, scratch: decoder.resizeScratch)
+    }
+
+    /// `crop(jpeg:…)` for PNG bytes: the same bytes as `crop(decoder.decode(png))`, faster. PNG rows depend
+    /// on the rows before them, so the whole image is decoded.
+    /// - Parameters:
+    ///   - png: the PNG file's bytes.
+    ///   - source: the file name for errors.
+    ///   - decoder: a decoder owned by the calling thread.
+    ///   - plans: shared filter tables (one entry per image size).
+    /// - Returns: `cropSize × cropSize × 3` bytes, interleaved RGB.
+    public func crop<Bytes: ContiguousBytes>(png: Bytes, source: String, decoder: PNGDecoder,
+                                             plans: ResizePlanCache) throws -> [UInt8] {
+        let header = try decoder.header(png, source: source)
+        let plan = try checkedPlan(width: header.width, height: header.height, source: source, plans: plans)
+        guard plan.simdUsable else { return crop(try decoder.decode(png, source: source), plans: plans) }
+        let decoded = try decoder.decodeRGBX(png, source: source)
+        return pillowBilinearResizeCropRGBX(decoded.pixels, plan: plan, scratch: decoder.resizeScratch)
+    }
+
+    /// Decode + resize + center crop of a JPEG or PNG file's bytes, told apart by their first bytes: the
+    /// loader's path.
+    /// - Parameters:
+    ///   - encoded: the image file's bytes.
+    ///   - source: the file name for errors.
+    ///   - decoder: a decoder owned by the calling thread.
+    ///   - plans: shared filter tables (one entry per image size).
+    /// - Returns: `cropSize × cropSize × 3` bytes, interleaved RGB.
+    /// - Throws: `ImagingError.unsupportedFormat` for any other format, or the decoder's error.
+    public func crop<Bytes: ContiguousBytes>(encoded: Bytes, source: String, decoder: ImageDecoder,
+                                             plans: ResizePlanCache) throws -> [UInt8] {
+        switch try ImageFormat(of: encoded, source: source) {
+        case .jpeg: return try crop(jpeg: encoded, source: source, decoder: decoder.jpeg, plans: plans)
+        case .png: return try crop(png: encoded, source: source, decoder: decoder.png, plans: plans)
+        }
+    }
+
+    /// The resize/crop plan of a `width × height` image, refusing aspect ratios too extreme to resize.
+    private func checkedPlan(width: Int, height: Int, source: String, plans: ResizePlanCache) throws
+        -> ResizeCropPlan {
+        let resized = Self.resizedSize(width: width, height: height, shortSide: resizeShortSide)
+        guard max(resized.width, resized.height) <= Self.maxResizedSide else {
+            throw ImagingError.unsupportedSize(source: source, width: width, height: height)
+        }
+        return plans.plan(inWidth: width, inHeight: height, preprocessing: self)
     }
 
     /// `ToTensor` + `Normalize` of an interleaved crop into planar CHW float32.

@@ -10,18 +10,19 @@ struct ResNet50: ParsableCommand {
         subcommands: [Train.self, Evaluate.self, Predict.self, Features.self, MakeDemoData.self])
 }
 
-/// `resnet50 make-demo-data --out DIR --count N --seed S`
+/// `resnet50 make-demo-data --out DIR --count N --seed S [--force]`
 struct MakeDemoData: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "make-demo-data",
         abstract: "Write synthetic construction-site frames (1280x960 JPEGs) and a labels.csv in the seed's schema.",
         discussion: "Writes DIR/images/frame_NNNNN.jpg and DIR/labels.csv; use --images-dir DIR/images "
-            + "--csv-path DIR/labels.csv to train on them.")
+            + "--csv-path DIR/labels.csv to train on them. A DIR that already holds a labels.csv or a non-empty "
+            + "images/ folder is refused unless --force is given.")
 
     @Option(help: "Output folder (created if missing).")
     var out: String
 
-    @Option(help: "Number of frames.")
+    @Option(help: "Number of frames, 1…\(DemoDataGenerator.maxCount).")
     var count: Int = 200
 
     @Option(help: "Seed of the site and of every frame.")
@@ -30,22 +31,21 @@ struct MakeDemoData: ParsableCommand {
     @Option(help: "JPEG quality, 1…100.")
     var quality: Int = 85
 
-    func validate() throws {
-        guard count >= 1 else { throw ValidationError("--count must be at least 1") }
-        guard (1 ... 100).contains(quality) else { throw ValidationError("--quality must be in 1…100") }
-    }
+    @Flag(help: ArgumentHelp("Write into a folder that already holds a data set: labels.csv and same-named frames are "
+        + "replaced, other files are kept."))
+    var force = false
 
     func run() throws {
-        let start = Date()
-        let dir = URL(fileURLWithPath: out)
-        do {
-            let positives = try DemoDataGenerator(seed: seed).write(to: dir, count: count, quality: quality)
+        // Checked here rather than in validate(): ArgumentParser would add its usage text to the one-line error.
+        try reportingErrors {
+            try DemoDataGenerator.validate(count: count, quality: quality)
+            let start = Date()
+            let dir = URL(fileURLWithPath: out)
+            let positives = try DemoDataGenerator(seed: seed).write(to: dir, count: count, quality: quality,
+                                                                    overwrite: force)
             let secs = Date().timeIntervalSince(start)
             print("Wrote \(count) frames (\(positives) interesting) and labels.csv to \(dir.path) "
                 + "in \(String(format: "%.1f", secs)) s")
-        } catch let e as DataError {
-            FileHandle.standardError.write(Data("error: \(e)\n".utf8))
-            throw ExitCode.failure
         }
     }
 }

@@ -95,6 +95,10 @@ enum ElementCodec {
     }
 
     /// Visits the storage index of every element of the view, in row-major order.
+    ///
+    /// Only indices of elements are ever formed: `requiredElements` checked that the last one fits, so
+    /// none of this arithmetic can overflow. (Stepping past the end of a row first and back afterwards
+    /// would: a size-1 dimension may carry any stride, e.g. `Int.max`.)
     @inline(__always)
     private static func gather<T>(_ layout: TensorLayout, _ count: Int, _ read: (Int) -> T) -> [T] {
         var out = [T]()
@@ -105,21 +109,27 @@ enum ElementCodec {
         if rank == 0 { out.append(read(layout.offset)); return out }
         if count == 0 { return out }
         var index = [Int](repeating: 0, count: rank)
-        var position = layout.offset
+        // Storage index of the first element of the current row.
+        var rowStart = layout.offset
         let innerSize = shape[rank - 1]
         let innerStride = strides[rank - 1]
         while true {
-            var p = position
-            for _ in 0..<innerSize {
-                out.append(read(p))
+            var p = rowStart
+            out.append(read(p))
+            for _ in 1..<innerSize {
                 p += innerStride
+                out.append(read(p))
             }
+            // Advance the outer index like an odometer: the first dimension (from the inside) that is not
+            // at its last position steps forward; the ones inside it go back to 0.
             var d = rank - 2
             while d >= 0 {
-                index[d] += 1
-                position += strides[d]
-                if index[d] < shape[d] { break }
-                position -= strides[d] * shape[d]
+                if index[d] + 1 < shape[d] {
+                    index[d] += 1
+                    rowStart += strides[d]
+                    break
+                }
+                rowStart -= strides[d] * (shape[d] - 1)
                 index[d] = 0
                 d -= 1
             }
@@ -170,8 +180,11 @@ struct TensorLayout {
         guard strides.count == shape.count else {
             throw FormatProblem.tensor("shape \(shape) and strides \(strides) differ in rank")
         }
+        guard shape.allSatisfy({ $0 >= 0 }) else {
+            throw FormatProblem.tensor("shape \(shape) has a negative size")
+        }
         guard let count = WeightTensor.elementCount(shape) else {
-            throw FormatProblem.tensor("invalid shape \(shape)")
+            throw FormatProblem.tensor("shape \(shape) has more elements than an Int can count")
         }
         if count == 0 { return 0 }
         var last = offset

@@ -1,6 +1,7 @@
-/// The small JSON subset a safetensors header needs, parsed with explicit limits: nesting depth, and
-/// numbers kept as their text so sizes are converted with overflow checks (no Double rounding).
-/// Spec: RFC 8259.
+/// The small JSON subset a safetensors header needs, parsed with explicit limits: nesting depth (so
+/// `[[[[…` is an error, not a stack overflow), and numbers checked against RFC 8259's grammar (no `NaN`,
+/// `Infinity`, `01` or `1.`) and kept as their text, so sizes are converted with overflow checks and no
+/// Double rounding. Spec: RFC 8259.
 enum JSON {
     case null
     case bool(Bool)
@@ -21,10 +22,27 @@ enum JSON {
         return value
     }
 
-    /// The value as a non-negative `Int`, if it is an integer literal that fits.
+    /// The value as a non-negative `Int`, if it is an integer literal that fits (`-0` is 0; `2.0`, `1e3`
+    /// and anything past `Int.max` are not).
     var nonNegativeInt: Int? {
         guard case .number(let text) = self, let value = Int(text), value >= 0 else { return nil }
         return value
+    }
+
+    /// The value for an error message: numbers and short strings as written, containers by type.
+    var shortDescription: String {
+        switch self {
+        case .number(let text): return text.count <= 40 ? text : String(text.prefix(40)) + "…"
+        case .string(let text): return "\"" + String(text.prefix(40).map { $0.isNewline ? " " : $0 }) + "\""
+        case .bool(let value): return String(value)
+        case .null: return "null"
+        case .array, .object: return typeName
+        }
+    }
+
+    /// JSON's insignificant whitespace: space, tab, line feed, carriage return.
+    static func isWhitespace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09
     }
 
     var typeName: String {
@@ -47,9 +65,7 @@ enum JSON {
         }
 
         mutating func skipWhitespace() {
-            while position < bytes.count {
-                let c = bytes.u8(position)
-                guard c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 else { return }
+            while position < bytes.count, JSON.isWhitespace(bytes.u8(position)) {
                 position += 1
             }
         }
@@ -69,7 +85,7 @@ enum JSON {
                     guard position < bytes.count, bytes.u8(position) == UInt8(ascii: "\"") else { throw fail("expected a member name") }
                     let name = try string()
                     guard seen.insert(name).inserted else {
-                        throw FormatProblem.corrupt("header is not valid JSON: duplicate name '\(name)'")
+                        throw FormatProblem.corrupt("header is not valid JSON: duplicate name \(shown(name))")
                     }
                     skipWhitespace()
                     try expect(":")
@@ -129,19 +145,37 @@ enum JSON {
             }
         }
 
+        /// number = [ "-" ] ( "0" / 1-9 *DIGIT ) [ "." 1*DIGIT ] [ ( "e" / "E" ) [ "-" / "+" ] 1*DIGIT ]
         mutating func number() throws -> JSON {
             let start = position
-            if position < bytes.count, bytes.u8(position) == UInt8(ascii: "-") { position += 1 }
-            var digits = 0
-            while position < bytes.count {
-                let c = bytes.u8(position)
-                let isNumberCharacter = (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: ".") || c == UInt8(ascii: "e")
-                    || c == UInt8(ascii: "E") || c == UInt8(ascii: "+") || c == UInt8(ascii: "-")
-                guard isNumberCharacter else { break }
-                if c >= 0x30 && c <= 0x39 { digits += 1 }
-                position += 1
+            func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
+            func current() -> UInt8? { position < bytes.count ? bytes.u8(position) : nil }
+            /// One or more digits; false when there is none.
+            func digits() -> Bool {
+                let first = position
+                while let c = current(), isDigit(c) { position += 1 }
+                return position > first
             }
-            guard digits > 0 else { throw fail("unexpected character") }
+            if current() == UInt8(ascii: "-") { position += 1 }
+            guard let lead = current(), isDigit(lead) else {
+                // NaN, Infinity, a bare '-' or any other stray character.
+                throw fail("unexpected character (not a value; JSON has no NaN or Infinity)")
+            }
+            if lead == UInt8(ascii: "0") {
+                position += 1
+                if let c = current(), isDigit(c) { throw fail("number with a leading zero") }
+            } else {
+                _ = digits()
+            }
+            if current() == UInt8(ascii: ".") {
+                position += 1
+                guard digits() else { throw fail("number without digits after '.'") }
+            }
+            if current() == UInt8(ascii: "e") || current() == UInt8(ascii: "E") {
+                position += 1
+                if current() == UInt8(ascii: "+") || current() == UInt8(ascii: "-") { position += 1 }
+                guard digits() else { throw fail("number without digits in its exponent") }
+            }
             return .number(String(decoding: bytes.slice(start, position - start), as: UTF8.self))
         }
 

@@ -108,7 +108,11 @@ public struct SafetensorsFile: Sendable {
             guard headerLength <= maximumHeaderBytes else {
                 throw FormatProblem.unsupported("header of \(headerLength) bytes is larger than the \(maximumHeaderBytes)-byte limit")
             }
-            guard headerLength >= 2, bytes.u8(8) == UInt8(ascii: "{") else {
+            // The header is a JSON object; writers pad it with trailing spaces, and leading whitespace is
+            // still JSON.
+            var first = 8
+            while first < 8 + headerLength, JSON.isWhitespace(bytes.u8(first)) { first += 1 }
+            guard headerLength >= 2, first < 8 + headerLength, bytes.u8(first) == UInt8(ascii: "{") else {
                 throw FormatProblem.corrupt("header does not start with '{'; not a safetensors file")
             }
             let header = try JSON.parse(bytes.slice(8, headerLength))
@@ -134,44 +138,56 @@ public struct SafetensorsFile: Sendable {
                     }
                     for (key, item) in pairs {
                         guard case .string(let text) = item else {
-                            throw FormatProblem.corrupt("__metadata__ entry '\(key)' is \(item.typeName), not a string")
+                            throw FormatProblem.corrupt("__metadata__ entry \(shown(key)) is \(item.typeName), not a string")
                         }
                         metadata[key] = text
                     }
                     continue
                 }
+                let tensor = shown(name)
                 guard case .object(let fields) = value else {
-                    throw FormatProblem.corrupt("tensor '\(name)' is described by \(value.typeName), not an object")
+                    throw FormatProblem.corrupt("tensor \(tensor) is described by \(value.typeName), not an object")
                 }
                 func field(_ key: String) -> JSON? { fields.first { $0.0 == key }?.1 }
                 guard case .string(let dtypeName)? = field("dtype") else {
-                    throw FormatProblem.corrupt("tensor '\(name)' has no dtype")
+                    throw FormatProblem.corrupt("tensor \(tensor) has no dtype")
                 }
                 guard let dtype = WeightDType(safetensorsName: dtypeName) else {
-                    throw FormatProblem.unsupported("tensor '\(name)' has unsupported dtype '\(dtypeName.prefix(20))'")
+                    throw FormatProblem.unsupported("tensor \(tensor) has unsupported dtype \(shown(String(dtypeName.prefix(20))))")
                 }
                 guard case .array(let sizes)? = field("shape") else {
-                    throw FormatProblem.corrupt("tensor '\(name)' has no shape")
+                    throw FormatProblem.corrupt("tensor \(tensor) has no shape")
                 }
-                let shape = sizes.compactMap(\.nonNegativeInt)
-                guard shape.count == sizes.count else {
-                    throw FormatProblem.corrupt("tensor '\(name)' has a shape that is not a list of non-negative integers")
+                guard sizes.count <= WeightTensor.maximumRank else {
+                    throw FormatProblem.unsupported(
+                        "tensor \(tensor) has \(sizes.count) dimensions (at most \(WeightTensor.maximumRank) are supported)")
                 }
-                guard case .array(let offsets)? = field("data_offsets"), offsets.count == 2,
-                      let begin = offsets[0].nonNegativeInt, let end = offsets[1].nonNegativeInt, begin <= end else {
-                    throw FormatProblem.corrupt("tensor '\(name)' has data_offsets that are not [begin, end] with begin <= end")
+                var shape: [Int] = []
+                for (axis, size) in sizes.enumerated() {
+                    guard let value = size.nonNegativeInt else {
+                        throw FormatProblem.corrupt(
+                            "tensor \(tensor) has shape entry \(axis) = \(size.shortDescription), not a non-negative integer that fits in 64 bits")
+                    }
+                    shape.append(value)
+                }
+                guard case .array(let offsets)? = field("data_offsets"), offsets.count == 2 else {
+                    throw FormatProblem.corrupt("tensor \(tensor) has no data_offsets [begin, end]")
+                }
+                guard let begin = offsets[0].nonNegativeInt, let end = offsets[1].nonNegativeInt, begin <= end else {
+                    throw FormatProblem.corrupt(
+                        "tensor \(tensor) has data_offsets [\(offsets[0].shortDescription), \(offsets[1].shortDescription)], not non-negative integers with begin <= end")
                 }
                 guard end <= dataSize else {
                     throw FormatProblem.corrupt(
-                        "tensor '\(name)' data_offsets [\(begin), \(end)] run past the end of the \(dataSize)-byte data section; truncated?")
+                        "tensor \(tensor) data_offsets [\(begin), \(end)] run past the end of the \(dataSize)-byte data section; truncated?")
                 }
                 guard let count = WeightTensor.elementCount(shape) else {
-                    throw FormatProblem.corrupt("tensor '\(name)' has shape \(shape) whose size overflows")
+                    throw FormatProblem.corrupt("tensor \(tensor) has shape \(shape) whose element count overflows")
                 }
                 let (expected, overflow) = count.multipliedReportingOverflow(by: dtype.byteCount)
                 guard !overflow, expected == end - begin else {
                     throw FormatProblem.tensor(
-                        "tensor '\(name)' has shape \(shape) of \(dtypeName) (\(overflow ? "overflowing" : String(expected)) bytes) but data_offsets [\(begin), \(end)] span \(end - begin) bytes")
+                        "tensor \(tensor) has shape \(shape) of \(dtypeName) (\(overflow ? "overflowing" : String(expected)) bytes) but data_offsets [\(begin), \(end)] span \(end - begin) bytes")
                 }
                 entries.append(Entry(name: name, dtype: dtype, shape: shape, begin: begin, end: end))
             }
@@ -184,11 +200,11 @@ public struct SafetensorsFile: Sendable {
             for entry in ordered {
                 if entry.begin < cursor {
                     throw FormatProblem.corrupt(
-                        "tensor '\(entry.name)' at bytes [\(entry.begin), \(entry.end)] overlaps the tensor before it (which ends at \(cursor))")
+                        "tensor \(shown(entry.name)) at bytes [\(entry.begin), \(entry.end)] overlaps the tensor before it (which ends at \(cursor))")
                 }
                 if entry.begin > cursor {
                     throw FormatProblem.corrupt(
-                        "tensor '\(entry.name)' starts at byte \(entry.begin), leaving a gap after byte \(cursor) (offsets must be contiguous)")
+                        "tensor \(shown(entry.name)) starts at byte \(entry.begin), leaving a gap after byte \(cursor) (offsets must be contiguous)")
                 }
                 cursor = entry.end
             }

@@ -101,3 +101,11 @@ public struct StateDictMismatch: Error, CustomStringConvertible, Equatable, Send
         return parts.isEmpty ? "state dict matches" : parts.joined(separator: "; ")
     }
 }
+
+extension StateDict {
+    /// The keys whose tensors hold a NaN or an infinity, in order (empty when every value is finite).
+    /// Loading keeps such values; this is how a caller finds them before using the weights.
+    public var keysWithNonFiniteValues: [String] {
+        keys.filter { self[$0]?.allFinite == false }
+    }
+}

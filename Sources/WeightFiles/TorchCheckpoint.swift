@@ -61,6 +61,13 @@ public struct TorchCheckpoint: Sendable {
     }
 
     static func parse(_ data: Data) throws -> TorchCheckpoint {
+        let format = WeightFileFormat(data)
+        if format == .safetensors || format == .truncatedSafetensors {
+            throw FormatProblem.unsupported(
+                "this is a safetensors file, not a torch.save .pth; read it with SafetensorsFile or StateDict.load")
+        }
+        // Unknown bytes go on to the zip reader, which says what it expected and did not find.
+        if format != .unknown, let problem = format.unreadable { throw problem }
         let archive = try ZipArchive(data)
         // torch puts every record under one folder, named after the file it saved to ("archive" for a
         // file object); the pickle is <folder>/data.pkl.
@@ -70,6 +77,18 @@ public struct TorchCheckpoint: Sendable {
             throw FormatProblem.corrupt("no data.pkl record in the zip archive (not a torch.save file)")
         }
         let folder = String(pickleEntry.name.dropLast("data.pkl".count))
+        guard pickleEntry.size <= Unpickler.maximumPickleBytes else {
+            throw FormatProblem.unsupported(
+                "\(shown(pickleEntry.name)) is a \(pickleEntry.size)-byte pickle; more than \(Unpickler.maximumPickleBytes) bytes is refused (a state dict's pickle is far smaller)")
+        }
+        // Storage records by key (`<folder>/data/<key>`), found once rather than by building each
+        // record's full name per tensor.
+        let storagePrefix = folder + "data/"
+        var storageRecords: [Substring: ZipArchive.Entry] = [:]
+        for entry in archive.entries where entry.name.hasPrefix(storagePrefix) {
+            let key = entry.name.dropFirst(storagePrefix.count)
+            if storageRecords[key] == nil { storageRecords[key] = entry }
+        }
 
         var byteSwapped = false
         if let order = archive.entry(named: folder + "byteorder") {
@@ -78,7 +97,7 @@ public struct TorchCheckpoint: Sendable {
             switch text {
             case "little": byteSwapped = false
             case "big": byteSwapped = true
-            default: throw FormatProblem.corrupt("byteorder record says '\(text.prefix(40))', expected 'little' or 'big'")
+            default: throw FormatProblem.corrupt("byteorder record says \(shown(String(text.prefix(40)))), expected 'little' or 'big'")
             }
         }
         #if _endian(big)
@@ -94,11 +113,17 @@ public struct TorchCheckpoint: Sendable {
         // Views (stride 0, or many tensors over one storage) could ask for far more memory than the
         // file holds; torch shares storage there, this reader copies, so it refuses beyond a budget.
         var budget = MaterializeBudget(fileBytes: data.count)
-        var verified = Set<String>()
+        var verified = Set<Int>()
+        // One tensor object of the pickle reached under several keys (tied weights) is read once and
+        // shared, as torch shares it.
+        var materialized: [Int: WeightTensor] = [:]
         func materialize(_ key: String, _ id: Int) throws -> WeightTensor {
+            if let known = materialized[id] { return known }
             let ref = pickle.tensors[id]
-            return try tensor(named: key, ref, archive: archive, folder: folder, byteSwapped: byteSwapped,
-                              budget: &budget, verified: &verified)
+            let tensor = try tensor(named: key, ref, records: storageRecords, archive: archive,
+                                    byteSwapped: byteSwapped, budget: &budget, verified: &verified)
+            materialized[id] = tensor
+            return tensor
         }
         func describe(_ value: Unpickler.Value, key: String) throws -> CheckpointValue {
             switch value {
@@ -125,7 +150,7 @@ public struct TorchCheckpoint: Sendable {
             for (key, value) in zip(inner.keys, inner.values) {
                 let name = try stringKey(key)
                 guard case .tensor(let id) = value else {
-                    throw FormatProblem.unsupported("state_dict entry '\(name)' is a \(value.typeName), not a tensor")
+                    throw FormatProblem.unsupported("state_dict entry \(shown(name)) is a \(value.typeName), not a tensor")
                 }
                 stateDict[name] = try materialize(name, id)
             }
@@ -153,29 +178,34 @@ public struct TorchCheckpoint: Sendable {
 
     /// Copies the elements a tensor's view selects out of its storage record, after checking that the
     /// record exists, holds the elements its persistent id claims, and covers the view.
-    private static func tensor(named key: String, _ ref: Unpickler.TensorRef, archive: ZipArchive, folder: String,
-                               byteSwapped: Bool, budget: inout MaterializeBudget,
-                               verified: inout Set<String>) throws -> WeightTensor {
+    private static func tensor(named key: String, _ ref: Unpickler.TensorRef, records: [Substring: ZipArchive.Entry],
+                               archive: ZipArchive, byteSwapped: Bool, budget: inout MaterializeBudget,
+                               verified: inout Set<Int>) throws -> WeightTensor {
         let storage = ref.storage
         let dtype = storage.dtype
-        let recordName = folder + "data/" + storage.key
-        guard let record = archive.entry(named: recordName) else {
-            throw FormatProblem.corrupt("tensor '\(key)': storage record 'data/\(storage.key)' is missing from the archive")
+        let name = shown(key)
+        guard let record = records[Substring(storage.key)] else {
+            throw FormatProblem.corrupt("tensor \(name): storage record \(shown("data/" + storage.key)) is missing from the archive")
         }
         let (storageBytes, overflow) = storage.count.multipliedReportingOverflow(by: dtype.byteCount)
         guard !overflow, record.size >= storageBytes else {
             throw FormatProblem.tensor(
-                "tensor '\(key)': storage 'data/\(storage.key)' has \(record.size) bytes but should hold \(storage.count) \(dtype) elements (\(overflow ? "overflow" : String(storageBytes)) bytes): storage shorter than the tensor")
+                "tensor \(name): storage \(shown("data/" + storage.key)) has \(record.size) bytes but should hold \(storage.count) \(dtype) elements (\(overflow ? "overflow" : String(storageBytes)) bytes): storage shorter than the tensor")
         }
         let layout = ref.layout
-        let needed = try layout.requiredElements()
+        let needed: Int
+        do {
+            needed = try layout.requiredElements()
+        } catch let problem as FormatProblem {
+            throw FormatProblem(problem.kind, "tensor \(name): \(problem.message)")
+        }
         guard needed <= storage.count else {
             throw FormatProblem.tensor(
-                "tensor '\(key)' (shape \(layout.shape), offset \(layout.offset), strides \(layout.strides)) needs \(needed) elements but storage 'data/\(storage.key)' holds \(storage.count): storage shorter than the tensor")
+                "tensor \(name) (shape \(layout.shape), offset \(layout.offset), strides \(layout.strides)) needs \(needed) elements but storage \(shown("data/" + storage.key)) holds \(storage.count): storage shorter than the tensor")
         }
         let count = WeightTensor.elementCount(layout.shape) ?? 0
         try budget.spend(count, of: dtype, tensor: key)
-        let verify = verified.insert(recordName).inserted
+        let verify = verified.insert(record.dataOffset).inserted
         let values = try archive.withBytes(of: record, verify: verify) {
             ElementCodec.decode($0, dtype: dtype, byteSwapped: byteSwapped, layout: layout, count: count)
         }
@@ -189,12 +219,21 @@ extension StateDict {
     /// - Throws: `WeightFileError` naming the file and the problem.
     public static func load(from url: URL) throws -> StateDict {
         let data = try readFile(url)
-        let isZip = data.count >= 4 && data.prefix(4).elementsEqual([0x50, 0x4B, 0x03, 0x04])
-        let isPickle = data.first == 0x80
-        if isZip || isPickle || url.pathExtension == "pth" || url.pathExtension == "pt" {
-            return try naming(url.path) { try TorchCheckpoint.parse(data) }.stateDict
+        return try load(data: data, name: url.path)
+    }
+
+    /// Loads a state dict from bytes already in memory; `name` is used in error messages.
+    ///
+    /// The format is recognised from the bytes' structure (see `WeightFileFormat`), not from the name or a
+    /// single leading byte.
+    /// - Throws: `WeightFileError` naming `name` and the problem.
+    public static func load(data: Data, name: String) throws -> StateDict {
+        try naming(name) {
+            let format = WeightFileFormat(data)
+            if let problem = format.unreadable { throw problem }
+            if format == .torchZip { return try TorchCheckpoint.parse(data).stateDict }
+            return try SafetensorsFile.parse(data).stateDict
         }
-        return try naming(url.path) { try SafetensorsFile.parse(data) }.stateDict
     }
 }
 
@@ -213,7 +252,7 @@ struct MaterializeBudget {
         let (bytes, overflow) = count.multipliedReportingOverflow(by: width)
         guard !overflow, bytes <= remaining else {
             throw FormatProblem.tensor(
-                "tensor '\(key)' would expand to \(count) elements, past the memory budget of a file this size (views repeating a storage?)")
+                "tensor \(shown(key)) would expand to \(count) elements, past the memory budget of a file this size (views repeating a storage?)")
         }
         remaining -= bytes
     }

@@ -98,10 +98,30 @@ struct Unpickler {
     private var stack: [Value] = []
     private var marks: [Int] = []
     private var memo: [Int: Value] = [:]
+    /// `intTuple` results by tuple arena index: torch's pickles share one size tuple among many tensors
+    /// through the memo, so each tuple is converted once.
+    private var intTuples: [Int: [Int]] = [:]
+    /// Work still allowed (see `charge`).
+    private var workRemaining: Int
 
     private init(_ bytes: Bytes) {
         self.bytes = bytes
+        workRemaining = bytes.count.multipliedReportingOverflow(by: 4).partialValue &+ Unpickler.baseWork
     }
+
+    /// The largest data.pkl read. A state dict's pickle is small (torchvision's largest are a few hundred
+    /// KB); the machine keeps tens of bytes per opcode byte, so the cap bounds its memory.
+    static let maximumPickleBytes = 16 << 20
+
+    /// Storage keys are torch's record numbers ("0", "1", …); anything longer is not a torch file, and a
+    /// long key repeated through the memo would be hashed again for every tensor.
+    static let maximumStorageKeyBytes = 256
+
+    /// Work a pickle may cause beyond one step per byte: 4 units per byte plus this much. A unit is one
+    /// value copied or one key byte hashed. Operations that repeat work on a memoized value (an
+    /// `OrderedDict(list)` of a shared list, a long key set again and again) are charged; a pickle that
+    /// torch.save wrote uses a small fraction.
+    private static let baseWork = 1 << 20
 
     /// Unpickles `pickle`, returning the top-level value and the arenas it refers to.
     static func load(_ pickle: UnsafeRawBufferPointer) throws -> (Value, Unpickler) {
@@ -110,6 +130,7 @@ struct Unpickler {
         // The arenas are all the caller needs; drop the machine's working state.
         machine.stack = []
         machine.memo = [:]
+        machine.intTuples = [:]
         return (top, machine)
     }
 
@@ -117,6 +138,15 @@ struct Unpickler {
         "collections.OrderedDict, torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter(_with_state), torch.*Storage"
 
     // MARK: - The machine
+
+    /// Takes `units` of work from the budget, or reports a pickle that amplifies its size.
+    private mutating func charge(_ units: Int, _ offset: Int) throws {
+        guard units <= workRemaining else {
+            throw FormatProblem.corrupt(
+                "pickle at offset \(offset) repeats work on shared values far beyond what a file of \(bytes.count) bytes needs (crafted to exhaust time or memory?)")
+        }
+        workRemaining -= units
+    }
 
     private mutating func run() throws -> Value {
         while position < bytes.count {
@@ -250,6 +280,7 @@ struct Unpickler {
                 guard arguments.count == 1, case .list(let listID) = initial else {
                     throw FormatProblem.corrupt("pickle OrderedDict(...) at offset \(offset) with unexpected arguments")
                 }
+                try charge(lists[listID].count, offset)
                 var items: [Value] = []
                 for pair in lists[listID] {
                     guard case .tuple(let pairID) = pair, tuples[pairID].count == 2 else {
@@ -263,10 +294,14 @@ struct Unpickler {
         case .rebuildTensorV2:
             // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
             guard arguments.count >= 4, case .storage(let storage) = arguments[0], case .int(let storageOffset) = arguments[1],
-                  let size = intTuple(arguments[2]), let strides = intTuple(arguments[3]),
+                  let size = try intTuple(arguments[2], offset), let strides = try intTuple(arguments[3], offset),
                   let start = Int(exactly: storageOffset) else {
                 throw FormatProblem.corrupt(
                     "pickle _rebuild_tensor_v2 at offset \(offset) has arguments it cannot read (expected storage, offset, size, stride, …)")
+            }
+            guard size.count <= WeightTensor.maximumRank else {
+                throw FormatProblem.unsupported(
+                    "pickle _rebuild_tensor_v2 at offset \(offset) builds a tensor of \(size.count) dimensions (at most \(WeightTensor.maximumRank) are supported)")
             }
             tensors.append(TensorRef(storage: storage, layout: TensorLayout(offset: start, shape: size, strides: strides)))
             return .tensor(tensors.count - 1)
@@ -289,7 +324,12 @@ struct Unpickler {
         let fields = tuples[id]
         guard case .global(.storageType(let dtype)) = fields[1], case .string(let key) = fields[2],
               case .int(let numel) = fields[4], let count = Int(exactly: numel), count >= 0 else {
-            throw FormatProblem.corrupt("pickle storage record at offset \(offset) is malformed")
+            throw FormatProblem.corrupt(
+                "pickle storage record at offset \(offset) is malformed (expected a storage type, a string key and an element count >= 0)")
+        }
+        guard key.utf8.count <= Unpickler.maximumStorageKeyBytes else {
+            throw FormatProblem.corrupt(
+                "pickle storage record at offset \(offset) has a \(key.utf8.count)-byte key (torch's keys are record numbers)")
         }
         return .storage(StorageRef(dtype: dtype, key: key, count: count))
     }
@@ -347,7 +387,10 @@ struct Unpickler {
         while i < items.count {
             let key: DictKey
             switch items[i] {
-            case .string(let s): key = .string(s)
+            case .string(let s):
+                // Hashing the key costs its length; a memoized key can be set again for 2 bytes each time.
+                try charge(s.utf8.count, offset)
+                key = .string(s)
             case .int(let n): key = .int(n)
             case .bool(let b): key = .int(b ? 1 : 0)
             default:
@@ -384,13 +427,18 @@ struct Unpickler {
         push(value)
     }
 
-    private func intTuple(_ value: Value) -> [Int]? {
+    /// A tuple of ints as `[Int]`, or nil when the value is not one. Converted once per tuple.
+    private mutating func intTuple(_ value: Value, _ offset: Int) throws -> [Int]? {
         guard case .tuple(let id) = value else { return nil }
+        if let known = intTuples[id] { return known }
+        try charge(tuples[id].count, offset)
         var out: [Int] = []
+        out.reserveCapacity(tuples[id].count)
         for item in tuples[id] {
             guard case .int(let n) = item, let v = Int(exactly: n) else { return nil }
             out.append(v)
         }
+        intTuples[id] = out
         return out
     }
 

@@ -1,4 +1,9 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Why a weight file could not be read or written. Weight files are untrusted input: every problem
 /// found in one ends here, never in a crash.
@@ -62,10 +67,43 @@ func naming<T>(_ path: String, _ body: () throws -> T) throws -> T {
 }
 
 /// Reads a whole file, memory-mapped when the platform allows it.
+///
+/// Only regular files are read: a FIFO, a character device such as `/dev/zero` or a directory would block
+/// forever, never end, or fail with an obscure message.
 func readFile(_ url: URL) throws -> Data {
+    var status = stat()
+    guard stat(url.path, &status) == 0 else {
+        throw WeightFileError(path: url.path, kind: .io,
+                              problem: "cannot read the file (\(String(cString: strerror(errno))))")
+    }
+    guard status.st_mode & S_IFMT == S_IFREG else {
+        let what = status.st_mode & S_IFMT == S_IFDIR ? "a directory" : "not a regular file (a pipe, socket or device)"
+        throw WeightFileError(path: url.path, kind: .io, problem: "cannot read the file: it is \(what)")
+    }
     do {
         return try Data(contentsOf: url, options: .alwaysMapped)
     } catch {
         throw WeightFileError(path: url.path, kind: .io, problem: "cannot read the file (\(error.localizedDescription))")
     }
+}
+
+/// A name read from a file (tensor key, zip entry, metadata key) as error messages show it: quoted, control
+/// characters escaped so the message stays one line, and cut to 120 characters, because a hostile file can
+/// make a name megabytes long.
+func shown(_ name: String) -> String {
+    var out = "'"
+    var length = 0
+    for scalar in name.unicodeScalars {
+        if length == 120 {
+            out += "…(\(name.utf8.count) bytes)"
+            break
+        }
+        if scalar.value < 0x20 || scalar.value == 0x7F {
+            out += "\\u{" + String(scalar.value, radix: 16) + "}"
+        } else {
+            out.unicodeScalars.append(scalar)
+        }
+        length += 1
+    }
+    return out + "'"
 }

@@ -124,6 +124,19 @@ public struct WeightTensor: Equatable, Sendable {
         return nil
     }
 
+    /// Whether every value is finite (no NaN, no ±infinity). Always true for integer and bool dtypes.
+    ///
+    /// The readers load non-finite values as they are (a checkpoint saved mid-divergence is still a valid
+    /// file); callers that must not train or predict from them check here.
+    public var allFinite: Bool {
+        guard case .floats(let values) = storage else { return true }
+        return values.allSatisfy { $0.isFinite }
+    }
+
+    /// The most dimensions a tensor read from a file may have. Models here use at most 4; the limit keeps
+    /// per-tensor work small when a crafted file repeats one huge shape across many tensors.
+    static let maximumRank = 64
+
     /// The product of `sizes`, or nil when a size is negative or the product overflows `Int`.
     static func elementCount(_ sizes: [Int]) -> Int? {
         var count = 1

@@ -8,6 +8,8 @@ import Foundation
 struct ZipArchive {
     struct Entry {
         let name: String
+        /// Where the entry's local header starts; its data follows the header.
+        let localHeaderOffset: Int
         /// Byte range of the entry's data in the archive.
         let dataOffset: Int
         let size: Int
@@ -37,7 +39,7 @@ struct ZipArchive {
             // `readEntries` checked that the range is inside the file.
             let bytes = UnsafeRawBufferPointer(rebasing: all[entry.dataOffset ..< entry.dataOffset + entry.size])
             if verify, crc32(bytes) != entry.crc32 {
-                throw FormatProblem.corrupt("zip entry '\(entry.name)' fails its CRC-32 check (the file is damaged)")
+                throw FormatProblem.corrupt("zip entry \(shown(entry.name)) fails its CRC-32 check (the file is damaged)")
             }
             return try body(bytes)
         }
@@ -49,27 +51,33 @@ struct ZipArchive {
     private static let centralHeader: UInt32 = 0x0201_4B50
     private static let localHeader: UInt32 = 0x0403_4B50
 
-    private static func readEntries(_ bytes: Bytes) throws -> [Entry] {
-        let truncated = FormatProblem.corrupt(
-            "not a complete zip archive (no end-of-central-directory record; truncated or not a torch.save file)")
-        guard bytes.count >= 22 else {
-            if bytes.count >= 2, bytes.u8(0) == 0x80 { throw legacyFormat }
-            throw truncated
-        }
-        if bytes.u32(0) != localHeader, bytes.u8(0) == 0x80 { throw legacyFormat }
-        // The end record is the last 22 bytes plus a comment of up to 65535 bytes.
-        var eocd = -1
+    /// Whether `bytes` are laid out like a zip archive: a local file header at byte 0 (where torch.save
+    /// starts), or an end-of-central-directory record where zip puts it.
+    static func looksLikeZip(_ bytes: Bytes) -> Bool {
+        bytes.u32(0) == localHeader || endOfCentralDirectoryOffset(bytes) != nil
+    }
+
+    /// The offset of the end-of-central-directory record: the last 22 bytes plus a comment of up to 65535
+    /// bytes, whose length field must reach exactly to the end of the file.
+    private static func endOfCentralDirectoryOffset(_ bytes: Bytes) -> Int? {
+        guard bytes.count >= 22 else { return nil }
         var position = bytes.count - 22
         let lowest = max(0, bytes.count - 22 - 65535)
         while position >= lowest {
             if bytes.u32(position) == endOfCentralDirectory,
                position + 22 + Int(bytes.u16(position + 20)) == bytes.count {
-                eocd = position
-                break
+                return position
             }
             position -= 1
         }
-        guard eocd >= 0 else { throw truncated }
+        return nil
+    }
+
+    private static func readEntries(_ bytes: Bytes) throws -> [Entry] {
+        guard let eocd = endOfCentralDirectoryOffset(bytes) else {
+            throw FormatProblem.corrupt(
+                "not a complete zip archive (no end-of-central-directory record; truncated or not a torch.save file)")
+        }
 
         var entryCount = Int(bytes.u16(eocd + 10))
         var directorySize = Int(bytes.u32(eocd + 12))
@@ -144,29 +152,42 @@ struct ZipArchive {
                 extra += 4 + length
             }
             if flags & 1 != 0 {
-                throw FormatProblem.unsupported("zip entry '\(name)' is encrypted")
+                throw FormatProblem.unsupported("zip entry \(shown(name)) is encrypted")
             }
             if method != 0 || compressedSize != size {
                 throw FormatProblem.unsupported(
-                    "zip entry '\(name)' is compressed (method \(method)); torch.save writes stored entries only — re-save the file with torch.save")
+                    "zip entry \(shown(name)) is compressed (method \(method)); torch.save writes stored entries only — re-save the file with torch.save")
             }
             guard let local = Int(exactly: localOffset), let length = Int(exactly: size),
                   local >= 0, local <= bytes.count - 30, bytes.u32(local) == localHeader else {
-                throw FormatProblem.corrupt("zip local header of '\(name)' is missing or out of bounds; truncated?")
+                throw FormatProblem.corrupt("zip local header of \(shown(name)) is missing or out of bounds; truncated?")
             }
             let dataOffset = local + 30 + Int(bytes.u16(local + 26)) + Int(bytes.u16(local + 28))
             guard dataOffset <= bytes.count, length <= bytes.count - dataOffset else {
                 throw FormatProblem.corrupt(
-                    "zip entry '\(name)' (\(length) bytes at offset \(dataOffset)) runs past the end of the \(bytes.count)-byte file; truncated?")
+                    "zip entry \(shown(name)) (\(length) bytes at offset \(dataOffset)) runs past the end of the \(bytes.count)-byte file; truncated?")
             }
-            entries.append(Entry(name: name, dataOffset: dataOffset, size: length, crc32: crc))
+            entries.append(Entry(name: name, localHeaderOffset: local, dataOffset: dataOffset, size: length, crc32: crc))
             cursor = next
         }
+        try checkNoOverlap(entries)
         return entries
     }
 
-    private static let legacyFormat = FormatProblem.unsupported(
-        "legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with a current torch.save")
+    /// Entries must not share bytes. torch.save never overlaps them, and a crafted archive that points
+    /// thousands of entries at one large record would make each CRC-32 check re-read it (a zip bomb
+    /// without compression).
+    private static func checkNoOverlap(_ entries: [Entry]) throws {
+        // Ties keep directory order, so the message names the entries in the order the file lists them.
+        let ordered = entries.enumerated().sorted {
+            ($0.element.localHeaderOffset, $0.offset) < ($1.element.localHeaderOffset, $1.offset)
+        }.map(\.element)
+        for (previous, next) in zip(ordered, ordered.dropFirst()) where next.localHeaderOffset < previous.dataOffset + previous.size {
+            throw FormatProblem.corrupt(
+                "zip entries \(shown(previous.name)) and \(shown(next.name)) overlap (bytes \(previous.localHeaderOffset)–\(previous.dataOffset + previous.size) and from \(next.localHeaderOffset)); the archive is damaged or crafted")
+        }
+    }
+
 }
 
 /// Little-endian reads from a byte buffer. Callers check ranges before reading; each read also checks

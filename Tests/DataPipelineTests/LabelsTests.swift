@@ -123,9 +123,10 @@ final class LabelsTests: XCTestCase {
 
     func testNonJPEGAndBrokenImagesNameTheRow() throws {
         let f = try TempFolder(images: ["ok.jpg"])
-        try f.write("pic.png", [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0])
+        try f.write("pic.gif", Array("GIF89a".utf8) + [1, 0, 1, 0, 0, 0, 0])
         try f.write("bad.jpg", [0xFF, 0xD8, 0xFF, 0x00, 1, 2, 3, 4, 5])
-        assertError(header + "\nok,1,0,0,0,0,\npic,0,0,0,0,0,\n", f, contains: ["row 3", "pic.png", "not a JPEG"])
+        assertError(header + "\nok,1,0,0,0,0,\npic,0,0,0,0,0,\n", f,
+                    contains: ["row 3", "pic.gif", "not a JPEG or PNG", "GIF"])
         assertError(header + "\nok,1,0,0,0,0,\nbad,0,0,0,0,0,\n", f, contains: ["row 3", "bad.jpg"])
     }
 

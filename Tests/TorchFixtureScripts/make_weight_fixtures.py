@@ -4,9 +4,12 @@
 Needs torch (and, for the reference safetensors file, the `safetensors` package). CI never runs this.
 
     python Tests/TorchFixtureScripts/make_weight_fixtures.py                # writes the fixtures
+    python Tests/TorchFixtureScripts/make_weight_fixtures.py --header-length-only  # only the 0x180/0x280
+        # safetensors files (header lengths whose first byte is 0x80)
     python Tests/TorchFixtureScripts/make_weight_fixtures.py --resnet50 PATH  # torchvision resnet50 of
         # random weights (about 100 MB, never committed); WeightFilesTests checks it when
-        # RESNET50_PTH=PATH is set, against PATH + ".shapes.json" written next to it.
+        # RESNET50_PTH=PATH is set, against PATH + ".shapes.json" written next to it, and the same
+        # weights in PATH + ".safetensors" (written by safetensors.torch.save_file, no metadata).
 
 Every expected value lands in expected.json as exact decimal floats (float16, bfloat16 and float32 values
 are all exactly representable as float64), so the Swift tests compare bit for bit.
@@ -255,6 +258,58 @@ def write_malformed(checkpoint_path):
         open(os.path.join(bad, name), "wb").write(data)
 
 
+def padded_safetensors(tensors, header_length):
+    """A safetensors file, as safetensors.torch.save_file lays it out without metadata, whose JSON header is
+    padded with spaces (the reference writer pads the same way) to exactly `header_length` bytes."""
+    header, offset, chunks = {}, 0, []
+    names = {torch.float32: "F32", torch.float16: "F16", torch.int64: "I64"}
+    for name, t in tensors.items():
+        raw = t.contiguous().numpy().tobytes()
+        header[name] = {"dtype": names[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+        offset += len(raw)
+        chunks.append(raw)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    assert len(text) <= header_length, "header of %d bytes does not fit in %d" % (len(text), header_length)
+    return struct.pack("<Q", header_length) + text + b" " * (header_length - len(text)) + b"".join(chunks)
+
+
+def write_header_length_fixtures(expected):
+    """Safetensors files whose header length's low byte is 0x80: the first bytes are `80 01` and `80 02`,
+    the second exactly a protocol-2 pickle's opening. Keys and shapes follow torchvision's ResNet-50 (with
+    small sizes), saved with no metadata, as the bug report's file was. Checked with the reference reader."""
+    g = torch.Generator().manual_seed(80)
+    tensors = collections.OrderedDict([
+        ("conv1.weight", torch.randn(2, 3, 3, 3, generator=g)),
+        ("bn1.running_var", torch.rand(2, generator=g) + 0.5),
+        ("bn1.num_batches_tracked", torch.tensor(3)),
+        ("fc.weight", torch.randn(3, 2, generator=g).to(torch.float16)),
+        ("fc.bias", torch.randn(3, generator=g)),
+    ])
+    for header_length in (0x180, 0x280):
+        name = "header_0x%x.safetensors" % header_length
+        path = os.path.join(OUT, name)
+        with open(path, "wb") as f:
+            f.write(padded_safetensors(tensors, header_length))
+        try:
+            from safetensors.torch import load_file
+            loaded = load_file(path)
+            assert list(loaded) == list(tensors) or set(loaded) == set(tensors)
+            assert all(torch.equal(loaded[k], v) for k, v in tensors.items()), name
+        except ImportError:
+            print("safetensors not installed:", name, "written but not checked with the reference reader")
+        expected[name] = {"tensors": [[k, describe(v)] for k, v in tensors.items()]}
+
+
+def update_header_length_fixtures():
+    """Writes only the header-length fixtures, merging their entries into the existing expected.json."""
+    path = os.path.join(OUT, "expected.json")
+    with open(path) as f:
+        expected = json.load(f)
+    write_header_length_fixtures(expected)
+    with open(path, "w") as f:
+        json.dump(expected, f, indent=0)
+
+
 def write_fixtures():
     os.makedirs(OUT, exist_ok=True)
     expected = {}
@@ -307,6 +362,7 @@ def write_fixtures():
     except ImportError:
         print("safetensors not installed: reference.safetensors left as it is")
 
+    write_header_length_fixtures(expected)
     expected["rounding"] = rounding_cases()
     write_malformed(os.path.join(OUT, "checkpoint.pth"))
     with open(os.path.join(OUT, "expected.json"), "w") as f:
@@ -326,13 +382,26 @@ def write_resnet50(path):
     with open(path + ".shapes.json", "w") as f:
         json.dump({"keys": shapes, "first_values": probe}, f)
     print(len(sd), "keys ->", path)
+    try:
+        # The bug report's file: the same weights through safetensors.torch.save_file, no metadata.
+        from safetensors.torch import save_file
+        save_file(sd, path + ".safetensors")
+        with open(path + ".safetensors", "rb") as f:
+            header_length = struct.unpack("<Q", f.read(8))[0]
+        print("header length 0x%x ->" % header_length, path + ".safetensors")
+    except ImportError:
+        print("safetensors not installed: no", path + ".safetensors")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--resnet50", metavar="PATH", help="write a torchvision resnet50 of random weights")
+    parser.add_argument("--header-length-only", action="store_true",
+                        help="write only header_0x180/0x280.safetensors (merged into expected.json)")
     args = parser.parse_args()
     if args.resnet50:
         write_resnet50(args.resnet50)
+    elif args.header_length_only:
+        update_header_length_fixtures()
     else:
         write_fixtures()

@@ -5,7 +5,8 @@ import WeightFiles
 /// A torchvision resnet50 state dict of random weights (~100 MB, never committed). Runs only when
 /// RESNET50_PTH points at a file written by
 /// `python Tests/TorchFixtureScripts/make_weight_fixtures.py --resnet50 PATH`, which also writes
-/// PATH.shapes.json (keys, shapes, dtypes and a few values as torch saw them).
+/// PATH.shapes.json (keys, shapes, dtypes and a few values as torch saw them) and PATH.safetensors (the same
+/// weights through the safetensors package).
 final class ResNet50FileTests: XCTestCase {
     func testTorchvisionResNet50Loads() throws {
         guard let path = ProcessInfo.processInfo.environment["RESNET50_PTH"] else {
@@ -46,5 +47,16 @@ final class ResNet50FileTests: XCTestCase {
             .save(to: pth)
         XCTAssertEqual(try SafetensorsFile.load(from: safetensors).stateDict, sd)
         XCTAssertEqual(try StateDict.load(from: pth).strippingPrefix("backbone."), sd)
+
+        // The same weights written by safetensors.torch.save_file (no metadata): torchvision's ResNet-50
+        // header is 0x7080 bytes, so the file starts with 0x80 and was once taken for a legacy pickle.
+        let packageFile = URL(fileURLWithPath: path + ".safetensors")
+        if FileManager.default.fileExists(atPath: packageFile.path) {
+            let fromPackage = try StateDict.load(from: packageFile)
+            XCTAssertEqual(try Data(contentsOf: packageFile).first, 0x80)
+            XCTAssertEqual(Set(fromPackage.keys), Set(sd.keys))
+            for (key, tensor) in sd { XCTAssertEqual(fromPackage[key], tensor, key) }
+            XCTAssertEqual(try SafetensorsFile.load(from: packageFile).stateDict, fromPackage)
+        }
     }
 }

@@ -164,3 +164,80 @@ enum TestZip {
         return c ^ 0xFFFF_FFFF
     }
 }
+
+/// Hand-written pickles for malformed-input tests: opcodes as torch.save emits them (protocol 2).
+enum Pickle {
+    static let proto2: [UInt8] = [0x80, 0x02]
+    static let stop: [UInt8] = [0x2E]
+    static let mark: [UInt8] = [0x28]
+    static let emptyDict: [UInt8] = [0x7D]
+    static let emptyList: [UInt8] = [0x5D]
+    static let emptyTuple: [UInt8] = [0x29]
+    static let tuple: [UInt8] = [0x74]
+    static let tuple1: [UInt8] = [0x85]
+    static let reduce: [UInt8] = [0x52]
+    static let setItem: [UInt8] = [0x73]
+    static let setItems: [UInt8] = [0x75]
+    static let append: [UInt8] = [0x61]
+    static let binPersID: [UInt8] = [0x51]
+    static let newFalse: [UInt8] = [0x89]
+
+    /// BINUNICODE: a 4-byte length, then UTF-8.
+    static func string(_ text: String) -> [UInt8] {
+        let utf8 = Array(text.utf8)
+        return [0x58] + le32(UInt32(utf8.count)) + utf8
+    }
+
+    /// LONG1 with 8 bytes: any Int64.
+    static func int(_ value: Int64) -> [UInt8] {
+        [0x8A, 8] + (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * Int64($0))) }
+    }
+
+    static func global(_ module: String, _ name: String) -> [UInt8] {
+        [0x63] + Array("\(module)\n\(name)\n".utf8)
+    }
+
+    static func binput(_ index: UInt32) -> [UInt8] { [0x72] + le32(index) }
+    static func binget(_ index: UInt32) -> [UInt8] { [0x6A] + le32(index) }
+
+    static func intTuple(_ values: [Int64]) -> [UInt8] {
+        mark + values.flatMap(int) + tuple
+    }
+
+    /// `_rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())` over storage record
+    /// `data/<key>` of `numel` elements of `storageType` (e.g. "FloatStorage").
+    static func tensor(_ storageType: String = "FloatStorage", key: String = "0", numel: Int64,
+                       offset: Int64 = 0, shape: [Int64], strides: [Int64]) -> [UInt8] {
+        global("torch._utils", "_rebuild_tensor_v2") + mark
+            + mark + string("storage") + global("torch", storageType) + string(key) + string("cpu") + int(numel)
+            + tuple + binPersID
+            + int(offset) + intTuple(shape) + intTuple(strides) + newFalse
+            + global("collections", "OrderedDict") + emptyTuple + reduce
+            + tuple + reduce
+    }
+
+    /// A pickle of `{key: value, …}` (a plain dict, as torch.save writes a checkpoint's top level).
+    static func dict(_ entries: [(String, [UInt8])]) -> [UInt8] {
+        proto2 + emptyDict + mark + entries.flatMap { string($0.0) + $0.1 } + setItems + stop
+    }
+
+    /// A torch.save-style zip: `archive/data.pkl` plus `archive/data/<key>` records.
+    static func torchZip(_ pickle: [UInt8], storages: [(String, [UInt8])] = []) -> Data {
+        TestZip.archive([("archive/data.pkl", Data(pickle)), ("archive/byteorder", Data("little".utf8))]
+                        + storages.map { ("archive/data/" + $0.0, Data($0.1)) })
+    }
+
+    static func le32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) } }
+}
+
+/// Safetensors bytes from a header text and a data section, with an optional declared length.
+func safetensorsBytes(header: String, data: [UInt8] = [], declaredLength: UInt64? = nil) -> Data {
+    let headerBytes = Array(header.utf8)
+    let length = declaredLength ?? UInt64(headerBytes.count)
+    return Data((0..<8).map { UInt8(truncatingIfNeeded: length >> (8 * UInt64($0))) } + headerBytes + data)
+}
+
+/// Little-endian bytes of floats.
+func floatBytes(_ values: [Float]) -> [UInt8] {
+    values.flatMap { value in (0..<4).map { UInt8(truncatingIfNeeded: value.bitPattern >> (8 * UInt32($0))) } }
+}

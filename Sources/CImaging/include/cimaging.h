@@ -1,5 +1,7 @@
 // cimaging.h — the C half of the image pipeline.
 //
+// ci_decode_png_rgbx: PNG decoding with libpng, converted to RGB the way Pillow converts each PNG colour type.
+//
 // jr_decode_region_rgbx: decode only the part of a JPEG that a center crop needs, with libjpeg-turbo's libjpeg API
 // (jpeg_skip_scanlines / jpeg_crop_scanline). The decoded pixels are libjpeg-turbo's, the same library and
 // settings as the full decode (accurate integer IDCT, fancy upsampling), so they match it byte for byte
@@ -42,6 +44,22 @@ int jr_decode_region_rgbx(const unsigned char *data, size_t size, unsigned char 
 int ci_resample_horizontal_rgbx(uint8_t *dst, size_t dst_stride, const uint8_t *src, size_t src_stride, int rows,
                                 int columns, const int32_t *starts, const int16_t *weights_hi,
                                 const int16_t *weights_lo, int taps);
+
+enum {
+    CI_PNG_OK = 0,
+    CI_PNG_CORRUPT = 1,    // libpng refused the data (bad chunk, checksum or zlib stream); message says why
+    CI_PNG_TRUNCATED = 2,  // the data ends before the image does
+};
+
+/// Decodes a whole PNG (any colour type, bit depth and interlacing) as RGBX (X = 255) into `out`: pixel (x, y)
+/// at out + y·out_stride + 4x, out_stride >= 4·width. The pixels are Pillow's `Image.open(…).convert("RGB")`:
+/// gamma, sRGB and ICC chunks are ignored; alpha and tRNS are dropped without compositing; 16-bit colour
+/// keeps its high byte, 16-bit gray is clipped to 255; 1, 2 and 4-bit gray are scaled to 0…255; a palette
+/// index past the palette is black. `width` and `height` are the caller's reading of the IHDR chunk (sized
+/// and limited before this call): a file that says otherwise is CI_PNG_CORRUPT.
+/// - Returns: a CI_PNG_ code; for CI_PNG_CORRUPT and CI_PNG_TRUNCATED, libpng's message in `message`.
+int ci_decode_png_rgbx(const unsigned char *data, size_t size, unsigned char *out, size_t out_stride,
+                       int width, int height, char *message, size_t message_size);
 
 #ifdef __cplusplus
 }
