@@ -126,7 +126,7 @@ public final class Trainer {
                                                  model: model, optimizer: optimizer, backboneStored: !options.usesCachedFeatures)
         }
         printLine("Using device: cpu")
-        warn("\(Kernels.numThreads) kernel threads")
+        warn("Kernel threads: \(Kernels.numThreads)")
         // A resumed run prints the finished epochs again: its stdout is the uninterrupted run's.
         for r in state.records {
             printLine(seedEpochLine(epoch: r.epoch, epochs: options.epochs, training: r.training, validation: r.validation))
