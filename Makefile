@@ -4,13 +4,14 @@
 #   make test-asan      the tests under AddressSanitizer
 #   make bench          ResNetFusion vs PyTorch side by side (TORCH_PYTHON=path/to/python for PyTorch's side)
 #   make bench-kernels  C kernel microbenchmarks (conv / batchnorm / pooling vs this machine's sgemm)
+#   make bench-quality  validation F1 per epoch, ours vs PyTorch, 3 seeds on 1000 demo frames (TORCH_PYTHON as for bench)
 SWIFT      ?= swift
 CONFIG     := -c release
 # Debian packages the build links against.
 DEB_PACKAGES := libopenblas-dev libomp-dev libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev
 DEPS_STAMP := .build/.deps-ok
 
-.PHONY: all deps build test test-asan bench bench-kernels demo clean
+.PHONY: all deps build test test-asan bench bench-kernels bench-quality demo clean
 
 all: build
 
@@ -53,6 +54,18 @@ bench: deps
 
 bench-kernels: deps
 	$(SWIFT) run $(CONFIG) bench-kernels
+
+# Learning quality, ours vs the user's script (Benchmarks/PyTorch/seed_resnet50.py), same data, same random
+# backbone, several seeds. PyTorch's runs take ~25 min per seed at 30 epochs, so their logs are cached in
+# .cache/bench-quality and reused; ours reruns every time. QUALITY_TORCH_EPOCHS=10 shortens PyTorch's side;
+# QUALITY_ARGS passes more flags (e.g. --rerun-torch, --seeds 0 1, --ours-args "--bn-mode train").
+QUALITY_SEEDS  ?= 0 1 2
+QUALITY_EPOCHS ?= 30
+bench-quality: deps
+	$(SWIFT) build $(CONFIG) --product resnet50
+	$(or $(TORCH_PYTHON),python3) Benchmarks/Quality/bench_quality.py --resnet50 .build/release/resnet50 \
+	  --seeds $(QUALITY_SEEDS) --epochs $(QUALITY_EPOCHS) $(if $(QUALITY_TORCH_EPOCHS),--torch-epochs $(QUALITY_TORCH_EPOCHS)) \
+	  $(if $(TORCH_PYTHON),--torch-python $(TORCH_PYTHON)) $(QUALITY_ARGS)
 
 # The main job on built-in data: 200 synthetic frames, then the seed's command with --freeze-backbone.
 # torchvision's ImageNet file is used when it is where torchvision keeps it; otherwise the backbone starts
