@@ -178,7 +178,7 @@ func drive(arguments: Arguments) throws {
     let jpeg = folder.appendingPathComponent("images/frame_00001.jpg").path
 
     // Two setups, each ours against PyTorch. "native": both as they come on this CPU (ours: the AVX-512 GEMM
-    // where the CPU has it). "avx2": both held to AVX2 + FMA, what a CPU without AVX-512 (DESIGN §6's Zen 3)
+    // where the CPU has it). "avx2": both held to AVX2 + FMA, what a CPU without AVX-512 (a Zen 3, say)
     // gets: ours with RESNETFUSION_ISA=avx2 (OpenBLAS sgemm on its Haswell kernels, no AVX-512 paths);
     // PyTorch with oneDNN and ATen capped at AVX2.
     struct System { let label: String; let executable: String; let prefix: [String]; let setting: [String: String] }

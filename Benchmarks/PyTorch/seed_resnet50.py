@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The user's PyTorch script, rebuilt rule by rule from DESIGN.md §2–4 (the seed itself is not ours to
+"""The user's PyTorch script, rebuilt rule by rule from docs/ARCHITECTURE.md §2–4 (the seed itself is not ours to
 ship). It is the baseline for the side-by-side benchmarks and the reader that proves our demo data and
 saved models work on the PyTorch side. Needs torch, torchvision, pillow, pandas; CI never runs it.
 

@@ -15,7 +15,7 @@ public struct LabeledSample: Equatable, Sendable {
     public let metadata: [Float]
 }
 
-/// labels.csv read with the seed script's rules (DESIGN.md §2).
+/// labels.csv read with the seed script's rules (ARCHITECTURE §2).
 public struct LabelsTable: Sendable {
     public static let requiredColumns = ["image_name", "interesting/not interesting", "num_person", "num_vehicles",
                                          "avg_person_conf", "total_boxes", "bounding_boxes"]

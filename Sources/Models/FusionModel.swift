@@ -1,4 +1,4 @@
-// FusionModel.swift — the image + detector-metadata classifier of DESIGN §3.
+// FusionModel.swift — the image + detector-metadata classifier of ARCHITECTURE §3.
 import NN
 import Tensors
 
@@ -8,7 +8,7 @@ import Tensors
 /// State-dict keys: `backbone.…` (torchvision's ResNet keys without `fc`), `meta_net.0/3.{weight,bias}`,
 /// `head.0/3.{weight,bias}`.
 ///
-/// Freezing, two ways (DESIGN §4): the seed's `--freeze-backbone` is `backbone.freeze()` with the model left in
+/// Freezing, two ways (ARCHITECTURE §4): the seed's `--freeze-backbone` is `backbone.freeze()` with the model left in
 /// training mode (BatchNorm still uses and updates batch statistics); the recommended one adds
 /// `backbone.eval()` after every `train()`, which makes `imageFeatures` a fixed function (cacheable).
 public final class FusionModel: Module {

@@ -44,7 +44,7 @@ public struct TrainingResult {
     public let featuresReused: Int
 }
 
-/// The seed's training loop (DESIGN §4) in three modes: frozen backbone on cached features (default with
+/// The seed's training loop (ARCHITECTURE §4) in three modes: frozen backbone on cached features (default with
 /// --freeze-backbone), the seed's frozen backbone with BatchNorm in training mode, and full fine-tuning.
 /// Beyond the seed: best-epoch selection, an F1-tuned threshold, class weights, early stopping, a learning-rate
 /// schedule, AdamW, resumable checkpoints, pictures and a JSON summary of the run.

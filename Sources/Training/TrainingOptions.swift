@@ -1,7 +1,7 @@
 import Foundation
 import Models
 
-/// How BatchNorm behaves in a frozen backbone (DESIGN §4).
+/// How BatchNorm behaves in a frozen backbone (ARCHITECTURE §4).
 public enum BatchNormMode: String, Sendable, CaseIterable {
     /// Running statistics, nothing updated: features are a pure function of the image and get cached.
     /// The practice PyTorch's and Keras's transfer-learning guides recommend.

@@ -33,7 +33,7 @@ VEHICLES = {"car", "truck", "bus", "motorcycle", "vehicle"}
 EXTENSIONS = [".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"]
 
 
-# ---------------------------------------------------------------- the seed's rules (DESIGN.md section 2)
+# ---------------------------------------------------------------- the seed's rules (docs/ARCHITECTURE.md §2)
 
 def parse_boxes(cell):
     """Returns (boxes, ok). Empty/NaN -> no boxes; JSON; then JSON with "" -> "; else no boxes (ok False)."""

@@ -118,7 +118,7 @@ def narrow_cases(gen):
 
 
 class Fusion(nn.Module):
-    """The seed script's model (DESIGN §3) with a narrow backbone."""
+    """The seed script's model (docs/ARCHITECTURE.md §3) with a narrow backbone."""
 
     def __init__(self, backbone, feature_dim, meta_dim):
         super().__init__()
