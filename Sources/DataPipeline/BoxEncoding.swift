@@ -87,7 +87,7 @@ public enum BoxEncoding {
     /// - Returns: the boxes in JSON order and how the cell was read. Numbers may be non-finite:
     ///   `firstNonFiniteValue(in:)` finds them.
     public static func parseCell(_ cell: String) -> (boxes: [DetectorBox], status: CellStatus) {
-        if cell.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return ([], .ok) }
+        if cell.unicodeScalars.allSatisfy(isPythonWhitespace) { return ([], .ok) }
         switch BoxJSONReader.read(cell) {
         case let .boxes(boxes): return (boxes, .ok)
         case .notAListOfObjects: return ([], .unparseable)
@@ -99,6 +99,22 @@ public enum BoxEncoding {
             return (boxes, .okAfterUnquoting)
         }
         return ([], .unparseable)
+    }
+
+    /// Python's `str.isspace()` for one scalar: Unicode White_Space plus the separators U+001C…U+001F, which
+    /// `str.strip()` also removes. (Foundation's trimming is avoided: on Linux it converts the whole string to
+    /// UTF-16, seconds for a cell of a million boxes.)
+    static func isPythonWhitespace(_ scalar: Unicode.Scalar) -> Bool {
+        if scalar.isASCII { return (0x09 ... 0x0D).contains(scalar.value) || (0x1C ... 0x20).contains(scalar.value) }
+        return scalar.properties.isWhitespace
+    }
+
+    /// Python's `s.strip().lower()`.
+    static func pythonStripLower(_ text: String) -> String {
+        let scalars = text.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !isPythonWhitespace($0) }),
+              let last = scalars.lastIndex(where: { !isPythonWhitespace($0) }) else { return "" }
+        return String(scalars[first ... last]).lowercased()
     }
 
     /// Containers nested deeper than this make a cell unparseable. A box list needs 3 levels; Python's `json`
@@ -249,7 +265,7 @@ struct BoxJSONReader {
             switch key {
             case "bbox": box.bbox = try bbox()
             case "score": box.score = try scalarNumber() ?? 0
-            case "label": box.label = try label().trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+            case "label": box.label = BoxEncoding.pythonStripLower(try label())
             default: try skipValue()
             }
             if try endOfItem(closing: "}") { break }
@@ -267,6 +283,7 @@ struct BoxJSONReader {
         }
         try enterContainer()
         var coordinates: [Double] = []
+        coordinates.reserveCapacity(4)
         var count = 0
         skipWhitespace()
         if peek() == UInt8(ascii: "]") {

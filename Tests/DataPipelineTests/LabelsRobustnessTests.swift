@@ -296,6 +296,9 @@ final class LabelsRobustnessTests: XCTestCase {
         for text in invalid { XCTAssertEqual(BoxEncoding.parseCell(text).status, .unparseable, text) }
         XCTAssertEqual(BoxEncoding.parseCell(#"[{"label": "\u0050erson"}]"#).boxes.first?.label, "person")
         XCTAssertEqual(BoxEncoding.parseCell(#"[{"label": null}, {"label": true}]"#).boxes.map(\.label), ["none", "true"])
+        // Python's strip(): Unicode whitespace and the separators U+001C…U+001F
+        XCTAssertEqual(BoxEncoding.parseCell(#"[{"label": "\u001c\tPERSON\u00a0\u3000"}]"#).boxes.first?.label, "person")
+        XCTAssertEqual(BoxEncoding.parseCell(" \u{1F}\u{A0}\n").status, .ok)
         // a repeated key keeps its last value, as a Python dict does
         XCTAssertEqual(BoxEncoding.parseCell(#"[{"score": 0.1, "score": 0.7}]"#).boxes.first?.score, 0.7)
         // a 5-item bbox is not a bbox; a string coordinate is 0
