@@ -51,7 +51,7 @@ public struct LabelsTable: Sendable {
     public init(csvURL: URL, imagesDirectory: URL, maxBoxes: Int, checkImages: Bool = true) throws {
         try BoxEncoding.validateMaxBoxes(maxBoxes)
         let data: Data
-        do { data = try Data(contentsOf: csvURL) } catch {
+        do { data = try RegularFile.read(csvURL) } catch {
             throw DataError.fileAccess(path: csvURL.path, reason: "cannot read: \(error.localizedDescription)")
         }
         try self.init(csvData: data, csvName: csvURL.path, imagesDirectory: imagesDirectory, maxBoxes: maxBoxes,
@@ -243,15 +243,13 @@ public struct LabelsTable: Sendable {
     static func checkJPEGHeader(_ url: URL, decoder: JPEGDecoder) -> String? {
         do {
             // The header sits in the first 64 KiB unless metadata blocks come first; then read the whole file.
-            let handle = try FileHandle(forReadingFrom: url)
-            let head = try handle.read(upToCount: 64 << 10) ?? Data()
-            try? handle.close()
+            let head = try RegularFile.read(url, firstBytes: 64 << 10)
             switch try ImageFormat(of: head, source: url.lastPathComponent) {
             case .jpeg:
                 do {
                     _ = try decoder.header(head, source: url.lastPathComponent)
                 } catch ImagingError.corrupt where head.count == 64 << 10 {
-                    _ = try decoder.header(try Data(contentsOf: url), source: url.lastPathComponent)
+                    _ = try decoder.header(try RegularFile.read(url), source: url.lastPathComponent)
                 }
             case .png:
                 // A PNG's header is its first 33 bytes.

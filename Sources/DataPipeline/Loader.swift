@@ -86,7 +86,7 @@ public final class ImageDataset: @unchecked Sendable {
         let c: [UInt8]
         do {
             let data: Data
-            do { data = try Data(contentsOf: s.imageURL) } catch {
+            do { data = try RegularFile.read(s.imageURL) } catch {
                 throw ImagingError.unreadable(source: s.imageURL.path, reason: error.localizedDescription)
             }
             c = try preprocessing.crop(encoded: data, source: s.imageURL.path, decoder: decoder, plans: plans)

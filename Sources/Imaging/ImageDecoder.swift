@@ -89,7 +89,7 @@ public final class ImageDecoder {
     public func decode(contentsOf url: URL) throws -> RGBImage {
         let data: Data
         do {
-            data = try Data(contentsOf: url)
+            data = try RegularFile.read(url)
         } catch {
             throw ImagingError.unreadable(source: url.path, reason: error.localizedDescription)
         }

@@ -44,7 +44,7 @@ public final class JPEGDecoder {
     public func decode(contentsOf url: URL) throws -> RGBImage {
         let data: Data
         do {
-            data = try Data(contentsOf: url)
+            data = try RegularFile.read(url)
         } catch {
             throw ImagingError.unreadable(source: url.path, reason: error.localizedDescription)
         }

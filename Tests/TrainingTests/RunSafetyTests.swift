@@ -220,6 +220,24 @@ final class RunSafetyTests: XCTestCase {
         }
     }
 
+    /// A FIFO would block `open` until a writer appears and a device would be read forever: both are refused at once.
+    func testFIFOsAndDevicesAreRefusedWithoutBlocking() throws {
+        try FileManager.default.removeItem(atPath: p("images/frame_00004.jpg"))
+        XCTAssertEqual(mkfifo(p("images/frame_00004.jpg"), 0o644), 0)
+        let fifoMessage = failure(options())
+        XCTAssertTrue(fifoMessage.contains("frame_00004.jpg: is a FIFO (named pipe), not a regular file"), fifoMessage)
+
+        try FileManager.default.removeItem(atPath: p("images/frame_00004.jpg"))
+        try FileManager.default.createSymbolicLink(atPath: p("images/frame_00004.jpg"), withDestinationPath: "/dev/zero")
+        let deviceMessage = failure(options())
+        XCTAssertTrue(deviceMessage.contains("frame_00004.jpg: is a device, not a regular file"), deviceMessage)
+
+        XCTAssertEqual(mkfifo(p("pipe.csv"), 0o644), 0)
+        var o = options()
+        o.csvPath = p("pipe.csv")
+        XCTAssertTrue(failure(o).contains("pipe.csv: cannot read: is a FIFO (named pipe), not a regular file"), failure(o))
+    }
+
     /// NaN scores (a diverged model) must neither hang the threshold sweep nor the curves.
     func testMetricsTerminateOnNaNScores() {
         let scores: [Double] = [0.9, .nan, 0.2, .nan, 0.7, -.nan, 0.4]
