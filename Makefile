@@ -4,6 +4,7 @@
 #   make test-asan      the tests under AddressSanitizer
 #   make bench          ResNetFusion vs PyTorch side by side (TORCH_PYTHON=path/to/python for PyTorch's side)
 #   make bench-kernels  C kernel microbenchmarks (conv / batchnorm / pooling vs this machine's sgemm)
+#   make fuzz           libFuzzer targets under Fuzz/, FUZZ_SECONDS each (default 60); layout in Fuzz/README.md
 #   make bench-quality  validation F1 per epoch, ours vs PyTorch, 3 seeds on 1000 demo frames (TORCH_PYTHON as for bench)
 SWIFT      ?= swift
 CONFIG     := -c release
@@ -82,6 +83,14 @@ demo: deps
 	.build/release/resnet50 train --images-dir $(DEMO_DIR)/images --csv-path $(DEMO_DIR)/labels.csv \
 	  --epochs $(DEMO_EPOCHS) --batch-size 8 --max-boxes 10 --freeze-backbone --weights $(DEMO_WEIGHTS) \
 	  --output models/demo.safetensors
+
+# Builds each libFuzzer target (Fuzz/<Module>/<target>/main.swift, compiled with swiftc, outside SwiftPM) and
+# runs it FUZZ_SECONDS; prints executions per target. Crash inputs: Fuzz/artifacts/<target>/. FUZZ_TARGETS
+# picks some (default: all). Adding a target needs no change here: see Fuzz/README.md.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz:
+	Fuzz/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf .build .build-asan $(DEMO_DIR) models
