@@ -6,9 +6,10 @@
 #
 #   Fuzz/build-deps.sh MODULE ...
 #
-# Known modules: CTurboJPEG (system library), CImaging (C), Imaging, CSV (the CSV.swift package, read from
-# the checkouts of any SwiftPM scratch folder here: run `swift build` once first). A module is rebuilt only
-# when one of its sources is newer than its object. Build output goes to stderr.
+# Known modules: CTurboJPEG (system library), CImaging and CKernels (C), Imaging, Tensors, NN, WeightFiles, Models,
+# DataPipeline, CSV (the CSV.swift package, read from the checkouts of any SwiftPM scratch folder here: run
+# `swift build` once first). A module is rebuilt only when one of its sources, or the object of a module listed
+# before it, is newer than its object. Build output goes to stderr.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,19 +27,30 @@ stale() {
   [ ! -e "$output" ] || [ -n "$(find "$@" -newer "$output" 2>/dev/null | head -1)" ]
 }
 
+# Objects of the modules built so far: a Swift module compiled against them is stale when one of them is newer.
+upstream=()
+
 # A Swift module compiled whole into one object, with its .swiftmodule next to it for `import`.
 swift_module() {
   local name=$1
   shift
   local sources=("$@")
   local object=$DEPS/$name.o
-  if stale "$object" "${sources[@]}" "$0"; then
+  if stale "$object" "${sources[@]}" "$0" "${upstream[@]}"; then
     echo "building fuzz dependency $name (${#sources[@]} files)" >&2
     "$SWIFTC" -sanitize=fuzzer,address -parse-as-library -O -g -swift-version 5 -wmo -module-name "$name" \
-      -I "$DEPS" -I "$DEPS/CImaging" -I Sources/CTurboJPEG "${module_flags[@]}" \
+      -I "$DEPS" -I "$DEPS/CImaging" -I Sources/CTurboJPEG -I CKernels/include "${module_flags[@]}" \
       -emit-module -emit-module-path "$DEPS/$name.swiftmodule" -c "${sources[@]}" -o "$object" >&2
   fi
   args+=("$object")
+  upstream+=("$object")
+}
+
+# A Swift module of this package: Sources/NAME, compiled whole.
+package_module() {
+  local sources
+  mapfile -t sources < <(find "Sources/$1" -name '*.swift' | sort)
+  swift_module "$1" "${sources[@]}"
 }
 
 for module in "$@"; do
@@ -68,6 +80,25 @@ for module in "$@"; do
       args+=(-I "$DEPS/CImaging" -ljpeg)
       # libpng once Imaging reads PNG (the package links it from CImaging).
       if grep -q png16 Package.swift; then args+=(-lpng16); fi
+      ;;
+    CKernels)
+      # The convolution / batch norm / pooling kernels: the package's flags (x86-64-v3, OpenMP), instrumented;
+      # -O1 keeps ASan's reports readable. The module map ships in CKernels/include.
+      mkdir -p "$DEPS/CKernels"
+      for source in CKernels/src/*.c; do
+        object=$DEPS/CKernels/$(basename "$source" .c).o
+        if stale "$object" "$source" CKernels/src/*.h CKernels/include/*.h "$0"; then
+          echo "building fuzz dependency CKernels/$(basename "$source")" >&2
+          "$CLANG" -fsanitize=fuzzer-no-link,address -O1 -g -march=x86-64-v3 -fopenmp -Wall -Wextra \
+            -I CKernels/include -c "$source" -o "$object" >&2
+        fi
+        args+=("$object")
+        upstream+=("$object")
+      done
+      args+=(-I CKernels/include -lopenblas -lomp5 -lm)
+      ;;
+    Tensors | NN | WeightFiles | Models | DataPipeline)
+      package_module "$module"
       ;;
     Imaging)
       # As in Package.swift: the resampler's 8-lane integer SIMD is compiled for AVX2.

@@ -54,7 +54,7 @@ enum BackboneCodec {
     static func decode(_ text: String) -> Result<ResNetConfig, TrainingError> {
         let parts = text.split(separator: " ")
         guard parts.count == 4, parts[0] == "bottleneck" || parts[0] == "basic" else {
-            return .failure(TrainingError("unknown backbone '\(text.prefix(200))'"))
+            return .failure(TrainingError("unknown backbone '\(oneLine(text, limit: 200))'"))
         }
         func ints(_ part: Substring, _ name: String, count: Int, limit: Int) -> [Int]? {
             guard part.hasPrefix(name + "=") else { return nil }
@@ -65,13 +65,13 @@ enum BackboneCodec {
         guard let layers = ints(parts[1], "layers", count: 4, limit: maxBlocksPerStage),
               let stem = ints(parts[2], "stem", count: 1, limit: maxWidth),
               let widths = ints(parts[3], "widths", count: 4, limit: maxWidth) else {
-            return .failure(TrainingError("backbone '\(text.prefix(200))': expected 4 stages of 1…\(maxBlocksPerStage) blocks, "
+            return .failure(TrainingError("backbone '\(oneLine(text, limit: 200))': expected 4 stages of 1…\(maxBlocksPerStage) blocks, "
                 + "a stem and 4 widths in 1…\(maxWidth)"))
         }
         let config = ResNetConfig(block: parts[0] == "bottleneck" ? .bottleneck : .basic, layers: layers, stemWidth: stem[0],
                                   widths: widths, numClasses: nil)
         guard let parameters = parameterCount(config), parameters <= maxParameters else {
-            return .failure(TrainingError("backbone '\(text)' has over \(maxParameters / 1_000_000) M parameters"))
+            return .failure(TrainingError("backbone '\(oneLine(text, limit: 200))' has over \(maxParameters / 1_000_000) M parameters"))
         }
         return .success(config)
     }
@@ -126,12 +126,26 @@ public struct TrainedModel {
         }
         let file: SafetensorsFile
         do { file = try SafetensorsFile.load(from: url) } catch { throw TrainingError("--model \(error)") }
+        return try load(file, name: url.path)
+    }
+
+    /// Loads and checks a model file already in memory (the `modelfile` fuzz target's entry point); `name` stands
+    /// for the path in error messages.
+    /// - Throws: `TrainingError` naming `name` and what is wrong.
+    public static func load(data: Data, name: String) throws -> TrainedModel {
+        let file: SafetensorsFile
+        do { file = try SafetensorsFile.load(data: data, name: name) } catch { throw TrainingError("--model \(error)") }
+        return try load(file, name: name)
+    }
+
+    /// The checks after the safetensors parse: metadata, backbone, strict state-dict load, finite weights.
+    private static func load(_ file: SafetensorsFile, name: String) throws -> TrainedModel {
         let m = file.metadata
         guard let metaDim = m["meta_dim"].flatMap(Int.init), let maxBoxes = m["max_boxes"].flatMap(Int.init) else {
-            throw TrainingError("--model \(url.path): not a resnet50 model (metadata meta_dim or max_boxes missing)")
+            throw TrainingError("--model \(name): not a resnet50 model (metadata meta_dim or max_boxes missing)")
         }
         guard (0 ... BoxEncoding.maxBoxesLimit).contains(maxBoxes), metaDim == BoxEncoding.metaDim(maxBoxes: maxBoxes) else {
-            throw TrainingError("--model \(url.path): metadata max_boxes \(maxBoxes) and meta_dim \(metaDim) do not fit "
+            throw TrainingError("--model \(name): metadata max_boxes \(maxBoxes) and meta_dim \(metaDim) do not fit "
                 + "(max_boxes must be in 0…\(BoxEncoding.maxBoxesLimit) and meta_dim = 4 + 8·max_boxes)")
         }
         // Files from before the backbone was recorded are ResNet-50.
@@ -139,7 +153,7 @@ public struct TrainedModel {
         if let text = m["backbone"] {
             switch BackboneCodec.decode(text) {
             case .success(let decoded): config = decoded
-            case .failure(let error): throw TrainingError("--model \(url.path): \(error)")
+            case .failure(let error): throw TrainingError("--model \(name): \(error)")
             }
         } else {
             config = .depth(50, numClasses: nil)
@@ -147,18 +161,28 @@ public struct TrainedModel {
         var threshold: Double?
         if let text = m["threshold"] {
             guard let t = Double(text), t.isFinite, (0 ... 1).contains(t) else {
-                throw TrainingError("--model \(url.path): threshold '\(text)' is not a probability")
+                throw TrainingError("--model \(name): threshold '\(oneLine(text, limit: 200))' is not a probability")
             }
             threshold = t
+        }
+        // The strict load below needs every backbone convolution in the file, so a file holding fewer backbone values
+        // than those convolutions' weights cannot load: refuse it before building the network, or a few hundred bytes
+        // of metadata make this allocate and initialise up to `maxParameters` weights (seconds, gigabytes) first.
+        let needed = BackboneCodec.parameterCount(config) ?? Int.max
+        let held = file.stateDict.reduce(0) { $0 + ($1.key.hasPrefix("backbone.") ? $1.tensor.count : 0) }
+        guard held >= needed else {
+            throw TrainingError("--model \(name): backbone '\(BackboneCodec.encode(config))' needs \(needed) convolution "
+                + "weights but the file holds \(held) backbone values")
         }
         let model = FusionModel(metaDim: metaDim, backbone: ResNet(config: config, generator: RandomGenerator(seed: 0)),
                                 generator: RandomGenerator(seed: 0))
         do {
             try model.loadStateDict(file.stateDict, strict: true)
         } catch {
-            throw TrainingError("--model \(url.path): \(error)")
+            // The mismatch lists the file's tensor names as they are.
+            throw TrainingError("--model \(name): \(oneLine("\(error)"))")
         }
-        try requireFinite(file.stateDict, file: "--model \(url.path)")
+        try requireFinite(file.stateDict, file: "--model \(name)")
         model.eval()
         return TrainedModel(model: model, maxBoxes: maxBoxes, threshold: threshold,
                             featureCacheKey: m["feature_cache_key"], metadata: m)
@@ -171,10 +195,31 @@ public struct TrainedModel {
 func requireFinite(_ state: WeightFiles.StateDict, file: String) throws {
     for entry in state where entry.tensor.dtype.isFloatingPoint {
         if let bad = entry.tensor.floats.firstIndex(where: { !$0.isFinite }) {
-            throw TrainingError("\(file): tensor \(entry.key) holds a non-finite value (\(entry.tensor.floats[bad]) at element \(bad)); "
+            throw TrainingError("\(file): tensor \(oneLine(entry.key, limit: 200)) holds a non-finite value (\(entry.tensor.floats[bad]) at element \(bad)); "
                 + "the file is damaged or comes from a run that diverged")
         }
     }
+}
+
+/// Text from a file as an error message shows it: control characters (line breaks, escapes) escaped so the message
+/// stays one line, and cut to `limit` characters, because a hostile file's metadata or tensor names can be megabytes.
+func oneLine(_ text: String, limit: Int = .max) -> String {
+    var out = ""
+    var length = 0
+    for scalar in text.unicodeScalars {
+        if length == limit {
+            out += "…(\(text.utf8.count) bytes)"
+            break
+        }
+        let v = scalar.value
+        if v < 0x20 || (0x7F ... 0x9F).contains(v) || v == 0x2028 || v == 0x2029 {
+            out += scalar.escaped(asASCII: true)
+        } else {
+            out.unicodeScalars.append(scalar)
+        }
+        length += 1
+    }
+    return out
 }
 
 /// Writes `text` atomically (temporary file in the same folder, then rename), creating the folder.
