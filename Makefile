@@ -12,7 +12,7 @@ CONFIG     := -c release
 DEB_PACKAGES := libopenblas-dev libomp-dev libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev
 DEPS_STAMP := .build/.deps-ok
 
-.PHONY: all deps build test test-asan bench bench-kernels bench-quality demo clean
+.PHONY: all deps build test test-asan bench bench-kernels bench-quality fuzz demo clean
 
 all: build
 
@@ -88,7 +88,6 @@ demo: deps
 # runs it FUZZ_SECONDS; prints executions per target. Crash inputs: Fuzz/artifacts/<target>/. FUZZ_TARGETS
 # picks some (default: all). Adding a target needs no change here: see Fuzz/README.md.
 FUZZ_SECONDS ?= 60
-.PHONY: fuzz
 fuzz:
 	Fuzz/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
