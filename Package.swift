@@ -86,7 +86,8 @@ let package = Package(
         .target(name: "Tensors", dependencies: ["CKernels"], swiftSettings: swiftFlags),
         .target(name: "NN", dependencies: ["Tensors"], swiftSettings: swiftFlags),
         .target(name: "Models", dependencies: ["NN", "WeightFiles"], swiftSettings: swiftFlags),
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "NN", "Models", "WeightFiles"],
+        // DataPipeline for SplitMix64 alone: the seeded full ResNet-50 weights are drawn with it.
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "NN", "Models", "WeightFiles", "DataPipeline"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
         // Weight files: torch .pth (allowlist unpickler over a bounds-checked zip reader) and safetensors.
         .target(name: "WeightFiles", swiftSettings: swiftFlags),

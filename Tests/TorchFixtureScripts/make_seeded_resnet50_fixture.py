@@ -26,9 +26,9 @@ The draw (mirrored by Tests/TensorsTests/SeededResNet50Weights.swift; change bot
     range). Cotangent of the training-mode backward: 2 x 2048 from seed COTANGENT_SEED, width 2.
 
 Entries (float32): draw/first_values and draw/last_values (each state-dict entry's first and last drawn value,
-in key order, to pin the draw itself), draw/input_ends; eval/features (fc = Identity), eval/logits (with fc);
-then, after switching to train mode: train/features, a few parameter gradients of sum(features * cotangent) and
-bn1's running statistics after that forward.
+in key order, to pin the draw itself), draw/input_ends; eval/logits (with fc); then per mode (eval, train):
+<mode>/features (fc = Identity) and <mode>/grad/<key>, gradients of sum(features * cotangent) for GRADIENT_KEYS
+(their leading values only: conv1.weight's output channels 0..<8, the others' first 512 entries); train/buffer_after/bn1.running_mean|var after the train forward.
 """
 import argparse
 import math
@@ -113,46 +113,53 @@ def relative_error(a, b):
     return float((a.double() - b.double()).abs().max() / b.double().abs().max())
 
 
+GRADIENT_KEYS = ["conv1.weight", "bn1.weight", "bn1.bias", "layer3.0.downsample.1.weight", "layer4.2.bn3.weight"]
+
+
+def features_and_gradients(state, x, cotangent, mode, dtype):
+    """Backbone features (fc = Identity) and the gradients of sum(features * cotangent) in `mode`, plus the model."""
+    model = torchvision.models.resnet50()
+    model.load_state_dict(state)  # strict: the drawn keys and shapes are torchvision's
+    model.fc = torch.nn.Identity()
+    model.to(dtype).train(mode == "train")
+    features = model(x.to(dtype))
+    (features * cotangent.to(dtype)).sum().backward()
+    parameters = dict(model.named_parameters())
+    return features.detach(), {key: parameters[key].grad for key in GRADIENT_KEYS}, model
+
+
 def write_fixture():
     state = drawn_state_dict()
     x = torch.from_numpy(centered(splitmix64(INPUT_SEED, 0, 2 * 3 * 224 * 224), 4.0, 0.25).reshape(2, 3, 224, 224))
     cotangent = torch.from_numpy(centered(splitmix64(COTANGENT_SEED, 0, 2 * 2048), 2.0).reshape(2, 2048))
-
-    model = torchvision.models.resnet50()
-    model.load_state_dict(state)  # strict: the drawn keys and shapes are torchvision's
-    model.eval()
-    with torch.no_grad():
-        logits = model(x)
-        model.fc = torch.nn.Identity()
-        features = model(x)
-        # float32 against float64 on the same weights: how far torch's own float32 result is from exact.
-        exact = model.double()(x.double())
-        model.float()
-    print(f"eval features: mean {features.mean():.4f}, max {features.abs().max():.4f}, "
-          f"zeros {(features == 0).float().mean():.4f}; torch float32 vs float64 rel err {relative_error(features, exact):.2e}")
-
-    model.train()
-    train_features = model(x)
-    (train_features * cotangent).sum().backward()
-    grads = dict(model.named_parameters())
-    print(f"train features: mean {train_features.mean():.4f}, max {train_features.abs().max():.4f}")
-
     first, last = first_and_last(state)
     entries = {
         "draw/first_values": first,
         "draw/last_values": last,
         "draw/input_ends": torch.stack([x.reshape(-1)[0], x.reshape(-1)[-1]]),
-        "eval/features": features,
-        "eval/logits": logits,
-        "train/features": train_features,
-        # conv1's first 8 output channels: the far end of the backward, every block's gradient flows into it.
-        "train/grad/conv1.weight[0:8]": grads["conv1.weight"].grad[:8],
-        "train/grad/bn1.weight": grads["bn1.weight"].grad,
-        "train/grad/bn1.bias": grads["bn1.bias"].grad,
-        "train/grad/layer3.0.downsample.1.weight": grads["layer3.0.downsample.1.weight"].grad,
-        "train/buffer_after/bn1.running_mean": model.bn1.running_mean,
-        "train/buffer_after/bn1.running_var": model.bn1.running_var,
     }
+    classifier = torchvision.models.resnet50()
+    classifier.load_state_dict(state)
+    with torch.no_grad():
+        entries["eval/logits"] = classifier.eval()(x)
+
+    for mode in ("eval", "train"):
+        features, gradients, model = features_and_gradients(state, x, cotangent, mode, torch.float32)
+        # torch's own float32 against float64 on the same weights: how well conditioned each compared value is,
+        # which is what the Swift tolerances rest on.
+        exact_features, exact_gradients, _ = features_and_gradients(state, x, cotangent, mode, torch.float64)
+        print(f"{mode}: features mean {features.mean():.4f}, max {features.abs().max():.4f}, "
+              f"zeros {(features == 0).float().mean():.4f}")
+        print(f"  torch float32 vs float64 rel err: features {relative_error(features, exact_features):.2e}; "
+              + ", ".join(f"grad {k} {relative_error(gradients[k], exact_gradients[k]):.2e}" for k in GRADIENT_KEYS))
+        entries[f"{mode}/features"] = features
+        for key, gradient in gradients.items():
+            # The leading values only, to keep the fixture small: conv1's first 8 output channels (the far end of
+            # the backward: every block's gradient flows into it), the first 512 channels of the others.
+            entries[f"{mode}/grad/{key}"] = gradient[:8] if key == "conv1.weight" else gradient[:512]
+        if mode == "train":
+            entries["train/buffer_after/bn1.running_mean"] = model.bn1.running_mean
+            entries["train/buffer_after/bn1.running_var"] = model.bn1.running_var
     write_rnfx(os.path.join(FIXTURES, "seeded_resnet50.rnfx"), entries)
 
 
