@@ -2,10 +2,9 @@
 """Writes the PyTorch parity fixtures of Tests/TensorsTests/Fixtures (needs torch + torchvision; CI never runs it).
 
     python Tests/TorchFixtureScripts/make_model_fixtures.py            # the committed fixtures
-    python Tests/TorchFixtureScripts/make_model_fixtures.py --resnet50 /tmp/resnet50.rnfx
-        # also a full torchvision ResNet-50 case (random weights, ~100 MB each, not committed): the .rnfx
-        # and /tmp/resnet50.pth (torch.save of the same state_dict); the Swift tests read them when
-        # RESNETFUSION_RESNET50_FIXTURE points at the .rnfx.
+
+The full torchvision ResNet-50 case is make_seeded_resnet50_fixture.py (weights drawn from a seed, so only
+torch's outputs are committed).
 
 Format (.rnfx), little-endian: b"RNFX", u32 version (1), u32 entry count; then per entry: u32 name length,
 UTF-8 name, u32 rank, rank × u32 dims, float32 values (row-major). Integers (labels, counters, op
@@ -250,26 +249,9 @@ def torchvision_keys(path):
     print(f"{path}: {len(lines)} keys")
 
 
-def resnet50_case(path):
-    gen = torch.Generator().manual_seed(50)
-    torch.manual_seed(50)
-    model = resnet50()
-    randomize_batchnorm(model, gen)
-    model.eval()
-    x = torch.randn(2, 3, 224, 224, generator=gen)
-    with torch.no_grad():
-        logits = model(x)
-    entries = state_entries("state/", model)
-    entries.update({"input": x, "eval/logits": logits})
-    write_rnfx(path, entries)
-    torch.save(model.state_dict(), os.path.splitext(path)[0] + ".pth")
-    print(f"{os.path.splitext(path)[0]}.pth: torchvision resnet50 state_dict of the same weights")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--resnet50", metavar="PATH", help="also write the full ResNet-50 case there")
-    args = parser.parse_args()
+    parser.parse_args()
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(20261126)
     os.makedirs(OUT, exist_ok=True)
@@ -279,8 +261,6 @@ def main():
     write_rnfx(os.path.join(OUT, "ops.rnfx"), op_cases(gen))
     write_rnfx(os.path.join(OUT, "optimizers.rnfx"), optimizer_cases(gen))
     torchvision_keys(os.path.join(OUT, "torchvision_resnet_keys.txt"))
-    if args.resnet50:
-        resnet50_case(args.resnet50)
 
 
 if __name__ == "__main__":
