@@ -7,6 +7,11 @@ import WeightFiles
 /// `python Tests/TorchFixtureScripts/make_weight_fixtures.py --resnet50 PATH`, which also writes
 /// PATH.shapes.json (keys, shapes, dtypes and a few values as torch saw them) and PATH.safetensors (the same
 /// weights through the safetensors package).
+///
+/// An optional extra: what only this file shows is our reader on full-size archives written by torch.save and by
+/// the safetensors package themselves. The full-size checks that need no such file run in every test run in
+/// TensorsTests/SeededResNet50ParityTests: the same 320 keys, shapes and dtypes drawn from a seed, written by our
+/// .pth and safetensors writers and read back exactly, then loaded into the model and compared with torch.
 final class ResNet50FileTests: XCTestCase {
     func testTorchvisionResNet50Loads() throws {
         guard let path = ProcessInfo.processInfo.environment["RESNET50_PTH"] else {
