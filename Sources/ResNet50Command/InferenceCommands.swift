@@ -28,6 +28,11 @@ struct ModelInputOptions: ParsableArguments {
     @Flag(help: "Neither read nor write the on-disk feature cache.")
     var noFeatureCache = false
 
+    /// Out-of-range values and a missing images folder are refused before anything runs (see `reportingErrors`).
+    func validate() throws {
+        try reportingErrors { try options(csvPath: nil).validate() }
+    }
+
     func options(csvPath: String?) -> InferenceOptions {
         var o = InferenceOptions(modelPath: model, imagesDirectory: imagesDir, csvPath: csvPath)
         o.threshold = threshold
@@ -40,8 +45,6 @@ struct ModelInputOptions: ParsableArguments {
 }
 
 extension SplitPart: ExpressibleByArgument {}
-
-private func note(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 
 private func throughput(_ scores: Scores) -> String {
     String(format: "Scored %d images in %.1f s (%.1f images/s; %d backbone features from the cache)", scores.names.count,

@@ -11,24 +11,6 @@ public enum BatchNormMode: String, Sendable, CaseIterable {
     case train
 }
 
-/// The largest values the flags accept: each bounds an allocation or a loop that a typo (an extra zero, a
-/// pasted 2^61) would otherwise turn into an allocation abort or a hang. The README's troubleshooting table
-/// lists them.
-public enum FlagLimits {
-    public static let epochs = 1 ... 100_000
-    /// One batch of 224² images is 0.6 MB of input per image; a training step holds ~100 MB of activations per image.
-    public static let batchSize = 1 ... 4096
-    public static let numWorkers = 0 ... 256
-    public static let threads = 1 ... 1024
-
-    /// Checks `value` against `range`: one line naming the flag and the range.
-    public static func check(_ value: Int, _ range: ClosedRange<Int>, flag: String) throws {
-        guard range.contains(value) else {
-            throw TrainingError("\(flag) must be in \(range.lowerBound)…\(range.upperBound) (got \(value))")
-        }
-    }
-}
-
 /// Where the backbone's starting weights come from.
 public enum WeightsSource: Equatable, Sendable {
     /// torchvision's ImageNet file `resnet50-0676ba61.pth`, looked up where torchvision caches it.

@@ -131,7 +131,7 @@ final class InferenceTests: XCTestCase {
         XCTAssertTrue(message(options(model: folder.appendingPathComponent("nope.safetensors"), csv: csv)).contains("nope.safetensors"))
         var o = options(model: model, csv: csv)
         o.threshold = 1.5
-        XCTAssertTrue(message(o).contains("--threshold"))
+        XCTAssertEqual(message(o), "InferenceOptions.threshold must be a probability in [0, 1] (got 1.5)")
         // A safetensors file that is not a resnet50 model.
         let features = folder.appendingPathComponent("features.safetensors")
         try FeatureFile.write(names: ["a"], features: [1, 2], width: 2, to: features)

@@ -35,7 +35,7 @@ final class RunSafetyTests: XCTestCase {
     }
 
     private func run(_ options: TrainingOptions) throws -> TrainingResult {
-        try Trainer(options: options, printLine: { _ in }, warn: { _ in }).run()
+        try Trainer(options: options).run()
     }
 
     /// The error of a run that must fail, as its one line.
@@ -181,12 +181,12 @@ final class RunSafetyTests: XCTestCase {
 
     func testFlagAndModelFileSizesAreRangeChecked() throws {
         for (change, expected): ((inout TrainingOptions) -> Void, String) in [
-            ({ $0.maxBoxes = 2_305_843_009_213_693_952 }, "--max-boxes must be in 0…"),
-            ({ $0.maxBoxes = 1_000_000_000 }, "--max-boxes must be in 0…"),
-            ({ $0.threads = 100_000 }, "--threads must be in 1…1024"),
-            ({ $0.numWorkers = 1 << 40 }, "--num-workers must be in 0…256"),
-            ({ $0.batchSize = 1 << 62 }, "--batch-size must be in 1…4096"),
-            ({ $0.epochs = Int.max }, "--epochs must be in 1…100000"),
+            ({ $0.maxBoxes = 2_305_843_009_213_693_952 }, "TrainingOptions.maxBoxes must be in 0…"),
+            ({ $0.maxBoxes = 1_000_000_000 }, "TrainingOptions.maxBoxes must be in 0…"),
+            ({ $0.threads = 100_000 }, "TrainingOptions.threads must be in 1…1024"),
+            ({ $0.numWorkers = 1 << 40 }, "TrainingOptions.numWorkers must be in 0…256"),
+            ({ $0.batchSize = 1 << 62 }, "TrainingOptions.batchSize must be in 1…4096"),
+            ({ $0.epochs = Int.max }, "TrainingOptions.epochs must be in 1…100000"),
         ] {
             var o = options()
             change(&o)
