@@ -129,7 +129,7 @@ public final class Inference {
                       seconds: Date().timeIntervalSince(start), featuresReused: computed.reused)
     }
 
-    /// The rows of `--split`: the model's own split of this CSV, redrawn from the seed it stores.
+    /// The rows `split` selects: the model's own split of this CSV, redrawn from the seed it stores.
     private func rows(of table: LabelsTable, trained: TrainedModel) throws -> [Int] {
         let count = table.samples.count
         guard options.split != .all else { return Array(0 ..< count) }

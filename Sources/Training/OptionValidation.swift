@@ -58,6 +58,13 @@ public struct InvalidOption: NamesOptions, Equatable {
     /// The refused value as given.
     public let value: String
 
+    public init(owner: String, name: Name, problem: Problem, value: String) {
+        self.owner = owner
+        self.name = name
+        self.problem = problem
+        self.value = value
+    }
+
     /// The one-line message with each option named by `naming` (a property path here, a flag in the command).
     public func message(naming: (Name) -> String) -> String {
         let option = naming(name)

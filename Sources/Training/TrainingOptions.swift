@@ -77,7 +77,7 @@ public enum SelectionMetric: String, Sendable, CaseIterable {
     case valLoss = "val-loss"
 }
 
-/// `--pos-weight`: a fixed weight for class 1, or negatives/positives of the training split.
+/// The class-1 weight of the loss: a fixed number, or negatives/positives of the training split.
 public enum PositiveWeight: Equatable, Sendable, CustomStringConvertible {
     case auto
     case value(Float)
@@ -109,7 +109,7 @@ public enum LearningRateSchedule: String, Sendable, CaseIterable {
     ///   - epoch: 1-based epoch.
     ///   - epochs: the run's epochs.
     ///   - warmup: warm-up epochs (epoch e ≤ warmup gets base · e / (warmup + 1)).
-    ///   - base: `--lr`.
+    ///   - base: the base learning rate (`TrainingOptions.learningRate`).
     public func learningRate(epoch: Int, epochs: Int, warmup: Int, base: Float) -> Float {
         if epoch <= warmup { return base * Float(epoch) / Float(warmup + 1) }
         switch self {
