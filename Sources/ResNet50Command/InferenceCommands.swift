@@ -16,17 +16,7 @@ struct ModelInputOptions: ParsableArguments {
     @Option(help: "Images per backbone batch.")
     var batchSize: Int = 8
 
-    @Option(help: "Image decoding threads.")
-    var numWorkers: Int = 2
-
-    @Option(help: "Kernel threads (default: all cores).")
-    var threads: Int?
-
-    @Option(help: "Folder of the on-disk backbone-feature cache.")
-    var featureCache: String = FeatureCache.defaultDirectory
-
-    @Flag(help: "Neither read nor write the on-disk feature cache.")
-    var noFeatureCache = false
+    @OptionGroup var compute: ComputeOptions
 
     /// Out-of-range values and a missing images folder are refused before anything runs (see `reportingErrors`).
     func validate() throws {
@@ -37,9 +27,9 @@ struct ModelInputOptions: ParsableArguments {
         var o = InferenceOptions(modelPath: model, imagesDirectory: imagesDir, csvPath: csvPath)
         o.threshold = threshold
         o.batchSize = batchSize
-        o.numWorkers = numWorkers
-        o.threads = threads
-        o.featureCacheDirectory = noFeatureCache ? nil : featureCache
+        o.numWorkers = compute.numWorkers
+        o.threads = compute.threads
+        o.featureCacheDirectory = compute.featureCacheDirectory
         return o
     }
 }

@@ -2,6 +2,24 @@ import ArgumentParser
 import Foundation
 import Training
 
+/// How a command that reads images runs: decoding threads, kernel threads and the on-disk feature cache.
+struct ComputeOptions: ParsableArguments {
+    @Option(help: "Image decoding threads.")
+    var numWorkers: Int = 2
+
+    @Option(help: "Kernel threads (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Folder of the on-disk backbone-feature cache.")
+    var featureCache: String = FeatureCache.defaultDirectory
+
+    @Flag(help: "Neither read nor write the on-disk feature cache.")
+    var noFeatureCache = false
+
+    /// nil: the cache is off.
+    var featureCacheDirectory: String? { noFeatureCache ? nil : featureCache }
+}
+
 /// Options shared by the commands that read the user's images and labels.csv.
 struct DataOptions: ParsableArguments {
     @Option(help: "Folder of the frames named in labels.csv.")
@@ -13,34 +31,24 @@ struct DataOptions: ParsableArguments {
     @Option(help: "Detector boxes kept per frame (meta_dim = 4 + 8·max-boxes).")
     var maxBoxes: Int = 10
 
-    @Option(help: "Image decoding threads.")
-    var numWorkers: Int = 2
-
-    @Option(help: "Kernel threads (default: all cores).")
-    var threads: Int?
-
     @Option(help: ArgumentHelp("torchvision ResNet-50 weights (.pth or .safetensors), or 'none' for random weights.",
                                discussion: "Default: \(TorchvisionWeights.fileName) in $TORCH_HOME/hub/checkpoints, then ~/.cache/torch/hub/checkpoints."))
     var weights: String?
 
-    @Option(help: "Folder of the on-disk backbone-feature cache.")
-    var featureCache: String = FeatureCache.defaultDirectory
-
-    @Flag(help: "Neither read nor write the on-disk feature cache.")
-    var noFeatureCache = false
+    @OptionGroup var compute: ComputeOptions
 
     /// The options these flags set; the rest keep `TrainingOptions`' defaults.
     var trainingOptions: TrainingOptions {
         var options = TrainingOptions(imagesDirectory: imagesDir, csvPath: csvPath)
         options.maxBoxes = maxBoxes
-        options.numWorkers = numWorkers
-        options.threads = threads
+        options.numWorkers = compute.numWorkers
+        options.threads = compute.threads
         switch weights {
         case nil: options.weights = .torchvisionDefault
         case "none"?: options.weights = .none
         case let path?: options.weights = .file(path)
         }
-        options.featureCacheDirectory = noFeatureCache ? nil : featureCache
+        options.featureCacheDirectory = compute.featureCacheDirectory
         return options
     }
 }
