@@ -76,5 +76,8 @@ func flag(_ name: InvalidOption.Name) -> String {
     case .resumePath: return "--resume"
     case .weights: return "--weights"
     case .output: return "--output"
+    case .modelPath: return "--model"
+    case .outputPath: return "--out"
+    case .split: return "--split"
     }
 }

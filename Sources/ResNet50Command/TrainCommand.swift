@@ -67,7 +67,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let error as ExitCode {
         throw error
     } catch let interrupted as RunInterrupted {
-        note("resnet50: \(interrupted)")
+        note("resnet50: \(interrupted.message(naming: flag))")
         throw ExitCode(interrupted.exitCode)
     } catch let error as NamesOptions {
         note("resnet50: error: \(error.message(naming: flag))")

@@ -29,10 +29,12 @@ extension Trainer {
             let finished = state.records.count
             func interrupted(_ error: RunInterrupted) -> RunInterrupted {
                 var error = error
-                error.detail = finished == 0
-                    ? " during epoch \(epoch), before any epoch finished: nothing to resume, no files written"
-                    : " during epoch \(epoch): \(files.resume.path) holds the run after epoch \(finished); "
-                        + "rerun the command with --resume \(files.resume.path) to continue"
+                if finished == 0 {
+                    error.detail = " during epoch \(epoch), before any epoch finished: nothing to resume, no files written"
+                } else {
+                    error.detail = " during epoch \(epoch): \(files.resume.path) holds the run after epoch \(finished)"
+                    error.resumeCheckpoint = files.resume
+                }
                 return error
             }
             let training: EpochMetrics, validation: EpochMetrics, probabilities: [Double]

@@ -76,9 +76,10 @@ public final class Inference {
 
         let indices = try rows(of: table, trained: trained)
         if let out = options.outputPath {
-            var inputs = [("--model file", URL(fileURLWithPath: options.modelPath))] + table.samples.map { ("image", $0.imageURL) }
-            if let csv = options.csvPath { inputs.append(("--csv-path file", URL(fileURLWithPath: csv))) }
-            try refuseOutputsOverInputs(outputs: [("--out", URL(fileURLWithPath: out))], inputs: inputs)
+            var inputs = [(FileRole.option(.modelPath), URL(fileURLWithPath: options.modelPath))]
+                + table.samples.map { (.image, $0.imageURL) }
+            if let csv = options.csvPath { inputs.append((.option(.csvPath), URL(fileURLWithPath: csv))) }
+            try refuseOutputsOverInputs(outputs: [(.option(.outputPath), URL(fileURLWithPath: out))], inputs: inputs)
         }
         let start = Date()
         let model = trained.model
@@ -136,11 +137,15 @@ public final class Inference {
         let m = trained.metadata
         guard let seed = m["seed"].flatMap(UInt64.init), let trainSize = m["train_size"].flatMap(Int.init),
               let valSize = m["val_size"].flatMap(Int.init) else {
-            throw TrainingError("--split \(options.split.rawValue): \(options.modelPath) does not record its seed and split")
+            let split = options.split.rawValue, model = options.modelPath
+            throw OptionNamingError { name in "\(name(.split)) \(split): \(model) does not record its seed and split" }
         }
         guard trainSize + valSize == count else {
-            throw TrainingError("--split \(options.split.rawValue): the model was trained on \(trainSize + valSize) rows, "
-                + "this CSV has \(count); use the labels.csv it was trained on, or --split all")
+            let split = options.split.rawValue, trained = trainSize + valSize
+            throw OptionNamingError { name in
+                "\(name(.split)) \(split): the model was trained on \(trained) rows, this CSV has \(count); "
+                    + "use the labels.csv it was trained on, or \(name(.split)) all"
+            }
         }
         let split = try DatasetSplit(count: count, seed: seed)
         return options.split == .train ? split.train : split.validation
@@ -155,9 +160,12 @@ public final class Inference {
                 names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
                     .filter { ["jpg", "jpeg", "png"].contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
             } catch {
-                throw TrainingError("--images-dir \(folder.path): \(error.localizedDescription)")
+                let problem = error.localizedDescription
+                throw OptionNamingError { name in "\(name(.imagesDirectory)) \(folder.path): \(problem)" }
             }
-            guard !names.isEmpty else { throw TrainingError("--images-dir \(folder.path): no .jpg, .jpeg or .png files") }
+            guard !names.isEmpty else {
+                throw OptionNamingError { name in "\(name(.imagesDirectory)) \(folder.path): no .jpg, .jpeg or .png files" }
+            }
             warn("No --csv-path: detector metadata is all zeros for the \(names.count) images of \(folder.path)")
             let csv = try csvText(header: LabelsTable.requiredColumns, rows: names.map { [$0, "0", "0", "0", "0", "0", ""] })
             return try LabelsTable(csvData: Data(csv.utf8), csvName: "(the images of \(folder.path))",
@@ -254,6 +262,7 @@ public func writePredictions(_ scores: Scores, to url: URL) throws {
     do {
         try writeAtomically(try csvText(header: ["image_name", "probability", "prediction"], rows: rows), to: url)
     } catch {
-        throw TrainingError("--out \(url.path): \(error.localizedDescription)")
+        let problem = error.localizedDescription
+        throw OptionNamingError { name in "\(name(.outputPath)) \(url.path): \(problem)" }
     }
 }

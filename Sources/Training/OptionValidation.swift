@@ -36,7 +36,7 @@ public struct InvalidOption: NamesOptions, Equatable {
     /// The options that can be out of range, by their property names in `TrainingOptions` / `InferenceOptions`.
     public enum Name: String, Sendable, CaseIterable {
         case epochs, batchSize, numWorkers, maxBoxes, learningRate, patience, warmupEpochs, weightDecay, positiveWeight,
-             threads, threshold, imagesDirectory, csvPath, resumePath, weights, output
+             threads, threshold, imagesDirectory, csvPath, resumePath, weights, output, modelPath, outputPath, split
     }
 
     public enum Problem: Equatable, Sendable {

@@ -38,9 +38,9 @@ extension Trainer {
     }
 
     /// (role, path) of every file the run reads, for `refuseOutputsOverInputs`.
-    func inputFiles(table: LabelsTable) -> [(String, URL)] {
-        var inputs = [("--csv-path file", URL(fileURLWithPath: options.csvPath))] + table.samples.map { ("image", $0.imageURL) }
-        if let weights = resolveWeightsPath() { inputs.append(("--weights file", URL(fileURLWithPath: weights))) }
+    func inputFiles(table: LabelsTable) -> [(FileRole, URL)] {
+        var inputs = [(FileRole.option(.csvPath), URL(fileURLWithPath: options.csvPath))] + table.samples.map { (.image, $0.imageURL) }
+        if let weights = resolveWeightsPath() { inputs.append((.option(.weights), URL(fileURLWithPath: weights))) }
         return inputs
     }
 
@@ -184,7 +184,10 @@ extension Trainer {
         } catch {
             throw TrainingError("\(error)")
         }
-        try requireFinite(file, file: "--weights \(path)")
+        do { try requireFinite(file, file: path) } catch {
+            let problem = "\(error)"
+            throw OptionNamingError { name in "\(name(.weights)) \(problem)" }
+        }
         do {
             try model.loadBackbone(file)
         } catch {

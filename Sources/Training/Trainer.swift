@@ -44,9 +44,9 @@ public final class Trainer {
         var inputs = inputFiles(table: table)
         // Resuming rewrites its own checkpoint: that one input is meant to be replaced.
         if let resume = options.resumePath, URL(fileURLWithPath: resume).standardizedFileURL != files.resume.standardizedFileURL {
-            inputs.append(("--resume file", URL(fileURLWithPath: resume)))
+            inputs.append((.option(.resumePath), URL(fileURLWithPath: resume)))
         }
-        try refuseOutputsOverInputs(outputs: files.all.map { ("--output", $0) }, inputs: inputs)
+        try refuseOutputsOverInputs(outputs: files.all.map { (.option(.output), $0) }, inputs: inputs)
         let outputs = try OutputSet(files: files)
         do {
             return try train(table: table, outputs: outputs, wallStart: wallStart)
@@ -84,7 +84,7 @@ public final class Trainer {
         if let threads = options.threads { Kernels.setNumThreads(threads) }
         let table = try readLabels()
         if let outputPath {
-            try refuseOutputsOverInputs(outputs: [("--out", URL(fileURLWithPath: outputPath))], inputs: inputFiles(table: table))
+            try refuseOutputsOverInputs(outputs: [(.option(.outputPath), URL(fileURLWithPath: outputPath))], inputs: inputFiles(table: table))
         }
         let dataset = ImageDataset(table: table, cacheBudgetBytes: 0)
         let (model, weightsKey, _) = try buildModel(metaDim: table.metaDim)
