@@ -64,18 +64,22 @@ let package = Package(
         .executableTarget(name: "ResNet50Command",
                           dependencies: ["DataPipeline", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: swiftFlags),
-        .executableTarget(name: "ImageBenchmarks", dependencies: ["Imaging", "DataPipeline"], path: "Benchmarks/ImageBenchmarks",
+        .executableTarget(name: "ImageBenchmarks",
+                          dependencies: ["Imaging", "DataPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Benchmarks/ImageBenchmarks",
                           exclude: ["pillow_torchvision.py"], swiftSettings: swiftFlags),
         .testTarget(name: "DataPipelineTests", dependencies: ["DataPipeline", "Imaging"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
 
         // Training: metrics and the seed's printed line, threshold tuning, curves; (the loop comes with the model).
-        .target(name: "Training", dependencies: ["Models", "DataPipeline", "WeightFiles", "NN", "Tensors"],
+        .target(name: "Training", dependencies: ["Models", "DataPipeline", "WeightFiles", "NN", "Tensors",
+                                          .product(name: "CSV", package: "CSV.swift")],
                 swiftSettings: swiftFlags),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "DataPipeline", "WeightFiles"],
                     swiftSettings: swiftFlags),
         // ResNetFusion and PyTorch side by side: inference, the seed's frozen cost, a training step, JPEG, memory.
-        .executableTarget(name: "ModelBenchmarks", dependencies: ["Models", "NN", "Tensors", "DataPipeline", "Imaging"],
+        .executableTarget(name: "ModelBenchmarks",
+                          dependencies: ["Models", "NN", "Tensors", "DataPipeline", "Imaging",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Benchmarks/ModelBenchmarks", swiftSettings: swiftFlags),
         // The convolution shapes of ResNet-50, shared by the kernel tests and the kernel benchmarks.
         .target(name: "ResNetShapes", swiftSettings: swiftFlags),

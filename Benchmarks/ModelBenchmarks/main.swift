@@ -18,6 +18,7 @@
 // next. Rounds alternate between the systems (this machine is shared and noisy); each table shows medians
 // and the ratio. The PyTorch side is Benchmarks/PyTorch/bench_torch.py, run with the python named
 // by --torch-python or $TORCH_PYTHON; without one, only our numbers are printed.
+import ArgumentParser
 import DataPipeline
 import Foundation
 import Imaging
@@ -27,27 +28,59 @@ import Tensors
 
 let cases = ["inference", "frozen-train-bn", "train-step", "jpeg", "jpeg-1-thread", "train-step-memory"]
 
-struct Arguments {
-    var values: [String: String] = [:]
-    init(_ arguments: [String]) {
-        var i = 1
-        while i < arguments.count {
-            let key = arguments[i]
-            guard key.hasPrefix("--"), i + 1 < arguments.count else {
-                FileHandle.standardError.write("bench-model: unexpected argument \(key)\n".data(using: .utf8)!)
-                exit(2)
-            }
-            values[String(key.dropFirst(2))] = arguments[i + 1]
-            i += 2
+/// Which instruction sets the driver compares (see the top of this file).
+enum InstructionSets: String, ExpressibleByArgument, CaseIterable {
+    case both, native, avx2
+}
+
+/// The flags of both roles: the driver (no --case) and one measurement in a child process (--case).
+struct BenchModel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-model", abstract: "ResNetFusion side by side with PyTorch on this machine, batch 8, 224x224.")
+
+    @Option(help: "Rounds, alternating between the systems.")
+    var rounds = 3
+
+    @Option(help: "Kernel threads (default: all cores for the driver, 1 for a --case jpeg child).")
+    var threads: Int?
+
+    @Option(help: "Steps per measurement.")
+    var steps = 3
+
+    @Option(help: "A python with torch, torchvision, pillow and pandas for PyTorch's side (default: $TORCH_PYTHON).")
+    var torchPython: String?
+
+    @Option(help: "Setups to compare: both, native or avx2.")
+    var isa: InstructionSets = .both
+
+    @Option(name: .customLong("case"), help: "Run one measurement and print it as one JSON line: \(cases.joined(separator: ", ")).")
+    var caseName: String?
+
+    @Option(help: "The JPEG of the jpeg cases.")
+    var jpeg: String?
+
+    func validate() throws {
+        for (flag, value) in [("--rounds", rounds), ("--steps", steps), ("--threads", threads ?? 1)] where value <= 0 {
+            throw ValidationError("\(flag) needs a positive integer")
         }
     }
-    func int(_ key: String, _ fallback: Int) -> Int {
-        guard let text = values[key] else { return fallback }
-        guard let v = Int(text), v > 0 else {
-            FileHandle.standardError.write("bench-model: --\(key) needs a positive integer\n".data(using: .utf8)!)
-            exit(2)
+
+    func run() throws {
+        if let threads { Kernels.setNumThreads(threads) }
+        Kernels.retainFreedMemory()
+        do {
+            if let caseName {
+                var result = try measure(caseName, steps: steps, threads: threads ?? 1, jpeg: jpeg)
+                result["threads"] = Double(Kernels.numThreads)
+                let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                try drive(self)
+            }
+        } catch {
+            FileHandle.standardError.write("bench-model: \(error)\n".data(using: .utf8)!)
+            throw ExitCode.failure
         }
-        return v
     }
 }
 
@@ -69,14 +102,13 @@ func imagesPerSecond(imagesPerStep: Int, steps: Int, _ step: () throws -> Void) 
 
 // MARK: One measurement (child process)
 
-func measure(_ name: String, arguments: Arguments) throws -> [String: Double] {
+func measure(_ name: String, steps: Int, threads: Int, jpeg: String?) throws -> [String: Double] {
     let batch = 8, metaDim = 84
-    let steps = arguments.int("steps", 3)
     let generator = RandomGenerator(seed: 0)
     if name == "jpeg" || name == "jpeg-1-thread" {
-        guard let path = arguments.values["jpeg"] else { throw TrainingBenchError("--case \(name) needs --jpeg FILE") }
+        guard let path = jpeg else { throw TrainingBenchError("--case \(name) needs --jpeg FILE") }
         let url = URL(fileURLWithPath: path)
-        let workers = name == "jpeg" ? max(1, arguments.int("threads", 1)) : 1
+        let workers = name == "jpeg" ? threads : 1
         // Each worker reads the file and makes the normalized tensor, as the loader's decode threads do.
         func decodeImages(_ count: Int) throws {
             let decoder = JPEGDecoder(), plans = ResizePlanCache(), pre = Preprocessing.imagenet
@@ -162,11 +194,10 @@ func median(_ values: [Double]) -> Double? {
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
-func drive(arguments: Arguments) throws {
-    let rounds = arguments.int("rounds", 3)
-    let threads = arguments.int("threads", Int(ProcessInfo.processInfo.activeProcessorCount))
-    let steps = arguments.int("steps", 3)
-    let python = arguments.values["torch-python"] ?? ProcessInfo.processInfo.environment["TORCH_PYTHON"]
+func drive(_ arguments: BenchModel) throws {
+    let rounds = arguments.rounds, steps = arguments.steps
+    let threads = arguments.threads ?? Int(ProcessInfo.processInfo.activeProcessorCount)
+    let python = arguments.torchPython ?? ProcessInfo.processInfo.environment["TORCH_PYTHON"]
     let me = URL(fileURLWithPath: CommandLine.arguments[0]).path
     let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     let torchScript = here.appendingPathComponent("PyTorch/bench_torch.py").path
@@ -183,15 +214,14 @@ func drive(arguments: Arguments) throws {
     // PyTorch with oneDNN and ATen capped at AVX2.
     struct System { let label: String; let executable: String; let prefix: [String]; let setting: [String: String] }
     struct Setup { let title: String; let ours: System; let torch: System? }
-    let isa = arguments.values["isa"] ?? "both"
-    guard ["both", "native", "avx2"].contains(isa) else { throw TrainingBenchError("--isa is both, native or avx2") }
+    let isa = arguments.isa
     var setups = [Setup]()
-    if isa != "avx2" {
+    if isa != .avx2 {
         setups.append(Setup(title: "this CPU as it is",
                             ours: System(label: "ResNetFusion", executable: me, prefix: [], setting: [:]),
                             torch: python.map { System(label: "PyTorch", executable: $0, prefix: [torchScript], setting: [:]) }))
     }
-    if isa != "native" {
+    if isa != .native {
         setups.append(Setup(title: "both held to AVX2 + FMA (a CPU without AVX-512)",
                             ours: System(label: "ResNetFusion AVX2", executable: me, prefix: [],
                                          setting: ["RESNETFUSION_ISA": "avx2", "OPENBLAS_CORETYPE": "Haswell"]),
@@ -246,19 +276,4 @@ func drive(arguments: Arguments) throws {
     }
 }
 
-let arguments = Arguments(CommandLine.arguments)
-if let threads = arguments.values["threads"].flatMap(Int.init) { Kernels.setNumThreads(threads) }
-Kernels.retainFreedMemory()
-do {
-    if let name = arguments.values["case"] {
-        var result = try measure(name, arguments: arguments)
-        result["threads"] = Double(Kernels.numThreads)
-        let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
-        print(String(decoding: data, as: UTF8.self))
-    } else {
-        try drive(arguments: arguments)
-    }
-} catch {
-    FileHandle.standardError.write("bench-model: \(error)\n".data(using: .utf8)!)
-    exit(1)
-}
+BenchModel.main()

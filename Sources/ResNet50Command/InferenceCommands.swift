@@ -16,32 +16,25 @@ struct ModelInputOptions: ParsableArguments {
     @Option(help: "Images per backbone batch.")
     var batchSize: Int = 8
 
-    @Option(help: "Image decoding threads.")
-    var numWorkers: Int = 2
+    @OptionGroup var compute: ComputeOptions
 
-    @Option(help: "Kernel threads (default: all cores).")
-    var threads: Int?
-
-    @Option(help: "Folder of the on-disk backbone-feature cache.")
-    var featureCache: String = FeatureCache.defaultDirectory
-
-    @Flag(help: "Neither read nor write the on-disk feature cache.")
-    var noFeatureCache = false
+    /// Out-of-range values and a missing images folder are refused before anything runs (see `reportingErrors`).
+    func validate() throws {
+        try reportingErrors { try options(csvPath: nil).validate() }
+    }
 
     func options(csvPath: String?) -> InferenceOptions {
         var o = InferenceOptions(modelPath: model, imagesDirectory: imagesDir, csvPath: csvPath)
         o.threshold = threshold
         o.batchSize = batchSize
-        o.numWorkers = numWorkers
-        o.threads = threads
-        o.featureCacheDirectory = noFeatureCache ? nil : featureCache
+        o.numWorkers = compute.numWorkers
+        o.threads = compute.threads
+        o.featureCacheDirectory = compute.featureCacheDirectory
         return o
     }
 }
 
 extension SplitPart: ExpressibleByArgument {}
-
-private func note(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 
 private func throughput(_ scores: Scores) -> String {
     String(format: "Scored %d images in %.1f s (%.1f images/s; %d backbone features from the cache)", scores.names.count,

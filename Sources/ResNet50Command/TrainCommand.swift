@@ -2,6 +2,24 @@ import ArgumentParser
 import Foundation
 import Training
 
+/// How a command that reads images runs: decoding threads, kernel threads and the on-disk feature cache.
+struct ComputeOptions: ParsableArguments {
+    @Option(help: "Image decoding threads.")
+    var numWorkers: Int = 2
+
+    @Option(help: "Kernel threads (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Folder of the on-disk backbone-feature cache.")
+    var featureCache: String = FeatureCache.defaultDirectory
+
+    @Flag(help: "Neither read nor write the on-disk feature cache.")
+    var noFeatureCache = false
+
+    /// nil: the cache is off.
+    var featureCacheDirectory: String? { noFeatureCache ? nil : featureCache }
+}
+
 /// Options shared by the commands that read the user's images and labels.csv.
 struct DataOptions: ParsableArguments {
     @Option(help: "Folder of the frames named in labels.csv.")
@@ -13,32 +31,25 @@ struct DataOptions: ParsableArguments {
     @Option(help: "Detector boxes kept per frame (meta_dim = 4 + 8·max-boxes).")
     var maxBoxes: Int = 10
 
-    @Option(help: "Image decoding threads.")
-    var numWorkers: Int = 2
-
-    @Option(help: "Kernel threads (default: all cores).")
-    var threads: Int?
-
     @Option(help: ArgumentHelp("torchvision ResNet-50 weights (.pth or .safetensors), or 'none' for random weights.",
                                discussion: "Default: \(TorchvisionWeights.fileName) in $TORCH_HOME/hub/checkpoints, then ~/.cache/torch/hub/checkpoints."))
     var weights: String?
 
-    @Option(help: "Folder of the on-disk backbone-feature cache.")
-    var featureCache: String = FeatureCache.defaultDirectory
+    @OptionGroup var compute: ComputeOptions
 
-    @Flag(help: "Neither read nor write the on-disk feature cache.")
-    var noFeatureCache = false
-
-    func apply(to options: inout TrainingOptions) {
+    /// The options these flags set; the rest keep `TrainingOptions`' defaults.
+    var trainingOptions: TrainingOptions {
+        var options = TrainingOptions(imagesDirectory: imagesDir, csvPath: csvPath)
         options.maxBoxes = maxBoxes
-        options.numWorkers = numWorkers
-        options.threads = threads
+        options.numWorkers = compute.numWorkers
+        options.threads = compute.threads
         switch weights {
         case nil: options.weights = .torchvisionDefault
         case "none"?: options.weights = .none
         case let path?: options.weights = .file(path)
         }
-        options.featureCacheDirectory = noFeatureCache ? nil : featureCache
+        options.featureCacheDirectory = compute.featureCacheDirectory
+        return options
     }
 }
 
@@ -47,17 +58,22 @@ extension SelectionMetric: ExpressibleByArgument {}
 extension LearningRateSchedule: ExpressibleByArgument {}
 extension PositiveWeight: ExpressibleByArgument {}
 
-/// Runs a command body; a user-facing failure becomes one line on stderr and exit status 1.
+/// Runs a command body; a user-facing failure becomes one line on stderr and exit status 1 (options named by
+/// their flags). `validate()` uses it too: ArgumentParser would add its usage text to a `ValidationError`, and a
+/// bad value gets the same one line whether it is caught while parsing or later.
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let error as ExitCode {
         throw error
     } catch let interrupted as RunInterrupted {
-        FileHandle.standardError.write("resnet50: \(interrupted)\n".data(using: .utf8)!)
+        note("resnet50: \(interrupted.message(naming: flag))")
         throw ExitCode(interrupted.exitCode)
+    } catch let error as NamesOptions {
+        note("resnet50: error: \(error.message(naming: flag))")
+        throw ExitCode(1)
     } catch {
-        FileHandle.standardError.write("resnet50: error: \(error)\n".data(using: .utf8)!)
+        note("resnet50: error: \(error)")
         throw ExitCode(1)
     }
 }
@@ -124,27 +140,38 @@ struct Train: ParsableCommand {
     @Option(help: "Continue from X.resume.safetensors of an interrupted run (same flags; --epochs may grow unless cosine).")
     var resume: String?
 
+    /// The run these flags ask for.
+    var trainingOptions: TrainingOptions {
+        var options = data.trainingOptions
+        options.epochs = epochs
+        options.batchSize = batchSize
+        options.freezeBackbone = freezeBackbone
+        options.batchNormMode = bnMode
+        options.learningRate = lr
+        options.seed = seed
+        options.output = output
+        options.selectBy = selectBy
+        options.positiveWeight = posWeight
+        options.patience = patience
+        options.learningRateSchedule = lrSchedule
+        options.warmupEpochs = warmupEpochs
+        options.weightDecay = weightDecay
+        options.resumePath = resume
+        options.standardizeInputs = !noStandardize
+        return options
+    }
+
+    /// Every out-of-range value and missing input is refused before anything runs.
+    func validate() throws {
+        try reportingErrors { try trainingOptions.validate() }
+    }
+
     func run() throws {
         try reportingErrors {
-            var options = TrainingOptions(imagesDirectory: data.imagesDir, csvPath: data.csvPath)
-            data.apply(to: &options)
-            options.epochs = epochs
-            options.batchSize = batchSize
-            options.freezeBackbone = freezeBackbone
-            options.batchNormMode = bnMode
-            options.learningRate = lr
-            options.seed = seed
-            options.output = output
-            options.selectBy = selectBy
-            options.positiveWeight = posWeight
-            options.patience = patience
-            options.learningRateSchedule = lrSchedule
-            options.warmupEpochs = warmupEpochs
-            options.weightDecay = weightDecay
-            options.resumePath = resume
-            options.standardizeInputs = !noStandardize
+            let options = trainingOptions
+            let transcript = SeedTranscript(options: options)
             InterruptSignal.install()
-            _ = try Trainer(options: options, printLine: { print($0); fflush(stdout) }).run()
+            _ = try Trainer(options: options, events: transcript.show).run()
         }
     }
 }
@@ -160,15 +187,19 @@ struct Features: ParsableCommand {
     @Option(help: "Output .safetensors file.")
     var out: String
 
+    func validate() throws {
+        try reportingErrors { try data.trainingOptions.validate() }
+    }
+
     func run() throws {
         try reportingErrors {
-            var options = TrainingOptions(imagesDirectory: data.imagesDir, csvPath: data.csvPath)
-            data.apply(to: &options)
             let start = Date()
-            let (names, features, width) = try Trainer(options: options).extractFeatures(outputPath: out)
+            // Only warnings come from a features run: it trains nothing and has no transcript.
+            let transcript = SeedTranscript(options: data.trainingOptions)
+            let (names, features, width) = try Trainer(options: data.trainingOptions, events: transcript.show)
+                .extractFeatures(outputPath: out)
             try FeatureFile.write(names: names, features: features, width: width, to: URL(fileURLWithPath: out))
-            FileHandle.standardError.write(String(format: "%d images, %.1f s\n", names.count, Date().timeIntervalSince(start))
-                .data(using: .utf8)!)
+            note(String(format: "%d images, %.1f s", names.count, Date().timeIntervalSince(start)))
             print("Saved: \(out)")
         }
     }

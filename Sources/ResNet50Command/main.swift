@@ -35,10 +35,13 @@ struct MakeDemoData: ParsableCommand {
         + "replaced, other files are kept."))
     var force = false
 
+    /// --count and --quality out of range: one line before anything is written (see `reportingErrors`).
+    func validate() throws {
+        try reportingErrors { try DemoDataGenerator.validate(count: count, quality: quality) }
+    }
+
     func run() throws {
-        // Checked here rather than in validate(): ArgumentParser would add its usage text to the one-line error.
         try reportingErrors {
-            try DemoDataGenerator.validate(count: count, quality: quality)
             let start = Date()
             let dir = URL(fileURLWithPath: out)
             let positives = try DemoDataGenerator(seed: seed).write(to: dir, count: count, quality: quality,

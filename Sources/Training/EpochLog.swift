@@ -6,21 +6,21 @@ import Foundation
 struct EpochLog {
     let url: URL
 
-    static let header = "epoch,train_loss,train_accuracy,train_precision,train_recall,train_f1,train_tp,train_fp,train_fn,train_tn,"
-        + "val_loss,val_accuracy,val_precision,val_recall,val_f1,val_tp,val_fp,val_fn,val_tn,lr,seconds,best"
+    static let header = ["epoch", "train_loss", "train_accuracy", "train_precision", "train_recall", "train_f1", "train_tp",
+                         "train_fp", "train_fn", "train_tn", "val_loss", "val_accuracy", "val_precision", "val_recall", "val_f1",
+                         "val_tp", "val_fp", "val_fn", "val_tn", "lr", "seconds", "best"]
 
     func write(_ records: [EpochRecord], bestEpoch: Int) throws {
-        var text = Self.header + "\n"
-        for r in records {
-            func fields(_ m: EpochMetrics) -> [String] {
-                let c = m.confusion
-                return [String(format: "%.6f", m.loss), String(format: "%.6f", c.accuracy), String(format: "%.6f", c.precision),
-                        String(format: "%.6f", c.recall), String(format: "%.6f", c.f1), String(c.truePositives),
-                        String(c.falsePositives), String(c.falseNegatives), String(c.trueNegatives)]
-            }
-            let rest = [String(format: "%g", r.learningRate), String(format: "%.3f", r.seconds), r.epoch == bestEpoch ? "1" : "0"]
-            text += ([String(r.epoch)] + fields(r.training) + fields(r.validation) + rest).joined(separator: ",") + "\n"
+        func fields(_ m: EpochMetrics) -> [String] {
+            let c = m.confusion
+            return [String(format: "%.6f", m.loss), String(format: "%.6f", c.accuracy), String(format: "%.6f", c.precision),
+                    String(format: "%.6f", c.recall), String(format: "%.6f", c.f1), String(c.truePositives),
+                    String(c.falsePositives), String(c.falseNegatives), String(c.trueNegatives)]
         }
-        try writeAtomically(text, to: url)
+        let rows = records.map { r in
+            [String(r.epoch)] + fields(r.training) + fields(r.validation)
+                + [String(format: "%g", r.learningRate), String(format: "%.3f", r.seconds), r.epoch == bestEpoch ? "1" : "0"]
+        }
+        try writeAtomically(try csvText(header: Self.header, rows: rows), to: url)
     }
 }

@@ -12,7 +12,8 @@ public enum FeatureFile {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try SafetensorsFile.save(state, metadata: ["image_names": namesJSON, "format": "pt"], to: url)
         } catch {
-            throw TrainingError("--out \(url.path): \(error)")
+            let problem = "\(error)"
+            throw OptionNamingError { name in "\(name(.outputPath)) \(url.path): \(problem)" }
         }
     }
 }

@@ -68,28 +68,18 @@ public final class Inference {
     /// Loads the model, reads the images (and the CSV when given) and scores every image.
     /// - Parameter requireLabels: evaluate needs the CSV and its label column; predict does not.
     public func score(requireLabels: Bool) throws -> Scores {
-        try FlagLimits.check(options.batchSize, FlagLimits.batchSize, flag: "--batch-size")
-        try FlagLimits.check(options.numWorkers, FlagLimits.numWorkers, flag: "--num-workers")
-        if let threads = options.threads {
-            try FlagLimits.check(threads, FlagLimits.threads, flag: "--threads")
-            Kernels.setNumThreads(threads)
-        }
-        if let t = options.threshold, !(t >= 0 && t <= 1) {
-            throw TrainingError("--threshold must be a probability in [0, 1] (got \(t))")
-        }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: options.imagesDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw TrainingError("--images-dir \(options.imagesDirectory): no such folder")
-        }
+        try options.validate()
+        if let threads = options.threads { Kernels.setNumThreads(threads) }
         let trained = try TrainedModel.load(URL(fileURLWithPath: options.modelPath))
         let table = try readTable(maxBoxes: trained.maxBoxes, requireLabels: requireLabels)
         if let warning = table.boxWarning { warn(warning) }
 
         let indices = try rows(of: table, trained: trained)
         if let out = options.outputPath {
-            var inputs = [("--model file", URL(fileURLWithPath: options.modelPath))] + table.samples.map { ("image", $0.imageURL) }
-            if let csv = options.csvPath { inputs.append(("--csv-path file", URL(fileURLWithPath: csv))) }
-            try refuseOutputsOverInputs(outputs: [("--out", URL(fileURLWithPath: out))], inputs: inputs)
+            var inputs = [(FileRole.option(.modelPath), URL(fileURLWithPath: options.modelPath))]
+                + table.samples.map { (.image, $0.imageURL) }
+            if let csv = options.csvPath { inputs.append((.option(.csvPath), URL(fileURLWithPath: csv))) }
+            try refuseOutputsOverInputs(outputs: [(.option(.outputPath), URL(fileURLWithPath: out))], inputs: inputs)
         }
         let start = Date()
         let model = trained.model
@@ -140,18 +130,22 @@ public final class Inference {
                       seconds: Date().timeIntervalSince(start), featuresReused: computed.reused)
     }
 
-    /// The rows of `--split`: the model's own split of this CSV, redrawn from the seed it stores.
+    /// The rows `split` selects: the model's own split of this CSV, redrawn from the seed it stores.
     private func rows(of table: LabelsTable, trained: TrainedModel) throws -> [Int] {
         let count = table.samples.count
         guard options.split != .all else { return Array(0 ..< count) }
         let m = trained.metadata
         guard let seed = m["seed"].flatMap(UInt64.init), let trainSize = m["train_size"].flatMap(Int.init),
               let valSize = m["val_size"].flatMap(Int.init) else {
-            throw TrainingError("--split \(options.split.rawValue): \(options.modelPath) does not record its seed and split")
+            let split = options.split.rawValue, model = options.modelPath
+            throw OptionNamingError { name in "\(name(.split)) \(split): \(model) does not record its seed and split" }
         }
         guard trainSize + valSize == count else {
-            throw TrainingError("--split \(options.split.rawValue): the model was trained on \(trainSize + valSize) rows, "
-                + "this CSV has \(count); use the labels.csv it was trained on, or --split all")
+            let split = options.split.rawValue, trained = trainSize + valSize
+            throw OptionNamingError { name in
+                "\(name(.split)) \(split): the model was trained on \(trained) rows, this CSV has \(count); "
+                    + "use the labels.csv it was trained on, or \(name(.split)) all"
+            }
         }
         let split = try DatasetSplit(count: count, seed: seed)
         return options.split == .train ? split.train : split.validation
@@ -166,18 +160,18 @@ public final class Inference {
                 names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
                     .filter { ["jpg", "jpeg", "png"].contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
             } catch {
-                throw TrainingError("--images-dir \(folder.path): \(error.localizedDescription)")
+                let problem = error.localizedDescription
+                throw OptionNamingError { name in "\(name(.imagesDirectory)) \(folder.path): \(problem)" }
             }
-            guard !names.isEmpty else { throw TrainingError("--images-dir \(folder.path): no .jpg, .jpeg or .png files") }
+            guard !names.isEmpty else {
+                throw OptionNamingError { name in "\(name(.imagesDirectory)) \(folder.path): no .jpg, .jpeg or .png files" }
+            }
             warn("No --csv-path: detector metadata is all zeros for the \(names.count) images of \(folder.path)")
-            var csv = LabelsTable.requiredColumns.map(Self.quoted).joined(separator: ",") + "\n"
-            for name in names { csv += Self.quoted(name) + ",0,0,0,0,0,\n" }
+            let csv = try csvText(header: LabelsTable.requiredColumns, rows: names.map { [$0, "0", "0", "0", "0", "0", ""] })
             return try LabelsTable(csvData: Data(csv.utf8), csvName: "(the images of \(folder.path))",
                                    imagesDirectory: folder, maxBoxes: maxBoxes)
         }
-        guard FileManager.default.isReadableFile(atPath: csvPath) else {
-            throw TrainingError("--csv-path \(csvPath): no such readable file")
-        }
+        try InvalidOption.requireReadableFile(csvPath, .csvPath, of: "InferenceOptions")
         let url = URL(fileURLWithPath: csvPath)
         do {
             return try LabelsTable(csvURL: url, imagesDirectory: folder, maxBoxes: maxBoxes)
@@ -190,8 +184,6 @@ public final class Inference {
                                    maxBoxes: maxBoxes)
         }
     }
-
-    static func quoted(_ field: String) -> String { "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
 
     /// The CSV with a first column `interesting/not interesting` (0 on every data row): records are found with
     /// RFC 4180's rule (a line break inside double quotes belongs to the field). Blank lines stay blank.
@@ -264,14 +256,13 @@ public struct EvaluationReport: Sendable {
 
 /// `image_name,probability,prediction` for every image, written atomically.
 public func writePredictions(_ scores: Scores, to url: URL) throws {
-    var csv = "image_name,probability,prediction\n"
-    for (name, p) in zip(scores.names, scores.probabilities) {
-        let field = name.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) ? Inference.quoted(name) : name
-        csv += "\(field),\(String(format: "%.6f", p)),\(p >= scores.threshold ? 1 : 0)\n"
+    let rows = zip(scores.names, scores.probabilities).map { name, p in
+        [name, String(format: "%.6f", p), p >= scores.threshold ? "1" : "0"]
     }
     do {
-        try writeAtomically(csv, to: url)
+        try writeAtomically(try csvText(header: ["image_name", "probability", "prediction"], rows: rows), to: url)
     } catch {
-        throw TrainingError("--out \(url.path): \(error.localizedDescription)")
+        let problem = error.localizedDescription
+        throw OptionNamingError { name in "\(name(.outputPath)) \(url.path): \(problem)" }
     }
 }

@@ -12,15 +12,29 @@ private func fileIdentity(_ url: URL) -> (dev: UInt64, ino: UInt64)? {
     return (UInt64(s.st_dev), UInt64(s.st_ino))
 }
 
-/// Refuses before any work starts when an output path names one of the inputs: a `--output` equal to the
+/// What a file is to a run, for an error that names it: the file an option names, or one of the images.
+public enum FileRole: Sendable {
+    case option(InvalidOption.Name)
+    case image
+
+    /// "image", or the option followed by `suffix` (e.g. "--csv-path file").
+    func phrase(naming: (InvalidOption.Name) -> String, suffix: String) -> String {
+        switch self {
+        case .option(let name): return naming(name) + suffix
+        case .image: return "image"
+        }
+    }
+}
+
+/// Refuses before any work starts when an output path names one of the inputs: an output equal to the
 /// labels.csv, a weights file or an image would be silently replaced at the end of the run.
 /// - Parameters:
-///   - outputs: (flag or role, path) of every file the command will write.
-///   - inputs: (flag or role, path) of every file it reads.
-/// - Throws: `TrainingError` naming both.
-public func refuseOutputsOverInputs(outputs: [(String, URL)], inputs: [(String, URL)]) throws {
-    var inputPaths = [String: String]()
-    var inputIdentities = [String: String]()
+///   - outputs: (role, path) of every file the command will write.
+///   - inputs: (role, path) of every file it reads.
+/// - Throws: an error naming both.
+public func refuseOutputsOverInputs(outputs: [(FileRole, URL)], inputs: [(FileRole, URL)]) throws {
+    var inputPaths = [String: FileRole]()
+    var inputIdentities = [String: FileRole]()
     for (role, url) in inputs {
         inputPaths[url.resolvingSymlinksInPath().standardizedFileURL.path] = role
         if let id = fileIdentity(url) { inputIdentities["\(id.dev):\(id.ino)"] = role }
@@ -30,7 +44,11 @@ public func refuseOutputsOverInputs(outputs: [(String, URL)], inputs: [(String, 
         var clash = inputPaths[path]
         if clash == nil, let id = fileIdentity(url) { clash = inputIdentities["\(id.dev):\(id.ino)"] }
         if let clash {
-            throw TrainingError("\(role) \(url.path) is the \(clash) this run reads; choose another output path")
+            let path = url.path
+            throw OptionNamingError { name in
+                "\(role.phrase(naming: name, suffix: "")) \(path) is the \(clash.phrase(naming: name, suffix: " file")) this run reads; "
+                    + "choose another output path"
+            }
         }
     }
 }
@@ -62,14 +80,24 @@ public enum InterruptSignal {
 }
 
 /// A run stopped by SIGINT or SIGTERM; the command exits 128 + signal.
-public struct RunInterrupted: Error, CustomStringConvertible {
+public struct RunInterrupted: NamesOptions {
     public let signal: Int32
-    /// What was kept on disk.
+    /// When it stopped and what was kept on disk.
     public var detail: String
+    /// The checkpoint that continues the run, when one was kept.
+    public var resumeCheckpoint: URL?
+
+    init(signal: Int32, detail: String, resumeCheckpoint: URL? = nil) {
+        self.signal = signal
+        self.detail = detail
+        self.resumeCheckpoint = resumeCheckpoint
+    }
 
     public var exitCode: Int32 { 128 + signal }
-    public var description: String {
+
+    public func message(naming: (InvalidOption.Name) -> String) -> String {
         "interrupted by \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal \(signal)")" + detail
+            + (resumeCheckpoint.map { "; rerun the command with \(naming(.resumePath)) \($0.path) to continue" } ?? "")
     }
 }
 
@@ -100,17 +128,19 @@ public final class OutputSet {
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         } catch {
-            throw TrainingError("--output \(files.last.path): cannot create the folder \(folder.path) (\(error.localizedDescription))")
+            throw outputError("cannot create the folder \(folder.path) (\(error.localizedDescription))")
         }
         lockDescriptor = open(lockURL.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard lockDescriptor >= 0 else {
-            throw TrainingError("--output \(files.last.path): the folder \(folder.path) is not writable (\(String(cString: strerror(errno))))")
+            throw outputError("the folder \(folder.path) is not writable (\(String(cString: strerror(errno))))")
         }
         guard flock(lockDescriptor, LOCK_EX | LOCK_NB) == 0 else {
             close(lockDescriptor)
             lockDescriptor = -1
-            throw TrainingError("--output \(files.last.path): another run is writing this model now (lock \(lockURL.path)); "
-                + "wait for it or choose another --output")
+            let lock = lockURL.path, path = files.last.path
+            throw OptionNamingError { name in
+                "\(name(.output)) \(path): another run is writing this model now (lock \(lock)); wait for it or choose another \(name(.output))"
+            }
         }
         try recoverEarlierRun()
         do {
@@ -120,8 +150,14 @@ public final class OutputSet {
             try Data("ok".utf8).write(to: probe)
             try FileManager.default.removeItem(at: probe)
         } catch {
-            throw TrainingError("--output \(files.last.path): cannot write in \(folder.path) (\(error.localizedDescription))")
+            throw outputError("cannot write in \(folder.path) (\(error.localizedDescription))")
         }
+    }
+
+    /// A failure to write the run's files, naming the model it was writing.
+    private func outputError(_ problem: String) -> OptionNamingError {
+        let path = files.last.path
+        return OptionNamingError { name in "\(name(.output)) \(path): \(problem)" }
     }
 
     /// `.X.safetensors.partial/` next to the model: where a run's files wait for the commit.
@@ -149,7 +185,7 @@ public final class OutputSet {
             try Data().write(to: marker)
             try renameStaged(only: nil)
         } catch {
-            throw TrainingError("--output \(files.last.path): \(error.localizedDescription)")
+            throw outputError(error.localizedDescription)
         }
     }
 

@@ -11,24 +11,6 @@ public enum BatchNormMode: String, Sendable, CaseIterable {
     case train
 }
 
-/// The largest values the flags accept: each bounds an allocation or a loop that a typo (an extra zero, a
-/// pasted 2^61) would otherwise turn into an allocation abort or a hang. The README's troubleshooting table
-/// lists them.
-public enum FlagLimits {
-    public static let epochs = 1 ... 100_000
-    /// One batch of 224² images is 0.6 MB of input per image; a training step holds ~100 MB of activations per image.
-    public static let batchSize = 1 ... 4096
-    public static let numWorkers = 0 ... 256
-    public static let threads = 1 ... 1024
-
-    /// Checks `value` against `range`: one line naming the flag and the range.
-    public static func check(_ value: Int, _ range: ClosedRange<Int>, flag: String) throws {
-        guard range.contains(value) else {
-            throw TrainingError("\(flag) must be in \(range.lowerBound)…\(range.upperBound) (got \(value))")
-        }
-    }
-}
-
 /// Where the backbone's starting weights come from.
 public enum WeightsSource: Equatable, Sendable {
     /// torchvision's ImageNet file `resnet50-0676ba61.pth`, looked up where torchvision caches it.
@@ -95,7 +77,7 @@ public enum SelectionMetric: String, Sendable, CaseIterable {
     case valLoss = "val-loss"
 }
 
-/// `--pos-weight`: a fixed weight for class 1, or negatives/positives of the training split.
+/// The class-1 weight of the loss: a fixed number, or negatives/positives of the training split.
 public enum PositiveWeight: Equatable, Sendable, CustomStringConvertible {
     case auto
     case value(Float)
@@ -127,7 +109,7 @@ public enum LearningRateSchedule: String, Sendable, CaseIterable {
     ///   - epoch: 1-based epoch.
     ///   - epochs: the run's epochs.
     ///   - warmup: warm-up epochs (epoch e ≤ warmup gets base · e / (warmup + 1)).
-    ///   - base: `--lr`.
+    ///   - base: the base learning rate (`TrainingOptions.learningRate`).
     public func learningRate(epoch: Int, epochs: Int, warmup: Int, base: Float) -> Float {
         if epoch <= warmup { return base * Float(epoch) / Float(warmup + 1) }
         switch self {

@@ -20,7 +20,9 @@ final class CommandLineTests: XCTestCase {
     private func executable() throws -> URL {
         let url = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("resnet50")
         guard FileManager.default.isExecutableFile(atPath: url.path) else {
-            XCTFail("\(url.path) not built; run swift build --build-tests first (make test does)")
+            // A failure, not a skip: a suite that passes without ever running the command proves nothing about it.
+            XCTFail("\(url.path) is not built; build it first: swift build -c release --product resnet50 "
+                + "(swift build -c release --build-tests and make test build it too)")
             throw CocoaError(.fileNoSuchFile)
         }
         return url
@@ -93,6 +95,42 @@ final class CommandLineTests: XCTestCase {
         let parse = try run(["train", "--csv-path", p("labels.csv"), "--pos-weight", "heavy"] + common)
         XCTAssertNotEqual(parse.status, 0)
         XCTAssertTrue(parse.stderr.contains("--pos-weight"), parse.stderr)
+    }
+
+    /// Each out-of-range flag is refused while the flags are parsed, before any data is read: one line naming the
+    /// flag, status 1, nothing on stdout, no file written.
+    func testOutOfRangeFlagsAreRefusedBeforeAnythingRuns() throws {
+        _ = try DemoDataGenerator(seed: 8).write(to: folder, count: 4)
+        let data = ["--images-dir", p("images"), "--csv-path", p("labels.csv"), "--feature-cache", p("cache"), "--weights", "none"]
+        let train = ["train", "--output", p("models/m.safetensors")] + data
+        let cases: [([String], String)] = [
+            (train + ["--epochs", "0"], "--epochs must be in 1…100000 (got 0)"),
+            (train + ["--batch-size", "5000"], "--batch-size must be in 1…4096 (got 5000)"),
+            (train + ["--num-workers", "257"], "--num-workers must be in 0…256 (got 257)"),
+            (train + ["--threads", "0"], "--threads must be in 1…1024 (got 0)"),
+            (train + ["--max-boxes", "1000000000"], "--max-boxes must be in 0…"),
+            (train + ["--lr", "0"], "--lr must be a positive number (got 0.0)"),
+            (train + ["--patience", "0"], "--patience must be in 1…100000 (got 0)"),
+            (train + ["--epochs", "2", "--warmup-epochs", "2"], "--warmup-epochs must be 0 or more and below --epochs (got 2)"),
+            (train + ["--weight-decay=-1"], "--weight-decay must be 0 or a positive number (got -1.0)"),
+            (train + ["--resume", p("nowhere.resume.safetensors")], "--resume \(p("nowhere.resume.safetensors")): no such readable file"),
+            (["train", "--images-dir", p("nowhere"), "--csv-path", p("labels.csv")], "--images-dir \(p("nowhere")): no such folder"),
+            (["features", "--out", p("f.safetensors"), "--threads", "2000"] + data, "--threads must be in 1…1024 (got 2000)"),
+            (["predict", "--model", p("m.safetensors"), "--images-dir", p("images"), "--out", p("p.csv"), "--threshold", "2"],
+             "--threshold must be a probability in [0, 1] (got 2.0)"),
+            (["evaluate", "--model", p("m.safetensors"), "--images-dir", p("images"), "--csv-path", p("labels.csv"),
+              "--num-workers", "300"], "--num-workers must be in 0…256 (got 300)"),
+        ]
+        for (arguments, expected) in cases {
+            let r = try run(arguments)
+            XCTAssertEqual(r.status, 1, "\(arguments): \(r.stderr)")
+            XCTAssertEqual(r.stdout, "", "\(arguments)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.hasPrefix("resnet50: error: " + expected), "\(expected) not in: \(r.stderr)")
+        }
+        for name in ["models", "cache", "f.safetensors", "p.csv"] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: p(name)), "\(name): nothing runs before the flags are checked")
+        }
     }
 
     /// Starts `resnet50 train` in the background and returns once its stdout shows `marker`.

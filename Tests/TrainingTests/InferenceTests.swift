@@ -122,6 +122,22 @@ final class InferenceTests: XCTestCase {
         XCTAssertTrue(notes[0].contains("metadata is all zeros"), notes[0])
     }
 
+    /// predictions.csv quotes a name only when it must (RFC 4180: a comma, a quote or a line break; quotes doubled),
+    /// ends every record with "\n" alone, and reads back as the same names.
+    func testPredictionsQuoteOnlyWhatNeedsQuoting() throws {
+        let model = try writeModel(threshold: "0.5")
+        let odd = "a, \"b\".jpg"
+        try FileManager.default.copyItem(at: images.appendingPathComponent("frame_00001.jpg"), to: images.appendingPathComponent(odd))
+        let scores = try Inference(options: options(model: model, csv: nil), warn: { _ in }).score(requireLabels: false)
+        let out = folder.appendingPathComponent("preds.csv")
+        try writePredictions(scores, to: out)
+        let text = try String(contentsOf: out, encoding: .utf8)
+        let p = String(format: "%.6f", low)
+        XCTAssertTrue(text.hasPrefix("image_name,probability,prediction\n\"a, \"\"b\"\".jpg\",\(p),0\nframe_00001.jpg,\(p),0\n"), text)
+        XCTAssertTrue(text.hasSuffix("frame_00012.jpg,\(p),0\n"), text)
+        XCTAssertFalse(text.contains("\r"))
+    }
+
     func testBadInputsNameTheProblem() throws {
         let model = try writeModel(threshold: nil)
         let csv = try writeCSV()
@@ -131,7 +147,7 @@ final class InferenceTests: XCTestCase {
         XCTAssertTrue(message(options(model: folder.appendingPathComponent("nope.safetensors"), csv: csv)).contains("nope.safetensors"))
         var o = options(model: model, csv: csv)
         o.threshold = 1.5
-        XCTAssertTrue(message(o).contains("--threshold"))
+        XCTAssertEqual(message(o), "InferenceOptions.threshold must be a probability in [0, 1] (got 1.5)")
         // A safetensors file that is not a resnet50 model.
         let features = folder.appendingPathComponent("features.safetensors")
         try FeatureFile.write(names: ["a"], features: [1, 2], width: 2, to: features)

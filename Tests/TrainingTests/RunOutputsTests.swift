@@ -54,10 +54,13 @@ final class RunOutputsTests: XCTestCase {
         return o
     }
 
-    private func run(_ options: TrainingOptions, onLine: @escaping (String) -> Void = { _ in }) throws -> (TrainingResult, [String]) {
-        var lines = [String]()
-        let result = try Trainer(options: options, printLine: { lines.append($0); onLine($0) }, warn: { _ in }).run()
-        return (result, lines)
+    /// Runs to the end; `onEvent` sees each event as it happens. Returns the result and the transcript's tags.
+    private func run(_ options: TrainingOptions, onEvent: @escaping (TrainingEvent) -> Void = { _ in }) throws
+        -> (TrainingResult, [String])
+    {
+        var events = [TrainingEvent]()
+        let result = try Trainer(options: options, events: { events.append($0); onEvent($0) }).run()
+        return (result, transcriptTags(events))
     }
 
     private func weights(_ path: URL) throws -> [String: [Float]] {
@@ -85,8 +88,7 @@ final class RunOutputsTests: XCTestCase {
             var o = options(images: images, csv: csv, epochs: 12, output: "models/\(selectBy.rawValue).safetensors")
             o.selectBy = selectBy
             let (result, lines) = try run(o)
-            XCTAssertEqual(lines.last, "Saved: \(o.output)", "stdout ends with the seed's Saved line")
-            XCTAssertEqual(lines.count, 14, "Using device, 12 epoch lines, Saved: nothing else on stdout")
+            XCTAssertEqual(lines, ["started"] + (1 ... 12).map { "epoch \($0)/12" } + ["finished"])
             let records = result.records
             let expected: Int
             switch selectBy {
@@ -233,8 +235,7 @@ final class RunOutputsTests: XCTestCase {
         XCTAssertTrue(result.stoppedEarly)
         XCTAssertLessThan(result.records.count, 30)
         XCTAssertEqual(result.records.count, result.bestEpoch + 2, "stops exactly 2 epochs after the last improvement")
-        XCTAssertEqual(lines.count, result.records.count + 2)
-        XCTAssertEqual(lines.last, "Saved: \(o.output)")
+        XCTAssertEqual(lines, ["started"] + (1 ... result.records.count).map { "epoch \($0)/30" } + ["finished"])
     }
 
     /// Stop after epoch 3 (a 3-epoch run), resume to 7: the same weights, thresholds, history and stdout as the
@@ -260,7 +261,13 @@ final class RunOutputsTests: XCTestCase {
         XCTAssertEqual(full.bestEpoch, resumed.bestEpoch)
         XCTAssertEqual(full.bestThreshold.threshold, resumed.bestThreshold.threshold, accuracy: 1e-6)
         XCTAssertEqual(full.records.map(\.validation), resumed.records.map(\.validation))
-        XCTAssertEqual(Array(fullLines.dropLast()), Array(resumedLines.dropLast()), "stdout as the uninterrupted run's")
+        XCTAssertEqual(resumedLines, ["started"] + (1 ... 3).map { "epoch \($0)/7 replayed" } + (4 ... 7).map { "epoch \($0)/7" }
+            + ["finished"], "the finished epochs are reported again, marked as replayed")
+        XCTAssertEqual(fullLines, resumedLines.map { $0.replacingOccurrences(of: " replayed", with: "") })
+        func seedLines(_ result: TrainingResult) -> [String] {
+            result.records.map { seedEpochLine(epoch: $0.epoch, epochs: 7, training: $0.training, validation: $0.validation) }
+        }
+        XCTAssertEqual(seedLines(full), seedLines(resumed), "the seed's transcript as the uninterrupted run's")
     }
 
     /// The same with a cosine schedule and the full network training (backbone and BatchNorm statistics stored
@@ -274,18 +281,18 @@ final class RunOutputsTests: XCTestCase {
         o.warmupEpochs = 1
         let files = RunFiles(output: URL(fileURLWithPath: o.output))
         let copy = folder.appendingPathComponent("after-epoch-2.resume.safetensors")
-        // The checkpoint of epoch k is written (into the run's staging folder) after epoch k's line, so when line 3
-        // appears it holds epoch 2.
+        // The checkpoint of epoch k is written (into the run's staging folder) after epoch k's event, so when epoch 3's
+        // event arrives it holds epoch 2.
         let staged = OutputSet.stagingFolder(for: files).appendingPathComponent(files.resume.lastPathComponent)
-        let (full, _) = try run(o) { line in
-            if line.hasPrefix("Epoch 03/") { try? FileManager.default.copyItem(at: staged, to: copy) }
+        let (full, _) = try run(o) { event in
+            if tag(event) == "epoch 3/4" { try? FileManager.default.copyItem(at: staged, to: copy) }
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: copy.path))
         var resume = o
         resume.output = folder.appendingPathComponent("models/cosine-resumed.safetensors").path
         resume.resumePath = copy.path
         let (resumed, lines) = try run(resume)
-        XCTAssertEqual(lines.count, 6)
+        XCTAssertEqual(lines, ["started", "epoch 1/4 replayed", "epoch 2/4 replayed", "epoch 3/4", "epoch 4/4", "finished"])
         assertClose(try weights(full.files.last), try weights(resumed.files.last), tolerance: 1e-5)
         XCTAssertEqual(resumed.records.map(\.learningRate), full.records.map(\.learningRate))
         XCTAssertNotEqual(try weights(full.files.last)["backbone.conv1.weight"],

@@ -35,7 +35,7 @@ final class RunSafetyTests: XCTestCase {
     }
 
     private func run(_ options: TrainingOptions) throws -> TrainingResult {
-        try Trainer(options: options, printLine: { _ in }, warn: { _ in }).run()
+        try Trainer(options: options).run()
     }
 
     /// The error of a run that must fail, as its one line.
@@ -66,8 +66,9 @@ final class RunSafetyTests: XCTestCase {
         let imageBefore = try Data(contentsOf: URL(fileURLWithPath: p("images/frame_00003.jpg")))
         try FileManager.default.createSymbolicLink(atPath: p("link.safetensors"), withDestinationPath: p("labels.csv"))
         try FileManager.default.linkItem(atPath: p("images/frame_00003.jpg"), toPath: p("hard.safetensors"))
-        for (output, expected) in [("labels.csv", "--csv-path file"), ("images/frame_00003.jpg", "image"),
-                                   ("link.safetensors", "--csv-path file"), ("images/../labels.csv", "--csv-path file"),
+        for (output, expected) in [("labels.csv", "TrainingOptions.csvPath file"), ("images/frame_00003.jpg", "image"),
+                                   ("link.safetensors", "TrainingOptions.csvPath file"),
+                                   ("images/../labels.csv", "TrainingOptions.csvPath file"),
                                    ("hard.safetensors", "image")] {
             let message = failure(options(output: output))
             XCTAssertTrue(message.contains("is the \(expected) this run reads"), "\(output): \(message)")
@@ -76,7 +77,7 @@ final class RunSafetyTests: XCTestCase {
         try FileManager.default.copyItem(atPath: p("labels.csv"), toPath: p("data.epochs.csv"))
         var o = options(output: "data.safetensors")
         o.csvPath = p("data.epochs.csv")
-        XCTAssertTrue(failure(o).contains("data.epochs.csv is the --csv-path file"), failure(o))
+        XCTAssertTrue(failure(o).contains("data.epochs.csv is the TrainingOptions.csvPath file"), failure(o))
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: p("labels.csv"))), csvBefore)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: p("images/frame_00003.jpg"))), imageBefore)
         XCTAssertFalse(FileManager.default.fileExists(atPath: p("cache")), "refused before any feature was computed")
@@ -85,7 +86,7 @@ final class RunSafetyTests: XCTestCase {
     func testUnwritableOutputFolderIsFoundBeforeTheFirstEpoch() {
         // A regular file where a folder must go: creating the folder fails, as on a read-only mount.
         let message = failure(options(output: "labels.csv/m.safetensors"))
-        XCTAssertTrue(message.hasPrefix("--output \(p("labels.csv/m.safetensors")): cannot create the folder"), message)
+        XCTAssertTrue(message.hasPrefix("TrainingOptions.output \(p("labels.csv/m.safetensors")): cannot create the folder"), message)
         XCTAssertFalse(FileManager.default.fileExists(atPath: p("cache")))
     }
 
@@ -181,12 +182,12 @@ final class RunSafetyTests: XCTestCase {
 
     func testFlagAndModelFileSizesAreRangeChecked() throws {
         for (change, expected): ((inout TrainingOptions) -> Void, String) in [
-            ({ $0.maxBoxes = 2_305_843_009_213_693_952 }, "--max-boxes must be in 0…"),
-            ({ $0.maxBoxes = 1_000_000_000 }, "--max-boxes must be in 0…"),
-            ({ $0.threads = 100_000 }, "--threads must be in 1…1024"),
-            ({ $0.numWorkers = 1 << 40 }, "--num-workers must be in 0…256"),
-            ({ $0.batchSize = 1 << 62 }, "--batch-size must be in 1…4096"),
-            ({ $0.epochs = Int.max }, "--epochs must be in 1…100000"),
+            ({ $0.maxBoxes = 2_305_843_009_213_693_952 }, "TrainingOptions.maxBoxes must be in 0…"),
+            ({ $0.maxBoxes = 1_000_000_000 }, "TrainingOptions.maxBoxes must be in 0…"),
+            ({ $0.threads = 100_000 }, "TrainingOptions.threads must be in 1…1024"),
+            ({ $0.numWorkers = 1 << 40 }, "TrainingOptions.numWorkers must be in 0…256"),
+            ({ $0.batchSize = 1 << 62 }, "TrainingOptions.batchSize must be in 1…4096"),
+            ({ $0.epochs = Int.max }, "TrainingOptions.epochs must be in 1…100000"),
         ] {
             var o = options()
             change(&o)

@@ -48,10 +48,11 @@ final class TrainEndToEndTests: XCTestCase {
         return o
     }
 
+    /// Runs to the end: the result and the transcript's event tags.
     private func run(_ options: TrainingOptions) throws -> (TrainingResult, [String]) {
-        var lines = [String]()
-        let result = try Trainer(options: options, printLine: { lines.append($0) }, warn: { _ in }).run()
-        return (result, lines)
+        var events = [TrainingEvent]()
+        let result = try Trainer(options: options, events: { events.append($0) }).run()
+        return (result, transcriptTags(events))
     }
 
     private static let seedLine = try! NSRegularExpression(pattern:
@@ -66,13 +67,12 @@ final class TrainEndToEndTests: XCTestCase {
         o.learningRate = 3e-3
         let (result, lines) = try run(o)
 
-        XCTAssertEqual(lines.count, 8)
-        XCTAssertEqual(lines[0], "Using device: cpu")
-        for (i, line) in lines[1 ... 6].enumerated() {
+        XCTAssertEqual(lines, ["started"] + (1 ... 6).map { "epoch \($0)/6" } + ["finished"])
+        for (i, record) in result.records.enumerated() {
+            let line = seedEpochLine(epoch: record.epoch, epochs: 6, training: record.training, validation: record.validation)
             XCTAssertEqual(Self.seedLine.numberOfMatches(in: line, range: NSRange(line.startIndex..., in: line)), 1, line)
             XCTAssertTrue(line.hasPrefix(String(format: "Epoch %02d/6 |", i + 1)), line)
         }
-        XCTAssertEqual(lines[7], "Saved: \(o.output)")
         let losses = result.records.map(\.training.loss)
         XCTAssertLessThan(losses.last!, losses.first! * 0.8, "training loss should fall on the easy task: \(losses)")
         XCTAssertEqual(result.featuresComputed, 30)
@@ -135,7 +135,7 @@ final class TrainEndToEndTests: XCTestCase {
         o.freezeBackbone = true
         o.batchNormMode = .train
         let (result, lines) = try run(o)
-        XCTAssertEqual(lines.count, 3)
+        XCTAssertEqual(lines, ["started", "epoch 1/1", "finished"])
         let state = result.model.stateDict()
         let fresh = ResNet(config: .narrow(numClasses: nil), generator: RandomGenerator(seed: 7)).stateDict()
         XCTAssertEqual(state["backbone.conv1.weight"]?.values, fresh["conv1.weight"]?.values, "frozen weights must not move")
@@ -148,7 +148,7 @@ final class TrainEndToEndTests: XCTestCase {
     func testFullFineTuningMovesTheBackbone() throws {
         let (images, csv) = try easyDataset(count: 10)
         let (result, lines) = try run(options(images: images, csv: csv, epochs: 1))
-        XCTAssertEqual(lines.count, 3)
+        XCTAssertEqual(lines, ["started", "epoch 1/1", "finished"])
         XCTAssertTrue(result.records[0].training.loss.isFinite)
         let fresh = ResNet(config: .narrow(numClasses: nil), generator: RandomGenerator(seed: 7)).stateDict()
         XCTAssertNotEqual(result.model.stateDict()["backbone.conv1.weight"]?.values, fresh["conv1.weight"]?.values)
@@ -165,7 +165,7 @@ final class TrainEndToEndTests: XCTestCase {
         XCTAssertThrowsError(try run(o)) { XCTAssertTrue("\($0)".contains("missing.pth"), "\($0)") }
 
         o = options(images: images, csv: csv, epochs: 0)
-        XCTAssertThrowsError(try run(o)) { XCTAssertTrue("\($0)".contains("--epochs"), "\($0)") }
+        XCTAssertThrowsError(try run(o)) { XCTAssertEqual("\($0)", "TrainingOptions.epochs must be in 1…100000 (got 0)") }
 
         // A frame cut short: the error names it, and no model file appears.
         let victim = images.appendingPathComponent("frame_00004.jpg")
