@@ -14,9 +14,11 @@
 // branches on sizes; only the store of an edge tile is masked.
 //
 // Packing buffers are per thread, allocated on a thread's first call and freed when it exits (this is
-// the one place CKernels allocates: the buffers are an implementation detail of the matrix product,
-// as they are inside OpenBLAS). If the allocation fails, the call falls back to OpenBLAS.
+// the one place CKernels allocates, as ckernels.h states: the buffers are an implementation detail of the
+// matrix product, as they are inside OpenBLAS). If the allocation fails, the call falls back to OpenBLAS.
+// The reference twins ck_sgemm_ref and ck_sgemm_images_ref are in CKernelsReference/gemm_ref.c.
 #include "internal.h"
+#include "cpu_features.h"
 #include <cblas.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -44,16 +46,9 @@ void ck_set_avx512_allowed(int allowed) {
 }
 
 int ck_cpu_has_avx512(void) {
-    if (!avx512_allowed) return 0;
 #ifdef CK_HAVE_AVX512_GEMM
-    static _Atomic int known = -1;
-    if (known < 0) {
-        // RESNETFUSION_ISA=avx2 treats the CPU as AVX2-only (benchmarks: what such a CPU gets).
-        const char *isa = getenv("RESNETFUSION_ISA");
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx512f") && !(isa && strcmp(isa, "avx2") == 0) ? 1 : 0;
-    }
-    return known;
+    // cpu_features() applies RESNETFUSION_ISA=avx2 (an AVX2-only CPU, for benchmarks) once per process.
+    return avx512_allowed && (cpu_features() & CPU_FEATURE_AVX512F) != 0;
 #else
     return 0;
 #endif
@@ -86,23 +81,6 @@ static void openblas_sgemm(int transpose_a, int transpose_b, int m, int n, int k
                            const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
     cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
                 transpose_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
-void ck_sgemm_ref(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
-                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
-    for (int i = 0; i < m; i++) {
-        for (int j = 0; j < n; j++) {
-            double sum = 0;
-            for (int p = 0; p < k; p++) {
-                float av = transpose_a ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p];
-                float bv = transpose_b ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j];
-                sum += (double)av * bv;
-            }
-            float *cij = c + (size_t)i * ldc + j;
-            // As in BLAS, beta == 0 overwrites C without reading it (C may hold NaN).
-            *cij = (float)(alpha * sum) + (beta == 0.0f ? 0.0f : beta * *cij);
-        }
-    }
 }
 
 #ifdef CK_HAVE_AVX512_GEMM
@@ -452,8 +430,3 @@ int ck_sgemm_packing(int m, int n, int k, const float *a, int lda, const ck_gemm
 #endif
 }
 
-void ck_sgemm_images_ref(int transpose_a, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
-                         int ldb, size_t stride_b, float beta, float *c, int ldc, size_t stride_c, int count) {
-    for (int i = 0; i < count; i++)
-        ck_sgemm_ref(transpose_a, 0, m, n, k, alpha, a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
-}

@@ -1,7 +1,7 @@
-// Winograd F(2x2, 3x3) forward, internal to conv2d.c's forward dispatch.
+// Winograd F(2x2, 3x3) forward, internal to conv2d_forward.c's choice of strategy.
 #ifndef CKERNELS_WINOGRAD_H
 #define CKERNELS_WINOGRAD_H
-#include "internal.h"
+#include "conv2d.h"
 
 // 1 for 3x3, stride 1, padding 1: the shapes the Winograd path handles.
 int ck_winograd_applies(const ck_conv2d_shape *shape);
