@@ -14,16 +14,19 @@ import ResNetShapes
 // The kernels are compiled for x86-64-v3: on an older CPU, one line and status 1 instead of SIGILL.
 cpu_features_require_x86_64_v3("bench-kernels")
 
-struct Options: ParsableArguments {
-    @Option(help: "OpenMP threads (default: all cores).")
+struct Options: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-kernels", abstract: "C kernel microbenchmarks: ResNet-50's convolutions, batch norm and pooling.")
+
+    @Option(help: ArgumentHelp("OpenMP threads (default: all cores).", valueName: "N"))
     var threads: Int?
-    @Option(help: "Images per batch.")
+    @Option(help: ArgumentHelp("Images per batch.", valueName: "N"))
     var batch: Int = 8
-    @Option(help: "Timed runs per kernel (the median is printed).")
+    @Option(help: ArgumentHelp("Timed runs per kernel (the median is printed).", valueName: "N"))
     var repeats: Int = 5
     @Flag(help: "Time the reference twins instead of the optimized kernels.")
     var reference = false
-    @Option(help: "Just the convolutions whose name contains TEXT.")
+    @Option(help: ArgumentHelp("Just the convolutions whose name contains TEXT.", valueName: "TEXT"))
     var only: String?
 
     func validate() throws {
