@@ -6,7 +6,7 @@
 //   - the one exception is the AVX-512 matrix product (gemm.c) under the convolutions and linear layers: each
 //     thread that runs it allocates one packing buffer (about 670 KB) on its first call, keeps it for its
 //     next calls and frees it when the thread exits. If that allocation fails the product runs through
-//     OpenBLAS instead, which manages its own buffers the same way. No other kernel allocates.
+//     OpenBLAS instead, whose working memory OpenBLAS itself manages. No other kernel allocates.
 //
 // Argument order (llm.c): outputs, then buffers saved for backward, then const inputs, then sizes,
 // then the workspace.
@@ -66,8 +66,8 @@ void ck_set_num_threads(int n);
 int ck_get_num_threads(void);
 
 // ---------------------------------------------------------------------------------------------------
-// conv2d (conv2d_shape.c: checks and workspace; conv2d_forward.c, winograd.c, conv2d_backward.c, im2col.c).
-// Dilation 1, groups 1, zero padding.
+// conv2d (conv2d_shape.c: checks and workspace; conv2d_forward.c, conv2d_epilogue.c, winograd.c,
+// winograd_avx512.c, conv2d_backward.c, im2col.c). Dilation 1, groups 1, zero padding.
 
 typedef struct {
     int batch;          // N
@@ -236,9 +236,10 @@ int ck_linear_backward_f32(float *dx, float *dweight, float *dbias, const float 
                            const float *weight, int batch, int in_features, int out_features);
 
 // ---------------------------------------------------------------------------------------------------
-// Matrix product used by the kernels and benchmarks (gemm.c): C = alpha·op(A)·op(B) + beta·C, row-major;
-// beta == 0 overwrites C without reading it. Runs on the calling thread with the backend below
-// (OpenBLAS: threaded as ck_set_num_threads left it, i.e. one thread).
+// Matrix product used by the kernels and benchmarks (gemm.c; the backend choice in gemm_backend.c, packing
+// in gemm_pack.c): C = alpha·op(A)·op(B) + beta·C, row-major; beta == 0 overwrites C without reading it.
+// Runs on the calling thread with the backend below (OpenBLAS: threaded as ck_set_num_threads left it,
+// i.e. one thread).
 void ck_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
