@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 // ResNetFusion: ResNet-50 + tabular metadata fusion classifiers trained on the CPU.
 // Swift owns the graph, autograd, data pipeline, training loop and metrics; the hot kernels are C
-// (CKernels/, OpenMP + OpenBLAS), reached through a module map and swappable for their reference twins.
+// (CKernels/, OpenMP + OpenBLAS), reached through a module map and swappable for their reference twins
+// (CKernelsReference/) through one table of function pointers per implementation.
 import PackageDescription
 
 // The C kernels target x86-64-v3 (AVX2 + FMA, the tier most users' CPUs have, not whatever the build host has) and
@@ -40,19 +41,32 @@ let package = Package(
         .package(url: "https://github.com/yaslab/CSV.swift", from: "2.5.0"),
     ],
     targets: [
+        // What the CPU can run (cpuid + xgetbv, RESNETFUSION_ISA), shared by every C target, and the executables'
+        // start-up check. Compiled for baseline x86-64: it must run on the CPUs it turns away.
+        .target(name: "CPUFeatures", cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra"])]),
         // C kernels: convolution, batch norm, pooling, elementwise, linear.
         .target(
             name: "CKernels",
+            dependencies: ["CPUFeatures"],
             path: "CKernels",
             exclude: [],
             publicHeadersPath: "include",
             cSettings: kernelCFlags,
             linkerSettings: kernelLinkFlags),
+        // The kernels' reference twins: plain loop nests, the definition each optimized kernel is tested against.
+        // Plain -O2 for baseline x86-64 and no FP contraction, so each product and sum rounds as written.
+        .target(
+            name: "CKernelsReference",
+            dependencies: ["CKernels"],
+            path: "CKernelsReference",
+            publicHeadersPath: "include",
+            cSettings: [.unsafeFlags(["-O2", "-ffp-contract=off", "-Wall", "-Wextra"])],
+            linkerSettings: [.linkedLibrary("m")]),
         // libturbojpeg, wrapped as a module-mapped system library.
         .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
         // The image pipeline's C: region decoding through libjpeg-turbo's libjpeg API and PNG decoding through
         // libpng (both report errors by longjmp, which needs C's setjmp), and the AVX-512 horizontal resampling pass.
-        .target(name: "CImaging", path: "Sources/CImaging",
+        .target(name: "CImaging", dependencies: ["CPUFeatures"], path: "Sources/CImaging",
                 cSettings: [.unsafeFlags(["-O2", "-march=x86-64-v3", "-Wall", "-Wextra"])],
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
         // Data pipeline: JPEG and PNG decoding + torchvision-exact preprocessing, labels.csv, loader, CLI.
@@ -62,7 +76,8 @@ let package = Package(
         .target(name: "DataPipeline", dependencies: ["Imaging", .product(name: "CSV", package: "CSV.swift")],
                 swiftSettings: swiftFlags),
         .executableTarget(name: "ResNet50Command",
-                          dependencies: ["DataPipeline", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["CPUFeatures", "DataPipeline", "Training",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: swiftFlags),
         .executableTarget(name: "ImageBenchmarks",
                           dependencies: ["Imaging", "DataPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Benchmarks/ImageBenchmarks",
@@ -83,11 +98,15 @@ let package = Package(
                           path: "Benchmarks/ModelBenchmarks", swiftSettings: swiftFlags),
         // The convolution shapes of ResNet-50, shared by the kernel tests and the kernel benchmarks.
         .target(name: "ResNetShapes", swiftSettings: swiftFlags),
-        .executableTarget(name: "KernelBenchmarks", dependencies: ["CKernels", "ResNetShapes"],
+        .executableTarget(name: "KernelBenchmarks",
+                          dependencies: ["CPUFeatures", "CKernels", "CKernelsReference", "ResNetShapes",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Benchmarks/KernelBenchmarks", swiftSettings: swiftFlags),
-        .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "ResNetShapes"], swiftSettings: swiftFlags),
-        // Tensors + tape autograd (ops bound to CKernels), layers/optimizers, the ResNet family and the fusion model.
-        .target(name: "Tensors", dependencies: ["CKernels"], swiftSettings: swiftFlags),
+        .testTarget(name: "CKernelsTests", dependencies: ["CPUFeatures", "CKernels", "CKernelsReference", "ResNetShapes"],
+                    swiftSettings: swiftFlags),
+        // Tensors + tape autograd (ops bound to CKernels or its reference twins through a kernel table),
+        // layers/optimizers, the ResNet family and the fusion model.
+        .target(name: "Tensors", dependencies: ["CKernels", "CKernelsReference"], swiftSettings: swiftFlags),
         .target(name: "NN", dependencies: ["Tensors"], swiftSettings: swiftFlags),
         .target(name: "Models", dependencies: ["NN", "WeightFiles"], swiftSettings: swiftFlags),
         // DataPipeline for SplitMix64 alone: the seeded full ResNet-50 weights are drawn with it.

@@ -6,7 +6,8 @@
 #
 #   Fuzz/build-deps.sh MODULE ...
 #
-# Known modules: CTurboJPEG (system library), CImaging and CKernels (C), Imaging, Tensors, NN, WeightFiles, Models,
+# Known modules: CTurboJPEG (system library), CPUFeatures, CImaging, CKernels and CKernelsReference (C), Imaging,
+# Tensors, NN, WeightFiles, Models,
 # DataPipeline, CSV (the CSV.swift package, read from the checkouts of any SwiftPM scratch folder here: run
 # `swift build` once first). A module is rebuilt only when one of its sources, or the object of a module listed
 # before it, is newer than its object. Build output goes to stderr.
@@ -39,11 +40,30 @@ swift_module() {
   if stale "$object" "${sources[@]}" "$0" "${upstream[@]}"; then
     echo "building fuzz dependency $name (${#sources[@]} files)" >&2
     "$SWIFTC" -sanitize=fuzzer,address -parse-as-library -O -g -swift-version 5 -wmo -module-name "$name" \
-      -I "$DEPS" -I "$DEPS/CImaging" -I Sources/CTurboJPEG -I CKernels/include "${module_flags[@]}" \
+      -I "$DEPS" -I "$DEPS/CImaging" -I Sources/CTurboJPEG -I Sources/CPUFeatures/include -I CKernels/include \
+      -I CKernelsReference/include "${module_flags[@]}" \
       -emit-module -emit-module-path "$DEPS/$name.swiftmodule" -c "${sources[@]}" -o "$object" >&2
   fi
   args+=("$object")
   upstream+=("$object")
+}
+
+# A C target of this package compiled for baseline x86-64: c_module NAME SOURCE_DIR INCLUDE_DIR CLANG_FLAGS...
+# (its module map ships in INCLUDE_DIR).
+c_module() {
+  local name=$1 folder=$2 include=$3
+  shift 3
+  mkdir -p "$DEPS/$name"
+  for source in "$folder"/*.c; do
+    local object=$DEPS/$name/$(basename "$source" .c).o
+    if stale "$object" "$source" "$folder"/*.h "$include"/*.h CKernels/include/*.h "$0"; then
+      echo "building fuzz dependency $name/$(basename "$source")" >&2
+      "$CLANG" -fsanitize=fuzzer-no-link,address -g -Wall -Wextra "$@" -I "$include" -c "$source" -o "$object" >&2
+    fi
+    args+=("$object")
+    upstream+=("$object")
+  done
+  args+=(-I "$include")
 }
 
 # A Swift module of this package: Sources/NAME, compiled whole.
@@ -59,6 +79,14 @@ for module in "$@"; do
     CTurboJPEG)
       args+=(-I Sources/CTurboJPEG -lturbojpeg)
       ;;
+    CPUFeatures)
+      # The CPU feature detector CImaging and CKernels use: baseline x86-64, as in Package.swift.
+      c_module CPUFeatures Sources/CPUFeatures Sources/CPUFeatures/include -O1
+      ;;
+    CKernelsReference)
+      # The kernels' reference twins: as in Package.swift, baseline x86-64 without FP contraction.
+      c_module CKernelsReference CKernelsReference CKernelsReference/include -O1 -ffp-contract=off -I CKernels/include
+      ;;
     CImaging)
       mkdir -p "$DEPS/CImaging"
       for source in Sources/CImaging/*.c; do
@@ -67,7 +95,7 @@ for module in "$@"; do
           echo "building fuzz dependency CImaging/$(basename "$source")" >&2
           # The package's flags (x86-64-v3), instrumented; -O1 keeps ASan's reports readable.
           "$CLANG" -fsanitize=fuzzer-no-link,address -O1 -g -march=x86-64-v3 -Wall -Wextra \
-            -I Sources/CImaging/include -c "$source" -o "$object" >&2
+            -I Sources/CImaging/include -I Sources/CPUFeatures/include -c "$source" -o "$object" >&2
         fi
         args+=("$object")
       done
@@ -87,10 +115,10 @@ for module in "$@"; do
       mkdir -p "$DEPS/CKernels"
       for source in CKernels/src/*.c; do
         object=$DEPS/CKernels/$(basename "$source" .c).o
-        if stale "$object" "$source" CKernels/src/*.h CKernels/include/*.h "$0"; then
+        if stale "$object" "$source" CKernels/src/*.h CKernels/include/*.h Sources/CPUFeatures/include/*.h "$0"; then
           echo "building fuzz dependency CKernels/$(basename "$source")" >&2
           "$CLANG" -fsanitize=fuzzer-no-link,address -O1 -g -march=x86-64-v3 -fopenmp -Wall -Wextra \
-            -I CKernels/include -c "$source" -o "$object" >&2
+            -I CKernels/include -I Sources/CPUFeatures/include -c "$source" -o "$object" >&2
         fi
         args+=("$object")
         upstream+=("$object")

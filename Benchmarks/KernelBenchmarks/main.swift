@@ -4,48 +4,51 @@
 //
 //   bench-kernels [--threads N] [--batch N] [--repeats N] [--reference] [--only TEXT]
 //   (--only: just the convolutions whose name contains TEXT)
+import ArgumentParser
 import CKernels
+import CKernelsReference
+import CPUFeatures
 import Foundation
 import ResNetShapes
 
-struct Options {
-    var threads = 0
-    var batch = 8
-    var repeats = 5
+// The kernels are compiled for x86-64-v3: on an older CPU, one line and status 1 instead of SIGILL.
+cpu_features_require_x86_64_v3("bench-kernels")
+
+struct Options: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-kernels", abstract: "C kernel microbenchmarks: ResNet-50's convolutions, batch norm and pooling.")
+
+    @Option(help: ArgumentHelp("OpenMP threads (default: all cores).", valueName: "N"))
+    var threads: Int?
+    @Option(help: ArgumentHelp("Images per batch.", valueName: "N"))
+    var batch: Int = 8
+    @Option(help: ArgumentHelp("Timed runs per kernel (the median is printed).", valueName: "N"))
+    var repeats: Int = 5
+    @Flag(help: "Time the reference twins instead of the optimized kernels.")
     var reference = false
+    @Option(help: ArgumentHelp("Just the convolutions whose name contains TEXT.", valueName: "TEXT"))
     var only: String?
 
-    init(arguments: [String]) {
-        var i = 1
-        func value() -> Int {
-            i += 1
-            guard i < arguments.count, let v = Int(arguments[i]), v > 0 else {
-                FileHandle.standardError.write("bench-kernels: \(arguments[i - 1]) needs a positive integer\n".data(using: .utf8)!)
-                exit(2)
-            }
-            return v
-        }
-        while i < arguments.count {
-            switch arguments[i] {
-            case "--threads": threads = value()
-            case "--batch": batch = value()
-            case "--repeats": repeats = value()
-            case "--reference": reference = true
-            case "--only":
-                i += 1
-                guard i < arguments.count else { exit(2) }
-                only = arguments[i]
-            default:
-                FileHandle.standardError.write("usage: bench-kernels [--threads N] [--batch N] [--repeats N] [--reference] [--only TEXT]\n".data(using: .utf8)!)
-                exit(2)
-            }
-            i += 1
+    func validate() throws {
+        for (flag, value) in [("--threads", threads ?? 1), ("--batch", batch), ("--repeats", repeats)] where value <= 0 {
+            throw ValidationError("\(flag) needs a positive integer")
         }
     }
 }
 
-let options = Options(arguments: CommandLine.arguments)
-ck_set_num_threads(Int32(options.threads))
+// Usage errors exit with status 2, as they did before ArgumentParser; --help prints and exits 0.
+let options: Options = {
+    do {
+        return try Options.parse()
+    } catch {
+        if Options.exitCode(for: error) == .success { Options.exit(withError: error) }
+        FileHandle.standardError.write((Options.fullMessage(for: error) + "\n").data(using: .utf8)!)
+        exit(2)
+    }
+}()
+// The implementation every timed kernel below comes from.
+let kernels = options.reference ? ck_reference_kernels().pointee : ck_optimized_kernels().pointee
+ck_set_num_threads(Int32(options.threads ?? 0))
 let threads = Int(ck_get_num_threads())
 
 /// Median wall time in seconds of `repeats` runs after one warm-up run.
@@ -138,9 +141,9 @@ print("kernels use the \(kernelsBackend == avx512 ? "AVX-512 GEMM" : "OpenBLAS s
 print("")
 
 // ------------------------------------------------------------------------------------ convolutions
-let forwardKernel = options.reference ? ck_conv2d_forward_f32_ref : ck_conv2d_forward_f32
-let inputKernel = options.reference ? ck_conv2d_backward_input_f32_ref : ck_conv2d_backward_input_f32
-let weightKernel = options.reference ? ck_conv2d_backward_weight_f32_ref : ck_conv2d_backward_weight_f32
+let forwardKernel = kernels.conv2d_forward
+let inputKernel = kernels.conv2d_backward_input
+let weightKernel = kernels.conv2d_backward_weight
 
 print("GFLOP/s counts direct-convolution FLOPs; forward is ck_conv2d_forward_f32's own choice, Winograd for 3x3 stride-1"
       + " layers where it measures faster, so it can pass 100%")
@@ -234,13 +237,12 @@ for (channels, size) in [(64, 112), (256, 56), (2048, 7)] {
     let dgamma = filled(channels, seed: 18), dbeta = filled(channels, seed: 19)
     let floats = Double(count) * 4
     let label = "\(n)x\(channels)x\(size)x\(size)"
-    let train = options.reference ? ck_batchnorm2d_forward_train_f32_ref : ck_batchnorm2d_forward_train_f32
-    let backward = options.reference ? ck_batchnorm2d_backward_f32_ref : ck_batchnorm2d_backward_f32
-    let infer = options.reference ? ck_batchnorm2d_forward_infer_f32_ref : ck_batchnorm2d_forward_infer_f32
+    let backward = kernels.batchnorm2d_backward, infer = kernels.batchnorm2d_forward_infer
     // Bytes: forward-train reads x twice (statistics, normalise) and writes y; backward reads dy and x
     // twice and writes dx; inference reads x and writes y.
     memoryRow("batchnorm train forward \(label)", bytes: 3 * floats) {
-        check(train(y, mean, invstd, runningMean, runningVar, x, gamma, beta, Int32(n), Int32(channels), Int32(plane), 0.1, 1e-5), "bn")
+        check(kernels.batchnorm2d_forward_train_fused(y, mean, invstd, runningMean, runningVar, x, gamma, beta, nil, 0,
+                                                      Int32(n), Int32(channels), Int32(plane), 0.1, 1e-5), "bn")
     }
     memoryRow("batchnorm backward \(label)", bytes: 5 * floats) {
         check(backward(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, Int32(n), Int32(channels), Int32(plane)), "bn backward")
@@ -256,8 +258,7 @@ do {
     let inCount = batch * 64 * 112 * 112, outCount = batch * 64 * 56 * 56
     let x = filled(inCount, seed: 20), y = filled(outCount, seed: 21), dx = filled(inCount, seed: 22)
     let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: outCount)
-    let forward = options.reference ? ck_maxpool2d_forward_f32_ref : ck_maxpool2d_forward_f32
-    let backward = options.reference ? ck_maxpool2d_backward_f32_ref : ck_maxpool2d_backward_f32
+    let forward = kernels.maxpool2d_forward, backward = kernels.maxpool2d_backward
     memoryRow("maxpool 3x3/2 forward \(batch)x64x112x112", bytes: Double(inCount + 2 * outCount) * 4) {
         check(forward(y, argmax, x, &shape), "maxpool")
     }
@@ -265,7 +266,7 @@ do {
         check(backward(dx, y, argmax, &shape), "maxpool backward")
     }
     let pooled = filled(batch * 2048, seed: 23), big = filled(batch * 2048 * 49, seed: 24)
-    let avgForward = options.reference ? ck_global_avgpool_forward_f32_ref : ck_global_avgpool_forward_f32
+    let avgForward = kernels.global_avgpool_forward
     memoryRow("global average pool forward \(batch)x2048x7x7", bytes: Double(batch * 2048 * 50) * 4) {
         check(avgForward(pooled, big, Int32(batch), 2048, 49), "avgpool")
     }

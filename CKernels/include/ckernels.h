@@ -1,8 +1,12 @@
-// ckernels.h — the C kernels of ResNetFusion.
+// ckernels.h — the optimized C kernels of ResNetFusion.
 //
-// float32, NCHW, row-major, contiguous. Every kernel is a pure function over caller-owned buffers:
-// kernels never allocate. A kernel that needs scratch memory has a `..._workspace_size` companion that
-// reports how many bytes it wants; the caller passes that buffer in.
+// float32, NCHW, row-major, contiguous. Every kernel is a function over caller-owned buffers. Memory:
+//   - a kernel that needs scratch memory has a `..._workspace_size` companion that reports how many bytes
+//     it wants; the caller passes that buffer in, and the kernel keeps nothing of it after returning;
+//   - the one exception is the AVX-512 matrix product (gemm.c) under the convolutions and linear layers: each
+//     thread that runs it allocates one packing buffer (about 670 KB) on its first call, keeps it for its
+//     next calls and frees it when the thread exits. If that allocation fails the product runs through
+//     OpenBLAS instead, whose working memory OpenBLAS itself manages. No other kernel allocates.
 //
 // Argument order (llm.c): outputs, then buffers saved for backward, then const inputs, then sizes,
 // then the workspace.
@@ -12,12 +16,19 @@
 //   - parameter gradients (dweight, dbias, dgamma, dbeta) are ACCUMULATED (+=), so that a caller can sum
 //     over micro-batches; zero them once before the first backward.
 //
-// Every optimized kernel has a plain reference twin named `..._ref`: straightforward loops, no BLAS,
-// no OpenMP, no workspace. The twins take the same arguments (workspace ignored) so that the Swift side
-// can swap implementations at run time and the tests can check one against the other.
+// Reference twins: every public kernel below that computes an op has a twin named `..._ref` in the
+// CKernelsReference target (ckernels_reference.h): straightforward loops, no BLAS, no OpenMP, no workspace,
+// compiled without FP contraction. A twin takes the same arguments (workspace ignored) and enforces the
+// same argument checks (the ck_..._check functions below), so the tests can check one against the other and
+// the Swift side can swap whole tables (ck_kernel_table, at the end) at run time. The two forward strategies
+// ck_conv2d_forward_gemm_f32 and ck_conv2d_forward_winograd_f32 are ck_conv2d_forward_f32 with its choice
+// forced; their twin is ck_conv2d_forward_f32_ref.
 //
 // Threads: OpenMP is the only thread pool. OpenBLAS is kept single-threaded (ck_set_num_threads) and
 // called from inside OpenMP regions on per-thread blocks, so the two never oversubscribe the cores.
+//
+// Instruction sets: compiled for x86-64-v3 (AVX2 + FMA); AVX-512 paths are chosen at run time through the
+// CPUFeatures target (cpu_features.h), which also applies RESNETFUSION_ISA.
 //
 // Errors: every kernel returns CK_OK or a negative ck_status; bad arguments never crash.
 #ifndef CKERNELS_H
@@ -55,7 +66,8 @@ void ck_set_num_threads(int n);
 int ck_get_num_threads(void);
 
 // ---------------------------------------------------------------------------------------------------
-// conv2d (conv2d.c, im2col.c). Dilation 1, groups 1, zero padding.
+// conv2d (conv2d_shape.c: checks and workspace; conv2d_forward.c, conv2d_epilogue.c, winograd.c,
+// winograd_avx512.c, conv2d_backward.c, im2col.c). Dilation 1, groups 1, zero padding.
 
 typedef struct {
     int batch;          // N
@@ -71,6 +83,10 @@ typedef struct {
     int pad_width;
 } ck_conv2d_shape;
 
+/// CK_OK, CK_ERR_NULL_POINTER (no shape) or CK_ERR_BAD_SIZE: the shape rule every conv2d kernel, optimized
+/// or reference, starts with (positive sizes, non-negative padding, a non-empty output, sizes whose
+/// products fit the kernels' index types).
+int ck_conv2d_check_shape(const ck_conv2d_shape *shape);
 /// Output height (H + 2·pad − R) / stride + 1, or 0 when the shape is invalid.
 int ck_conv2d_output_height(const ck_conv2d_shape *shape);
 /// Output width, or 0 when the shape is invalid.
@@ -91,9 +107,6 @@ int ck_conv2d_forward_f32(float *y, const float *x, const float *weight, const f
 int ck_conv2d_forward_fused_f32(float *y, const float *x, const float *weight, const float *bias,
                                 const float *residual, int relu, const ck_conv2d_shape *shape,
                                 void *workspace, size_t workspace_bytes);
-int ck_conv2d_forward_fused_f32_ref(float *y, const float *x, const float *weight, const float *bias,
-                                    const float *residual, int relu, const ck_conv2d_shape *shape,
-                                    void *workspace, size_t workspace_bytes);
 /// When ck_conv2d_forward_f32 uses Winograd on the shapes it handles: CK_WINOGRAD_AUTO (the default) where
 /// it measures faster — AVX-512 (its transforms are vectorised there) and at least 14×14 outputs (layer1–3
 /// of ResNet-50: 1.3–1.7x; on 7×7 the GEMM wins); CK_WINOGRAD_NEVER; CK_WINOGRAD_ALWAYS.
@@ -105,25 +118,22 @@ int ck_conv2d_forward_gemm_f32(float *y, const float *x, const float *weight, co
 /// The same through Winograd F(2x2, 3x3); CK_ERR_BAD_SIZE unless 3x3, stride 1, padding 1.
 int ck_conv2d_forward_winograd_f32(float *y, const float *x, const float *weight, const float *bias,
                                    const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
-int ck_conv2d_forward_f32_ref(float *y, const float *x, const float *weight, const float *bias,
-                              const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
 
 /// dx = conv_transpose(dy, weight). Overwrites dx.
 /// dx is (N, C, H, W); dy is (N, K, P, Q); weight is (K, C, R, S).
 int ck_conv2d_backward_input_f32(float *dx, const float *dy, const float *weight,
                                  const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
-int ck_conv2d_backward_input_f32_ref(float *dx, const float *dy, const float *weight,
-                                     const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
 
 /// dweight += Σ_n dy_n ⋆ x_n; dbias += Σ_{n,p,q} dy. Accumulates.
 /// dweight is (K, C, R, S); dbias is (K) or NULL; dy is (N, K, P, Q); x is (N, C, H, W).
 int ck_conv2d_backward_weight_f32(float *dweight, float *dbias, const float *dy, const float *x,
                                   const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
-int ck_conv2d_backward_weight_f32_ref(float *dweight, float *dbias, const float *dy, const float *x,
-                                      const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
 
 // ---------------------------------------------------------------------------------------------------
 // batchnorm2d (batchnorm.c), PyTorch semantics: y = (x − mean) / sqrt(var + eps) · gamma + beta.
+
+/// CK_OK or CK_ERR_BAD_SIZE: the size rule of every batchnorm2d kernel (positive, products in range).
+int ck_batchnorm2d_check_sizes(int batch, int channels, int spatial);
 
 /// Training forward (N·HW must exceed 1, as in PyTorch): normalises with the batch mean and the biased
 /// batch variance over (N, H, W), saves
@@ -134,10 +144,6 @@ int ck_batchnorm2d_forward_train_f32(float *y, float *save_mean, float *save_inv
                                      float *running_mean, float *running_var,
                                      const float *x, const float *gamma, const float *beta,
                                      int batch, int channels, int spatial, float momentum, float eps);
-int ck_batchnorm2d_forward_train_f32_ref(float *y, float *save_mean, float *save_invstd,
-                                         float *running_mean, float *running_var,
-                                         const float *x, const float *gamma, const float *beta,
-                                         int batch, int channels, int spatial, float momentum, float eps);
 /// The same followed by y = relu?(y + residual) while each channel is in cache: a ResNet block's
 /// bn → (+ shortcut) → relu in one pass. residual is (N, C, H, W) or NULL; relu is 0 or 1.
 int ck_batchnorm2d_forward_train_fused_f32(float *y, float *save_mean, float *save_invstd,
@@ -145,19 +151,11 @@ int ck_batchnorm2d_forward_train_fused_f32(float *y, float *save_mean, float *sa
                                            const float *x, const float *gamma, const float *beta,
                                            const float *residual, int relu,
                                            int batch, int channels, int spatial, float momentum, float eps);
-int ck_batchnorm2d_forward_train_fused_f32_ref(float *y, float *save_mean, float *save_invstd,
-                                               float *running_mean, float *running_var,
-                                               const float *x, const float *gamma, const float *beta,
-                                               const float *residual, int relu,
-                                               int batch, int channels, int spatial, float momentum, float eps);
 
 /// Inference forward with the running statistics. y may alias x.
 int ck_batchnorm2d_forward_infer_f32(float *y, const float *x, const float *gamma, const float *beta,
                                      const float *running_mean, const float *running_var,
                                      int batch, int channels, int spatial, float eps);
-int ck_batchnorm2d_forward_infer_f32_ref(float *y, const float *x, const float *gamma, const float *beta,
-                                         const float *running_mean, const float *running_var,
-                                         int batch, int channels, int spatial, float eps);
 
 /// Backward of the training forward. Overwrites dx (may be NULL: not wanted); accumulates dgamma and
 /// dbeta (each may be NULL). save_mean/save_invstd are what the training forward wrote.
@@ -165,10 +163,6 @@ int ck_batchnorm2d_backward_f32(float *dx, float *dgamma, float *dbeta,
                                 const float *dy, const float *x, const float *save_mean,
                                 const float *save_invstd, const float *gamma,
                                 int batch, int channels, int spatial);
-int ck_batchnorm2d_backward_f32_ref(float *dx, float *dgamma, float *dbeta,
-                                    const float *dy, const float *x, const float *save_mean,
-                                    const float *save_invstd, const float *gamma,
-                                    int batch, int channels, int spatial);
 
 /// Backward of the inference forward (statistics are constants): dx = dy·gamma/sqrt(var + eps),
 /// dgamma += Σ dy·x̂, dbeta += Σ dy. dx overwritten; any output may be NULL.
@@ -176,10 +170,6 @@ int ck_batchnorm2d_backward_infer_f32(float *dx, float *dgamma, float *dbeta,
                                       const float *dy, const float *x, const float *gamma,
                                       const float *running_mean, const float *running_var,
                                       int batch, int channels, int spatial, float eps);
-int ck_batchnorm2d_backward_infer_f32_ref(float *dx, float *dgamma, float *dbeta,
-                                          const float *dy, const float *x, const float *gamma,
-                                          const float *running_mean, const float *running_var,
-                                          int batch, int channels, int spatial, float eps);
 
 /// Folds an inference BatchNorm into the convolution before it: w' = w·s, b' = (b − mean)·s + beta with
 /// s = gamma/sqrt(var + eps). folded_weight/weight are (K, per_channel); folded_bias, bias (may be NULL:
@@ -198,8 +188,10 @@ typedef struct {
     int kernel_height, kernel_width, stride_height, stride_width, pad_height, pad_width;
 } ck_pool2d_shape;
 
-/// Output height, floor mode (PyTorch's default), or 0 when the shape is invalid (including padding
-/// larger than half the kernel, which PyTorch rejects too).
+/// CK_OK, CK_ERR_NULL_POINTER (no shape) or CK_ERR_BAD_SIZE: the shape rule of both max-pooling kernels
+/// (including padding at most half the kernel, as PyTorch requires).
+int ck_pool2d_check_shape(const ck_pool2d_shape *shape);
+/// Output height, floor mode (PyTorch's default), or 0 when the shape is invalid.
 int ck_pool2d_output_height(const ck_pool2d_shape *shape);
 int ck_pool2d_output_width(const ck_pool2d_shape *shape);
 
@@ -207,60 +199,49 @@ int ck_pool2d_output_width(const ck_pool2d_shape *shape);
 /// h·W + w of the winning input inside its (n, c) plane; ties go to the first in row-major order.
 /// y, argmax are (N, C, P, Q); x is (N, C, H, W).
 int ck_maxpool2d_forward_f32(float *y, int32_t *argmax, const float *x, const ck_pool2d_shape *shape);
-int ck_maxpool2d_forward_f32_ref(float *y, int32_t *argmax, const float *x, const ck_pool2d_shape *shape);
 
 /// dx = scatter of dy to the argmax positions. Overwrites dx.
 int ck_maxpool2d_backward_f32(float *dx, const float *dy, const int32_t *argmax,
                               const ck_pool2d_shape *shape);
-int ck_maxpool2d_backward_f32_ref(float *dx, const float *dy, const int32_t *argmax,
-                                  const ck_pool2d_shape *shape);
 
+/// CK_OK or CK_ERR_BAD_SIZE: the size rule of both global-average-pool kernels.
+int ck_global_avgpool_check_sizes(int batch, int channels, int spatial);
 /// Global average pool: y[n, c] = mean over the plane. y is (N, C); x is (N, C, HW).
 int ck_global_avgpool_forward_f32(float *y, const float *x, int batch, int channels, int spatial);
-int ck_global_avgpool_forward_f32_ref(float *y, const float *x, int batch, int channels, int spatial);
 /// dx[n, c, i] = dy[n, c] / HW. Overwrites dx.
 int ck_global_avgpool_backward_f32(float *dx, const float *dy, int batch, int channels, int spatial);
-int ck_global_avgpool_backward_f32_ref(float *dx, const float *dy, int batch, int channels, int spatial);
 
 // ---------------------------------------------------------------------------------------------------
 // Elementwise (activation.c). count is the number of floats.
 
 /// y = max(x, 0), NaN kept (as PyTorch). y may alias x.
 int ck_relu_forward_f32(float *y, const float *x, size_t count);
-int ck_relu_forward_f32_ref(float *y, const float *x, size_t count);
 /// dx = dy where y > 0 else 0 (y is the forward output). Overwrites dx; dx may alias dy.
 int ck_relu_backward_f32(float *dx, const float *dy, const float *y, size_t count);
-int ck_relu_backward_f32_ref(float *dx, const float *dy, const float *y, size_t count);
 /// y = a + b. y may alias a or b.
 int ck_add_f32(float *y, const float *a, const float *b, size_t count);
-int ck_add_f32_ref(float *y, const float *a, const float *b, size_t count);
 /// y += x.
 int ck_accumulate_f32(float *y, const float *x, size_t count);
-int ck_accumulate_f32_ref(float *y, const float *x, size_t count);
 
 // ---------------------------------------------------------------------------------------------------
 // Linear (linear.c), PyTorch layout: y = x · weightᵀ + bias.
 
+/// CK_OK or CK_ERR_BAD_SIZE: the size rule of both linear kernels (all positive).
+int ck_linear_check_sizes(int batch, int in_features, int out_features);
 /// y is (B, OUT); x is (B, IN); weight is (OUT, IN); bias is (OUT) or NULL.
 int ck_linear_forward_f32(float *y, const float *x, const float *weight, const float *bias,
                           int batch, int in_features, int out_features);
-int ck_linear_forward_f32_ref(float *y, const float *x, const float *weight, const float *bias,
-                              int batch, int in_features, int out_features);
 /// dx = dy · weight (overwritten; dx may be NULL); dweight += dyᵀ · x; dbias += Σ_b dy (each may be NULL).
 int ck_linear_backward_f32(float *dx, float *dweight, float *dbias, const float *dy, const float *x,
                            const float *weight, int batch, int in_features, int out_features);
-int ck_linear_backward_f32_ref(float *dx, float *dweight, float *dbias, const float *dy, const float *x,
-                               const float *weight, int batch, int in_features, int out_features);
 
 // ---------------------------------------------------------------------------------------------------
-// Matrix product used by the kernels and benchmarks (gemm.c): C = alpha·op(A)·op(B) + beta·C, row-major;
-// beta == 0 overwrites C without reading it. Runs on the calling thread with the backend below
-// (OpenBLAS: threaded as ck_set_num_threads left it, i.e. one thread).
+// Matrix product used by the kernels and benchmarks (gemm.c; the backend choice in gemm_backend.c, packing
+// in gemm_pack.c): C = alpha·op(A)·op(B) + beta·C, row-major; beta == 0 overwrites C without reading it.
+// Runs on the calling thread with the backend below (OpenBLAS: threaded as ck_set_num_threads left it,
+// i.e. one thread).
 void ck_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
-/// The same with plain loops (double accumulation); the twin the tests check ck_sgemm against.
-void ck_sgemm_ref(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
-                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
 /// C_i = alpha·op(A)·B_i + beta·C_i for i < count, with B_i = b + i·stride_b (k × n, row stride ldb) and
 /// C_i = c + i·stride_c (m × n, row stride ldc): one weight matrix applied to several images. The AVX-512
@@ -268,8 +249,6 @@ void ck_sgemm_ref(int transpose_a, int transpose_b, int m, int n, int k, float a
 /// images with few pixels (7×7) still fill whole register tiles.
 void ck_sgemm_images(int transpose_a, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                      int ldb, size_t stride_b, float beta, float *c, int ldc, size_t stride_c, int count);
-void ck_sgemm_images_ref(int transpose_a, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
-                         int ldb, size_t stride_b, float beta, float *c, int ldc, size_t stride_c, int count);
 
 typedef enum {
     CK_GEMM_AUTO = 0,      // AVX-512 when the CPU has it (and RESNETFUSION_GEMM is not "openblas", and
@@ -277,6 +256,7 @@ typedef enum {
     CK_GEMM_OPENBLAS = 1,  // cblas_sgemm, with whatever kernels OpenBLAS chose (OPENBLAS_CORETYPE)
     CK_GEMM_AVX512 = 2,    // our packed GEMM with an AVX-512 micro-kernel
 } ck_gemm_backend;
+/// The packing buffers of the AVX-512 backend are the per-thread allocation described at the top of this file.
 /// Chooses the backend of ck_sgemm for the whole process; not while a kernel runs. CK_ERR_BAD_SIZE when
 /// the CPU lacks what the backend needs (the current one is kept).
 int ck_set_gemm_backend(int backend);
@@ -293,6 +273,10 @@ void ck_parallel_for(int count, void (*fn)(void *arg, int index), void *arg);
 /// Lets OpenBLAS use n threads of its own (benchmarks only: it measures OpenBLAS's own threaded rate).
 /// Kernels must not run while it is above 1; call ck_set_num_threads again to restore.
 void ck_set_blas_threads(int n);
+
+// ---------------------------------------------------------------------------------------------------
+// Kernel tables: ck_kernel_table, one function pointer per op, and ck_optimized_kernels() (ck_kernel_table.h).
+#include "ck_kernel_table.h"
 
 #ifdef __cplusplus
 }

@@ -1,12 +1,13 @@
 // batchnorm2d: training forward, inference forward, backward, and folding into a convolution.
 // PyTorch semantics (torch.nn.BatchNorm2d): the batch variance that normalises is biased (÷ M), the one
 // that feeds the running statistics is unbiased (÷ (M − 1)), M = N·HW.
-// Optimized kernels: one channel per OpenMP iteration, sums in double (M reaches 10^5 and more).
+// Optimized kernels: one channel per OpenMP iteration, sums in double (M reaches 10^5 and more). The size check
+// is shared with the reference twins (CKernelsReference/batchnorm_ref.c).
 #include "internal.h"
 #include <math.h>
 #include <stdint.h>
 
-static int bn_check(int batch, int channels, int spatial) {
+int ck_batchnorm2d_check_sizes(int batch, int channels, int spatial) {
     if (batch <= 0 || channels <= 0 || spatial <= 0) return CK_ERR_BAD_SIZE;
     // Plane indices are int; the summing loops step spatial in runs of 1024.
     if ((long long)batch * channels > INT32_MAX || spatial > INT32_MAX - 1024) return CK_ERR_BAD_SIZE;
@@ -63,7 +64,7 @@ int ck_batchnorm2d_forward_train_fused_f32(float *y, float *save_mean, float *sa
                                            const float *x, const float *gamma, const float *beta,
                                            const float *residual, int relu,
                                            int batch, int channels, int spatial, float momentum, float eps) {
-    int status = bn_check(batch, channels, spatial);
+    int status = ck_batchnorm2d_check_sizes(batch, channels, spatial);
     if (status != CK_OK) return status;
     CK_REQUIRE(y && save_mean && save_invstd && x && gamma && beta, CK_ERR_NULL_POINTER);
     // One value per channel has no variance; PyTorch refuses it too.
@@ -96,60 +97,10 @@ int ck_batchnorm2d_forward_train_fused_f32(float *y, float *save_mean, float *sa
     return CK_OK;
 }
 
-int ck_batchnorm2d_forward_train_fused_f32_ref(float *y, float *save_mean, float *save_invstd,
-                                               float *running_mean, float *running_var,
-                                               const float *x, const float *gamma, const float *beta,
-                                               const float *residual, int relu,
-                                               int batch, int channels, int spatial, float momentum, float eps) {
-    int status = ck_batchnorm2d_forward_train_f32_ref(y, save_mean, save_invstd, running_mean, running_var, x, gamma,
-                                                      beta, batch, channels, spatial, momentum, eps);
-    if (status != CK_OK) return status;
-    const size_t count = (size_t)batch * channels * spatial;
-    for (size_t i = 0; i < count; i++) {
-        const float v = y[i] + (residual ? residual[i] : 0.0f);
-        y[i] = relu && v < 0.0f ? 0.0f : v;
-    }
-    return CK_OK;
-}
-
-int ck_batchnorm2d_forward_train_f32_ref(float *y, float *save_mean, float *save_invstd,
-                                         float *running_mean, float *running_var,
-                                         const float *x, const float *gamma, const float *beta,
-                                         int batch, int channels, int spatial, float momentum, float eps) {
-    int status = bn_check(batch, channels, spatial);
-    if (status != CK_OK) return status;
-    CK_REQUIRE(y && save_mean && save_invstd && x && gamma && beta, CK_ERR_NULL_POINTER);
-    CK_REQUIRE((long long)batch * spatial > 1, CK_ERR_BAD_SIZE);
-    const double count = (double)batch * spatial;
-    for (int c = 0; c < channels; c++) {
-        double mean = 0.0;
-        for (int n = 0; n < batch; n++)
-            for (int i = 0; i < spatial; i++) mean += x[((size_t)n * channels + c) * spatial + i];
-        mean /= count;
-        double var = 0.0;
-        for (int n = 0; n < batch; n++)
-            for (int i = 0; i < spatial; i++) {
-                const double centered = x[((size_t)n * channels + c) * spatial + i] - mean;
-                var += centered * centered;
-            }
-        var /= count;
-        const double invstd = 1.0 / sqrt(var + eps);
-        save_mean[c] = (float)mean;
-        save_invstd[c] = (float)invstd;
-        update_running(running_mean, running_var, c, mean, var, count, momentum);
-        for (int n = 0; n < batch; n++)
-            for (int i = 0; i < spatial; i++) {
-                const size_t at = ((size_t)n * channels + c) * spatial + i;
-                y[at] = (float)((x[at] - mean) * invstd * gamma[c] + beta[c]);
-            }
-    }
-    return CK_OK;
-}
-
 int ck_batchnorm2d_forward_infer_f32(float *y, const float *x, const float *gamma, const float *beta,
                                      const float *running_mean, const float *running_var,
                                      int batch, int channels, int spatial, float eps) {
-    int status = bn_check(batch, channels, spatial);
+    int status = ck_batchnorm2d_check_sizes(batch, channels, spatial);
     if (status != CK_OK) return status;
     CK_REQUIRE(y && x && gamma && beta && running_mean && running_var, CK_ERR_NULL_POINTER);
     ck_ensure_threads();
@@ -166,28 +117,12 @@ int ck_batchnorm2d_forward_infer_f32(float *y, const float *x, const float *gamm
     return CK_OK;
 }
 
-int ck_batchnorm2d_forward_infer_f32_ref(float *y, const float *x, const float *gamma, const float *beta,
-                                         const float *running_mean, const float *running_var,
-                                         int batch, int channels, int spatial, float eps) {
-    int status = bn_check(batch, channels, spatial);
-    if (status != CK_OK) return status;
-    CK_REQUIRE(y && x && gamma && beta && running_mean && running_var, CK_ERR_NULL_POINTER);
-    for (int n = 0; n < batch; n++)
-        for (int c = 0; c < channels; c++)
-            for (int i = 0; i < spatial; i++) {
-                const size_t at = ((size_t)n * channels + c) * spatial + i;
-                y[at] = (float)((x[at] - (double)running_mean[c]) / sqrt((double)running_var[c] + eps) * gamma[c] +
-                                beta[c]);
-            }
-    return CK_OK;
-}
-
 // dx = gamma·invstd·(dy − mean(dy) − x̂·mean(dy·x̂)), x̂ = (x − mean)·invstd.
 int ck_batchnorm2d_backward_f32(float *dx, float *dgamma, float *dbeta,
                                 const float *dy, const float *x, const float *save_mean,
                                 const float *save_invstd, const float *gamma,
                                 int batch, int channels, int spatial) {
-    int status = bn_check(batch, channels, spatial);
+    int status = ck_batchnorm2d_check_sizes(batch, channels, spatial);
     if (status != CK_OK) return status;
     CK_REQUIRE(dy && x && save_mean && save_invstd && gamma, CK_ERR_NULL_POINTER);
     ck_ensure_threads();
@@ -225,41 +160,11 @@ int ck_batchnorm2d_backward_f32(float *dx, float *dgamma, float *dbeta,
     return CK_OK;
 }
 
-int ck_batchnorm2d_backward_f32_ref(float *dx, float *dgamma, float *dbeta,
-                                    const float *dy, const float *x, const float *save_mean,
-                                    const float *save_invstd, const float *gamma,
-                                    int batch, int channels, int spatial) {
-    int status = bn_check(batch, channels, spatial);
-    if (status != CK_OK) return status;
-    CK_REQUIRE(dy && x && save_mean && save_invstd && gamma, CK_ERR_NULL_POINTER);
-    const double count = (double)batch * spatial;
-    for (int c = 0; c < channels; c++) {
-        double sum_dy = 0.0, sum_dy_xhat = 0.0;
-        for (int n = 0; n < batch; n++)
-            for (int i = 0; i < spatial; i++) {
-                const size_t at = ((size_t)n * channels + c) * spatial + i;
-                sum_dy += dy[at];
-                sum_dy_xhat += (double)dy[at] * (x[at] - save_mean[c]) * save_invstd[c];
-            }
-        if (dgamma) dgamma[c] += (float)sum_dy_xhat;
-        if (dbeta) dbeta[c] += (float)sum_dy;
-        if (!dx) continue;
-        for (int n = 0; n < batch; n++)
-            for (int i = 0; i < spatial; i++) {
-                const size_t at = ((size_t)n * channels + c) * spatial + i;
-                const double xhat = (x[at] - save_mean[c]) * (double)save_invstd[c];
-                dx[at] = (float)(gamma[c] * save_invstd[c] *
-                                 (dy[at] - sum_dy / count - xhat * sum_dy_xhat / count));
-            }
-    }
-    return CK_OK;
-}
-
 int ck_batchnorm2d_backward_infer_f32(float *dx, float *dgamma, float *dbeta,
                                       const float *dy, const float *x, const float *gamma,
                                       const float *running_mean, const float *running_var,
                                       int batch, int channels, int spatial, float eps) {
-    int status = bn_check(batch, channels, spatial);
+    int status = ck_batchnorm2d_check_sizes(batch, channels, spatial);
     if (status != CK_OK) return status;
     CK_REQUIRE(dy && x && gamma && running_mean && running_var, CK_ERR_NULL_POINTER);
     ck_ensure_threads();
@@ -279,29 +184,6 @@ int ck_batchnorm2d_backward_infer_f32(float *dx, float *dgamma, float *dbeta,
             sum_dy += s;
             sum_dy_xhat += sx;
         }
-        if (dgamma) dgamma[c] += (float)sum_dy_xhat;
-        if (dbeta) dbeta[c] += (float)sum_dy;
-    }
-    return CK_OK;
-}
-
-int ck_batchnorm2d_backward_infer_f32_ref(float *dx, float *dgamma, float *dbeta,
-                                          const float *dy, const float *x, const float *gamma,
-                                          const float *running_mean, const float *running_var,
-                                          int batch, int channels, int spatial, float eps) {
-    int status = bn_check(batch, channels, spatial);
-    if (status != CK_OK) return status;
-    CK_REQUIRE(dy && x && gamma && running_mean && running_var, CK_ERR_NULL_POINTER);
-    for (int c = 0; c < channels; c++) {
-        const double invstd = 1.0 / sqrt((double)running_var[c] + eps);
-        double sum_dy = 0.0, sum_dy_xhat = 0.0;
-        for (int n = 0; n < batch; n++)
-            for (int i = 0; i < spatial; i++) {
-                const size_t at = ((size_t)n * channels + c) * spatial + i;
-                sum_dy += dy[at];
-                sum_dy_xhat += (double)dy[at] * (x[at] - running_mean[c]) * invstd;
-                if (dx) dx[at] = (float)(dy[at] * gamma[c] * invstd);
-            }
         if (dgamma) dgamma[c] += (float)sum_dy_xhat;
         if (dbeta) dbeta[c] += (float)sum_dy;
     }

@@ -13,7 +13,8 @@ int omp_get_thread_num(void);
 int omp_get_num_threads(void);
 void omp_set_num_threads(int n);
 
-// Whether this CPU runs AVX-512F (cpuid, read once): the kernels with AVX-512 paths check it at run time.
+// Whether the kernels with AVX-512 paths take them: the CPU has AVX-512F (cpu_features(), which applies
+// RESNETFUSION_ISA) and ck_set_avx512_allowed has not switched them off.
 int ck_cpu_has_avx512(void);
 
 // Lazily applies ck_set_num_threads(0) the first time any kernel runs.
@@ -25,17 +26,6 @@ static inline void ck_block_range(int total, int parts, int index, int *begin, i
     *begin = index * base + (index < extra ? index : extra);
     *end = *begin + base + (index < extra ? 1 : 0);
 }
-
-// What a convolution's forward adds to its output block before it leaves cache: y = act(y + bias + residual).
-typedef struct {
-    const float *bias;      // (K) or NULL
-    const float *residual;  // (N, K, P, Q) or NULL, the whole output's shape
-    int relu;
-} ck_conv_epilogue;
-
-// y and residual point at the same position of their (N, K, P, Q) tensors; rows are ld apart.
-void ck_conv_apply_epilogue(float *y, size_t ld, int K, int width, const ck_conv_epilogue *epilogue,
-                            const float *residual);
 
 // Where the packed GEMM (gemm.c) takes its B operand from: a matrix, a row of images, or a callback
 // that writes one packed panel itself (a convolution lowering its input straight into the panel).

@@ -1,4 +1,5 @@
-// Max pooling (with argmax for backward) and global average pooling.
+// Max pooling (with argmax for backward, AVX-512 rows for 3-wide stride-2 windows) and global average
+// pooling, OpenMP over (n, c) planes; the shape checks the reference twins share. Twins: CKernelsReference/pool_ref.c.
 #include "internal.h"
 #include <math.h>
 #include <stdint.h>
@@ -22,6 +23,11 @@ static int pool_check(const ck_pool2d_shape *s, pool_dims *d) {
     if ((long long)d->N * d->C > INT32_MAX || (long long)d->H * d->W > INT32_MAX) return CK_ERR_BAD_SIZE;
     if (!ck_mul_size(ck_mul_size((size_t)d->N * d->C, (size_t)d->H), (size_t)d->W)) return CK_ERR_BAD_SIZE;
     return CK_OK;
+}
+
+int ck_pool2d_check_shape(const ck_pool2d_shape *shape) {
+    pool_dims d;
+    return pool_check(shape, &d);
 }
 
 int ck_pool2d_output_height(const ck_pool2d_shape *shape) {
@@ -142,30 +148,6 @@ int ck_maxpool2d_forward_f32(float *y, int32_t *argmax, const float *x, const ck
     return CK_OK;
 }
 
-int ck_maxpool2d_forward_f32_ref(float *y, int32_t *argmax, const float *x, const ck_pool2d_shape *shape) {
-    pool_dims d;
-    int status = pool_check(shape, &d);
-    if (status != CK_OK) return status;
-    CK_REQUIRE(y && x, CK_ERR_NULL_POINTER);
-    for (int plane = 0; plane < d.N * d.C; plane++)
-        for (int p = 0; p < d.P; p++)
-            for (int q = 0; q < d.Q; q++) {
-                float best = -INFINITY;
-                int32_t best_index = -1;
-                for (int i = 0; i < shape->kernel_height; i++)
-                    for (int j = 0; j < shape->kernel_width; j++) {
-                        const int h = p * shape->stride_height - shape->pad_height + i;
-                        const int w = q * shape->stride_width - shape->pad_width + j;
-                        if (h < 0 || h >= d.H || w < 0 || w >= d.W) continue;
-                        const float v = x[(size_t)plane * d.H * d.W + h * d.W + w];
-                        if (best_index < 0 || v > best || (isnan(v) && !isnan(best))) { best = v; best_index = h * d.W + w; }
-                    }
-                y[((size_t)plane * d.P + p) * d.Q + q] = best;
-                if (argmax) argmax[((size_t)plane * d.P + p) * d.Q + q] = best_index;
-            }
-    return CK_OK;
-}
-
 int ck_maxpool2d_backward_f32(float *dx, const float *dy, const int32_t *argmax, const ck_pool2d_shape *shape) {
     pool_dims d;
     int status = pool_check(shape, &d);
@@ -186,22 +168,7 @@ int ck_maxpool2d_backward_f32(float *dx, const float *dy, const int32_t *argmax,
     return CK_OK;
 }
 
-int ck_maxpool2d_backward_f32_ref(float *dx, const float *dy, const int32_t *argmax, const ck_pool2d_shape *shape) {
-    pool_dims d;
-    int status = pool_check(shape, &d);
-    if (status != CK_OK) return status;
-    CK_REQUIRE(dx && dy && argmax, CK_ERR_NULL_POINTER);
-    const size_t in_plane = (size_t)d.H * d.W, out_plane = (size_t)d.P * d.Q;
-    memset(dx, 0, sizeof(float) * in_plane * d.N * d.C);
-    for (size_t plane = 0; plane < (size_t)d.N * d.C; plane++)
-        for (size_t i = 0; i < out_plane; i++) {
-            const int32_t at = argmax[plane * out_plane + i];
-            if (at >= 0 && (size_t)at < in_plane) dx[plane * in_plane + at] += dy[plane * out_plane + i];
-        }
-    return CK_OK;
-}
-
-static int avg_check(int batch, int channels, int spatial) {
+int ck_global_avgpool_check_sizes(int batch, int channels, int spatial) {
     if (batch <= 0 || channels <= 0 || spatial <= 0) return CK_ERR_BAD_SIZE;
     if ((long long)batch * channels > INT32_MAX) return CK_ERR_BAD_SIZE;
     if (!ck_mul_size(ck_mul_size((size_t)batch, (size_t)channels), (size_t)spatial)) return CK_ERR_BAD_SIZE;
@@ -209,7 +176,7 @@ static int avg_check(int batch, int channels, int spatial) {
 }
 
 int ck_global_avgpool_forward_f32(float *y, const float *x, int batch, int channels, int spatial) {
-    int status = avg_check(batch, channels, spatial);
+    int status = ck_global_avgpool_check_sizes(batch, channels, spatial);
     if (status != CK_OK) return status;
     CK_REQUIRE(y && x, CK_ERR_NULL_POINTER);
     ck_ensure_threads();
@@ -225,20 +192,8 @@ int ck_global_avgpool_forward_f32(float *y, const float *x, int batch, int chann
     return CK_OK;
 }
 
-int ck_global_avgpool_forward_f32_ref(float *y, const float *x, int batch, int channels, int spatial) {
-    int status = avg_check(batch, channels, spatial);
-    if (status != CK_OK) return status;
-    CK_REQUIRE(y && x, CK_ERR_NULL_POINTER);
-    for (size_t plane = 0; plane < (size_t)batch * channels; plane++) {
-        double sum = 0.0;
-        for (int i = 0; i < spatial; i++) sum += x[plane * spatial + i];
-        y[plane] = (float)(sum / spatial);
-    }
-    return CK_OK;
-}
-
 int ck_global_avgpool_backward_f32(float *dx, const float *dy, int batch, int channels, int spatial) {
-    int status = avg_check(batch, channels, spatial);
+    int status = ck_global_avgpool_check_sizes(batch, channels, spatial);
     if (status != CK_OK) return status;
     CK_REQUIRE(dx && dy, CK_ERR_NULL_POINTER);
     ck_ensure_threads();
@@ -252,11 +207,3 @@ int ck_global_avgpool_backward_f32(float *dx, const float *dy, int batch, int ch
     return CK_OK;
 }
 
-int ck_global_avgpool_backward_f32_ref(float *dx, const float *dy, int batch, int channels, int spatial) {
-    int status = avg_check(batch, channels, spatial);
-    if (status != CK_OK) return status;
-    CK_REQUIRE(dx && dy, CK_ERR_NULL_POINTER);
-    for (size_t plane = 0; plane < (size_t)batch * channels; plane++)
-        for (int i = 0; i < spatial; i++) dx[plane * spatial + i] = dy[plane] / (float)spatial;
-    return CK_OK;
-}

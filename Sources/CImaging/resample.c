@@ -7,10 +7,7 @@
 // recombined exactly in 32-bit. Four output pixels are finished together: their lane sums are reduced by
 // two rounds of 128-bit shuffles, shifted, saturated and stored as 16 bytes.
 #include "cimaging.h"
-
-#include <stdatomic.h>
-#include <stdlib.h>
-#include <string.h>
+#include "cpu_features.h"
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>
@@ -79,12 +76,8 @@ int ci_resample_horizontal_rgbx(uint8_t *dst, size_t dst_stride, const uint8_t *
                                 int columns, const int32_t *starts, const int16_t *weights_hi,
                                 const int16_t *weights_lo, int taps) {
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-    static _Atomic int supported = -1;  // read once; loader threads may race to set the same value
-    if (supported < 0) {
-        __builtin_cpu_init();
-        const char *isa = getenv("RESNETFUSION_ISA");
-        supported = __builtin_cpu_supports("avx512bw") && !(isa && strcmp(isa, "avx2") == 0);
-    }
+    // cpu_features applies RESNETFUSION_ISA=avx2 too: then the caller's AVX2 Swift loop runs.
+    const int supported = (cpu_features() & CPU_FEATURE_AVX512BW) != 0;
     if (!supported || taps <= 0 || taps % 8 != 0) return 0;
     resample_rows(dst, dst_stride, src, src_stride, rows, columns, starts, weights_hi, weights_lo, taps);
     return 1;

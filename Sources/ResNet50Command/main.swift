@@ -1,6 +1,11 @@
 import ArgumentParser
+import CPUFeatures
 import DataPipeline
 import Foundation
+
+// Before anything that may run AVX2 code: on an older CPU, one line on stderr and status 1 instead of SIGILL.
+// Top-level code of main.swift runs first; the check lives in CPUFeatures, compiled for baseline x86-64.
+cpu_features_require_x86_64_v3("resnet50")
 
 /// `resnet50`: the command that replaces the seed's `python resnet50.py`.
 struct ResNet50: ParsableCommand {

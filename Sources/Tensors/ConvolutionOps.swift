@@ -27,20 +27,14 @@ private func convolutionShape(_ op: String, _ x: Tensor, weight: Tensor, bias: T
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
                    stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
     var (shape, outShape) = convolutionShape("conv2d", x, weight: weight, bias: bias, stride: stride, padding: padding)
-    let reference = Kernels.backend == .reference
-    let workspaceBytes = reference ? 0 : ck_conv2d_workspace_size(&shape)
+    let kernels = Kernels.table
+    let workspaceBytes = kernels.conv2d_workspace_size(&shape)
 
     let y = [Float](unsafeUninitializedCapacity: outShape.reduce(1, *)) { out, initialized in
-        x.data.withUnsafeBufferPointer { xp in
-            weight.data.withUnsafeBufferPointer { wp in
-                withOptionalPointer(bias) { bp in
-                    Workspace.shared.withBuffer(bytes: workspaceBytes) { ws, wsBytes in
-                        let status = reference
-                            ? ck_conv2d_forward_f32_ref(out.baseAddress, xp.baseAddress, wp.baseAddress, bp, &shape, ws, wsBytes)
-                            : ck_conv2d_forward_f32(out.baseAddress, xp.baseAddress, wp.baseAddress, bp, &shape, ws, wsBytes)
-                        Kernels.check(status, "conv2d forward")
-                    }
-                }
+        withBaseAddresses(x.data, weight.data, bias?.data) { input in
+            Workspace.shared.withBuffer(bytes: workspaceBytes) { ws, wsBytes in
+                Kernels.check(kernels.conv2d_forward(out.baseAddress, input[0], input[1], input[2], &shape, ws, wsBytes),
+                              "conv2d forward")
             }
         }
         initialized = out.count
@@ -50,54 +44,41 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
 
     let parents = [x, weight] + (bias.map { [$0] } ?? [])
     result.record("conv2d", parents: parents) { dy in
-        let reference = Kernels.backend == .reference
-        let workspaceBytes = reference ? 0 : ck_conv2d_workspace_size(&shape)
-        dy.withUnsafeBufferPointer { dyp in
-            if x.requiresGrad {
-                x.accumulateGrad(overwriting: { dx in
-                    weight.data.withUnsafeBufferPointer { wp in
-                        Workspace.shared.withBuffer(bytes: workspaceBytes) { ws, wsBytes in
-                            let status = reference
-                                ? ck_conv2d_backward_input_f32_ref(dx, dyp.baseAddress, wp.baseAddress, &shape, ws, wsBytes)
-                                : ck_conv2d_backward_input_f32(dx, dyp.baseAddress, wp.baseAddress, &shape, ws, wsBytes)
-                            Kernels.check(status, "conv2d backward input")
-                        }
+        let kernels = Kernels.table
+        let workspaceBytes = kernels.conv2d_workspace_size(&shape)
+        if x.requiresGrad {
+            x.accumulateGrad(overwriting: { dx in
+                withBaseAddresses(dy, weight.data) { input in
+                    Workspace.shared.withBuffer(bytes: workspaceBytes) { ws, wsBytes in
+                        Kernels.check(kernels.conv2d_backward_input(dx, input[0], input[1], &shape, ws, wsBytes),
+                                      "conv2d backward input")
                     }
-                })
-            }
-            let wantsBias = bias?.requiresGrad ?? false
-            guard weight.requiresGrad || wantsBias else { return }
-            // The kernel computes dweight and dbias together; a frozen weight next to a trainable bias
-            // (rare) gets its share computed into a discarded buffer.
-            let biasGrad: (UnsafeMutablePointer<Float>?) -> Void = { dbias in
-                x.data.withUnsafeBufferPointer { xp in
-                    let run: (UnsafeMutablePointer<Float>) -> Void = { dw in
-                        Workspace.shared.withBuffer(bytes: workspaceBytes) { ws, wsBytes in
-                            let status = reference
-                                ? ck_conv2d_backward_weight_f32_ref(dw, dbias, dyp.baseAddress, xp.baseAddress, &shape, ws, wsBytes)
-                                : ck_conv2d_backward_weight_f32(dw, dbias, dyp.baseAddress, xp.baseAddress, &shape, ws, wsBytes)
-                            Kernels.check(status, "conv2d backward weight")
-                        }
-                    }
-                    if weight.requiresGrad {
-                        weight.withAccumulatingGrad(run)
-                    } else {
-                        var discarded = [Float](repeating: 0, count: weight.count)
-                        discarded.withUnsafeMutableBufferPointer { run($0.baseAddress!) }
+                }
+            })
+        }
+        let wantsBias = bias?.requiresGrad ?? false
+        guard weight.requiresGrad || wantsBias else { return }
+        // The kernel computes dweight and dbias together; a frozen weight next to a trainable bias
+        // (rare) gets its share computed into a discarded buffer.
+        let biasGrad: (UnsafeMutablePointer<Float>?) -> Void = { dbias in
+            let run: (UnsafeMutablePointer<Float>) -> Void = { dw in
+                withBaseAddresses(dy, x.data) { input in
+                    Workspace.shared.withBuffer(bytes: workspaceBytes) { ws, wsBytes in
+                        Kernels.check(kernels.conv2d_backward_weight(dw, dbias, input[0], input[1], &shape, ws, wsBytes),
+                                      "conv2d backward weight")
                     }
                 }
             }
-            if let bias, wantsBias { bias.withAccumulatingGrad { biasGrad($0) } } else { biasGrad(nil) }
+            if weight.requiresGrad {
+                weight.withAccumulatingGrad(run)
+            } else {
+                var discarded = [Float](repeating: 0, count: weight.count)
+                discarded.withUnsafeMutableBufferPointer { run($0.baseAddress!) }
+            }
         }
+        if let bias, wantsBias { bias.withAccumulatingGrad { biasGrad($0) } } else { biasGrad(nil) }
     }
     return result
-}
-
-/// Calls `body` with the tensor's values, or with nil when there is no tensor.
-@inline(__always)
-func withOptionalPointer<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
-    guard let t else { return body(nil) }
-    return t.data.withUnsafeBufferPointer { body($0.baseAddress) }
 }
 
 /// relu?(conv(x, weight) + bias + residual) in one pass over the output: the inference path of a
@@ -116,23 +97,14 @@ public func conv2dInference(_ x: Tensor, weight: Tensor, bias: Tensor?, residual
     var (shape, outShape) = convolutionShape("conv2dInference", x, weight: weight, bias: bias, stride: stride,
                                              padding: padding)
     if let residual { precondition(residual.shape == outShape, "conv2dInference: residual \(residual.shape), output \(outShape)") }
-    let reference = Kernels.backend == .reference
-    let workspaceBytes = reference ? 0 : ck_conv2d_workspace_size(&shape)
+    let kernels = Kernels.table
+    let workspaceBytes = kernels.conv2d_workspace_size(&shape)
     let y = [Float](unsafeUninitializedCapacity: outShape.reduce(1, *)) { out, initialized in
-        x.data.withUnsafeBufferPointer { xp in
-            weight.data.withUnsafeBufferPointer { wp in
-                withOptionalPointer(bias) { bp in
-                    withOptionalPointer(residual) { rp in
-                        Workspace.shared.withBuffer(bytes: workspaceBytes) { ws, wsBytes in
-                            let status = reference
-                                ? ck_conv2d_forward_fused_f32_ref(out.baseAddress, xp.baseAddress, wp.baseAddress, bp, rp,
-                                                                  relu ? 1 : 0, &shape, ws, wsBytes)
-                                : ck_conv2d_forward_fused_f32(out.baseAddress, xp.baseAddress, wp.baseAddress, bp, rp,
-                                                              relu ? 1 : 0, &shape, ws, wsBytes)
-                            Kernels.check(status, "conv2d fused forward")
-                        }
-                    }
-                }
+        withBaseAddresses(x.data, weight.data, bias?.data, residual?.data) { input in
+            Workspace.shared.withBuffer(bytes: workspaceBytes) { ws, wsBytes in
+                let status = kernels.conv2d_forward_fused(out.baseAddress, input[0], input[1], input[2], input[3],
+                                                          relu ? 1 : 0, &shape, ws, wsBytes)
+                Kernels.check(status, "conv2d fused forward")
             }
         }
         initialized = out.count

@@ -4,13 +4,9 @@ import CKernels
 /// max(x, 0).
 /// - Parameter x: any shape.
 public func relu(_ x: Tensor) -> Tensor {
-    let reference = Kernels.backend == .reference
     let y = [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
         x.data.withUnsafeBufferPointer { xp in
-            let status = reference
-                ? ck_relu_forward_f32_ref(out.baseAddress, xp.baseAddress, x.count)
-                : ck_relu_forward_f32(out.baseAddress, xp.baseAddress, x.count)
-            Kernels.check(status, "relu forward")
+            Kernels.check(Kernels.table.relu_forward(out.baseAddress, xp.baseAddress, x.count), "relu forward")
         }
         initialized = x.count
     }
@@ -18,15 +14,10 @@ public func relu(_ x: Tensor) -> Tensor {
     guard Tensor.needsGrad(x) else { return result }
     // The output decides the mask (y > 0); sharing `y` costs no copy.
     result.record("relu", parents: [x]) { dy in
-        let reference = Kernels.backend == .reference
+        let kernels = Kernels.table
         x.accumulateGrad(overwriting: { dx in
-            dy.withUnsafeBufferPointer { dyp in
-                y.withUnsafeBufferPointer { yp in
-                    let status = reference
-                        ? ck_relu_backward_f32_ref(dx, dyp.baseAddress, yp.baseAddress, x.count)
-                        : ck_relu_backward_f32(dx, dyp.baseAddress, yp.baseAddress, x.count)
-                    Kernels.check(status, "relu backward")
-                }
+            withBaseAddresses(dy, y) { input in
+                Kernels.check(kernels.relu_backward(dx, input[0], input[1], x.count), "relu backward")
             }
         })
     }
@@ -37,10 +28,8 @@ public func relu(_ x: Tensor) -> Tensor {
 public func add(_ a: Tensor, _ b: Tensor) -> Tensor {
     precondition(a.shape == b.shape, "add: shapes \(a.shape) and \(b.shape) differ")
     let y = [Float](unsafeUninitializedCapacity: a.count) { out, initialized in
-        a.data.withUnsafeBufferPointer { ap in
-            b.data.withUnsafeBufferPointer { bp in
-                Kernels.check(ck_add_f32(out.baseAddress, ap.baseAddress, bp.baseAddress, a.count), "add")
-            }
+        withBaseAddresses(a.data, b.data) { input in
+            Kernels.check(Kernels.table.add(out.baseAddress, input[0], input[1], a.count), "add")
         }
         initialized = a.count
     }

@@ -1,18 +1,32 @@
-// Kernels.swift — the binding to CKernels: which implementation runs (optimized or reference twin),
-// the shared workspace buffer, thread count and status checking.
+// Kernels.swift — the binding to CKernels: which implementation runs (the optimized kernels or their
+// reference twins, each a ck_kernel_table), the shared workspace buffer, thread count, status checking,
+// and the pointer access the ops hand to the kernels.
 import CKernels
+import CKernelsReference
 
 /// Which C implementation the ops call. The reference twins are plain loops (no BLAS, no OpenMP);
 /// tests run both and compare, benchmarks time one against the other.
 public enum KernelBackend: Sendable {
     case optimized
     case reference
+
+    /// This implementation's C functions: ck_optimized_kernels() from CKernels or ck_reference_kernels()
+    /// from CKernelsReference.
+    public var kernels: ck_kernel_table {
+        switch self {
+        case .optimized: return ck_optimized_kernels().pointee
+        case .reference: return ck_reference_kernels().pointee
+        }
+    }
 }
 
 /// Run-time settings of the C kernels.
 public enum Kernels {
     /// The implementation every op calls. Not thread-safe: set it before running a graph.
     nonisolated(unsafe) public static var backend: KernelBackend = .optimized
+
+    /// The kernels every op calls: `backend`'s table, read when the op (or its backward) runs.
+    public static var table: ck_kernel_table { backend.kernels }
 
     /// Sets the OpenMP thread count of the optimized kernels (`n <= 0`: all cores).
     /// Workspace sizes depend on it, so call it before building or running a graph.
@@ -32,7 +46,8 @@ public enum Kernels {
 }
 
 /// The scratch memory kernels ask for through their `..._workspace_size` companions. One buffer is
-/// reused by every call and grows when a larger size is asked for; kernels never allocate.
+/// reused by every call and grows when a larger size is asked for (the kernels' one allocation of their own,
+/// the matrix product's per-thread packing buffers, is described in ckernels.h).
 /// Not thread-safe: ops run one at a time (threads live inside the kernels).
 public final class Workspace {
     /// The buffer the ops use.
@@ -68,6 +83,47 @@ public final class Workspace {
         pointer = nil
         capacity = 0
     }
+}
+
+/// Calls `body` with the base addresses of several arrays' values at once (nil for a nil array), valid
+/// during `body`: one closure where a kernel call with many inputs would otherwise nest one per array.
+@inline(__always)
+func withBaseAddresses<R>(_ arrays: [Float]?..., body: ([UnsafePointer<Float>?]) -> R) -> R {
+    var addresses = [UnsafePointer<Float>?]()
+    addresses.reserveCapacity(arrays.count)
+    func pin(_ index: Int) -> R {
+        guard index < arrays.count else { return body(addresses) }
+        guard let array = arrays[index] else {
+            addresses.append(nil)
+            return pin(index + 1)
+        }
+        return array.withUnsafeBufferPointer { buffer in
+            addresses.append(buffer.baseAddress)
+            return pin(index + 1)
+        }
+    }
+    return pin(0)
+}
+
+/// Calls `body` with the values of two arrays for writing.
+@inline(__always)
+func withMutableBaseAddresses<R>(_ a: inout [Float], _ b: inout [Float],
+                                 body: (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> R) -> R {
+    a.withUnsafeMutableBufferPointer { ap in b.withUnsafeMutableBufferPointer { bp in body(ap.baseAddress, bp.baseAddress) } }
+}
+
+/// Calls `body` with the values of two optional tensors for writing (nil for a missing tensor).
+@inline(__always)
+func withMutableBaseAddresses<R>(_ a: Tensor?, _ b: Tensor?,
+                                 body: (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> R) -> R {
+    withOptionalMutablePointer(a) { ap in withOptionalMutablePointer(b) { bp in body(ap, bp) } }
+}
+
+/// Calls `body` with the tensor's values for writing, or with nil when there is no tensor.
+@inline(__always)
+func withOptionalMutablePointer<R>(_ t: Tensor?, _ body: (UnsafeMutablePointer<Float>?) -> R) -> R {
+    guard let t else { return body(nil) }
+    return t.data.withUnsafeMutableBufferPointer { body($0.baseAddress) }
 }
 
 #if os(Linux)

@@ -12,19 +12,11 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
                  "linear: x \(x.shape) and weight \(weight.shape) do not match")
     let batch = x.shape[0], inFeatures = x.shape[1], outFeatures = weight.shape[0]
     if let bias { precondition(bias.shape == [outFeatures], "linear: bias \(bias.shape) for \(outFeatures) outputs") }
-    let reference = Kernels.backend == .reference
     let y = [Float](unsafeUninitializedCapacity: batch * outFeatures) { out, initialized in
-        x.data.withUnsafeBufferPointer { xp in
-            weight.data.withUnsafeBufferPointer { wp in
-                withOptionalPointer(bias) { bp in
-                    let status = reference
-                        ? ck_linear_forward_f32_ref(out.baseAddress, xp.baseAddress, wp.baseAddress, bp,
-                                                    Int32(batch), Int32(inFeatures), Int32(outFeatures))
-                        : ck_linear_forward_f32(out.baseAddress, xp.baseAddress, wp.baseAddress, bp,
-                                                Int32(batch), Int32(inFeatures), Int32(outFeatures))
-                    Kernels.check(status, "linear forward")
-                }
-            }
+        withBaseAddresses(x.data, weight.data, bias?.data) { input in
+            let status = Kernels.table.linear_forward(out.baseAddress, input[0], input[1], input[2],
+                                                      Int32(batch), Int32(inFeatures), Int32(outFeatures))
+            Kernels.check(status, "linear forward")
         }
         initialized = out.count
     }
@@ -32,22 +24,14 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
     guard Tensor.needsGrad(x, weight, bias) else { return result }
     let parents = [x, weight] + (bias.map { [$0] } ?? [])
     result.record("linear", parents: parents) { dy in
-        let reference = Kernels.backend == .reference
-        let run: (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void = { dx, dw, db in
-            dy.withUnsafeBufferPointer { dyp in
-                x.data.withUnsafeBufferPointer { xp in
-                    weight.data.withUnsafeBufferPointer { wp in
-                        let status = reference
-                            ? ck_linear_backward_f32_ref(dx, dw, db, dyp.baseAddress, xp.baseAddress, wp.baseAddress,
-                                                         Int32(batch), Int32(inFeatures), Int32(outFeatures))
-                            : ck_linear_backward_f32(dx, dw, db, dyp.baseAddress, xp.baseAddress, wp.baseAddress,
+        let kernels = Kernels.table
+        withGradientBuffers(x: x, weight: weight, bias: bias) { dx, dw, db in
+            withBaseAddresses(dy, x.data, weight.data) { input in
+                let status = kernels.linear_backward(dx, dw, db, input[0], input[1], input[2],
                                                      Int32(batch), Int32(inFeatures), Int32(outFeatures))
-                        Kernels.check(status, "linear backward")
-                    }
-                }
+                Kernels.check(status, "linear backward")
             }
         }
-        withGradientBuffers(x: x, weight: weight, bias: bias, run)
     }
     return result
 }

@@ -37,35 +37,19 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
     for buffer in [runningMean, runningVar] {
         if let buffer { precondition(buffer.shape == [c], "batchNorm2d: running statistic \(buffer.shape) for \(c) channels") }
     }
-    let reference = Kernels.backend == .reference
+    let kernels = Kernels.table
     if training {
         precondition(n * spatial > 1, "batchNorm2d: training needs more than one value per channel, got x \(x.shape)")
         var saveMean = [Float](repeating: 0, count: c)
         var saveInvstd = [Float](repeating: 0, count: c)
         let y = [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
-            saveMean.withUnsafeMutableBufferPointer { sm in
-                saveInvstd.withUnsafeMutableBufferPointer { si in
-                    withOptionalMutablePointer(runningMean) { rm in
-                        withOptionalMutablePointer(runningVar) { rv in
-                            x.data.withUnsafeBufferPointer { xp in
-                                weight.data.withUnsafeBufferPointer { g in
-                                    bias.data.withUnsafeBufferPointer { b in
-                                        withOptionalPointer(residual) { res in
-                                            let status = reference
-                                                ? ck_batchnorm2d_forward_train_fused_f32_ref(
-                                                    out.baseAddress, sm.baseAddress, si.baseAddress, rm, rv, xp.baseAddress,
-                                                    g.baseAddress, b.baseAddress, res, applyRelu ? 1 : 0,
-                                                    Int32(n), Int32(c), Int32(spatial), momentum, eps)
-                                                : ck_batchnorm2d_forward_train_fused_f32(
-                                                    out.baseAddress, sm.baseAddress, si.baseAddress, rm, rv, xp.baseAddress,
-                                                    g.baseAddress, b.baseAddress, res, applyRelu ? 1 : 0,
-                                                    Int32(n), Int32(c), Int32(spatial), momentum, eps)
-                                            Kernels.check(status, "batchnorm2d forward (train)")
-                                        }
-                                    }
-                                }
-                            }
-                        }
+            withMutableBaseAddresses(&saveMean, &saveInvstd) { sm, si in
+                withMutableBaseAddresses(runningMean, runningVar) { rm, rv in
+                    withBaseAddresses(x.data, weight.data, bias.data, residual?.data) { input in
+                        let status = kernels.batchnorm2d_forward_train_fused(
+                            out.baseAddress, sm, si, rm, rv, input[0], input[1], input[2], input[3], applyRelu ? 1 : 0,
+                            Int32(n), Int32(c), Int32(spatial), momentum, eps)
+                        Kernels.check(status, "batchnorm2d forward (train)")
                     }
                 }
             }
@@ -74,62 +58,34 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
         let result = Tensor(shape: x.shape, data: y)
         guard Tensor.needsGrad(x, weight, bias, residual) else { return result }
         result.record("batchnorm2d", parents: [x, weight, bias] + (residual.map { [$0] } ?? [])) { output in
-            let reference = Kernels.backend == .reference
+            let kernels = Kernels.table
             // Through the relu (its mask is the output: y > 0) to the sum, whose gradient both the batch
             // norm and the residual receive.
             let dy = !applyRelu ? output : [Float](unsafeUninitializedCapacity: output.count) { dz, initialized in
-                output.withUnsafeBufferPointer { g in
-                    y.withUnsafeBufferPointer { yp in
-                        let status = reference
-                            ? ck_relu_backward_f32_ref(dz.baseAddress, g.baseAddress, yp.baseAddress, output.count)
-                            : ck_relu_backward_f32(dz.baseAddress, g.baseAddress, yp.baseAddress, output.count)
-                        Kernels.check(status, "relu backward")
-                    }
+                withBaseAddresses(output, y) { input in
+                    Kernels.check(kernels.relu_backward(dz.baseAddress, input[0], input[1], output.count), "relu backward")
                 }
                 initialized = output.count
             }
             if let residual, residual.requiresGrad { residual.accumulateGrad(dy) }
             guard x.requiresGrad || weight.requiresGrad || bias.requiresGrad else { return }
-            let run: (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void = { dx, dg, db in
-                dy.withUnsafeBufferPointer { dyp in
-                    x.data.withUnsafeBufferPointer { xp in
-                        saveMean.withUnsafeBufferPointer { sm in
-                            saveInvstd.withUnsafeBufferPointer { si in
-                                weight.data.withUnsafeBufferPointer { g in
-                                    let status = reference
-                                        ? ck_batchnorm2d_backward_f32_ref(dx, dg, db, dyp.baseAddress, xp.baseAddress, sm.baseAddress,
-                                                                          si.baseAddress, g.baseAddress, Int32(n), Int32(c), Int32(spatial))
-                                        : ck_batchnorm2d_backward_f32(dx, dg, db, dyp.baseAddress, xp.baseAddress, sm.baseAddress,
-                                                                      si.baseAddress, g.baseAddress, Int32(n), Int32(c), Int32(spatial))
-                                    Kernels.check(status, "batchnorm2d backward")
-                                }
-                            }
-                        }
-                    }
+            withGradientBuffers(x: x, weight: weight, bias: bias) { dx, dg, db in
+                withBaseAddresses(dy, x.data, saveMean, saveInvstd, weight.data) { input in
+                    let status = kernels.batchnorm2d_backward(dx, dg, db, input[0], input[1], input[2], input[3], input[4],
+                                                              Int32(n), Int32(c), Int32(spatial))
+                    Kernels.check(status, "batchnorm2d backward")
                 }
             }
-            withGradientBuffers(x: x, weight: weight, bias: bias, run)
         }
         return result
     }
 
     guard let runningMean, let runningVar else { preconditionFailure("batchNorm2d: inference needs running statistics") }
     let y = [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
-        x.data.withUnsafeBufferPointer { xp in
-            weight.data.withUnsafeBufferPointer { g in
-                bias.data.withUnsafeBufferPointer { b in
-                    runningMean.data.withUnsafeBufferPointer { rm in
-                        runningVar.data.withUnsafeBufferPointer { rv in
-                            let status = reference
-                                ? ck_batchnorm2d_forward_infer_f32_ref(out.baseAddress, xp.baseAddress, g.baseAddress, b.baseAddress,
-                                                                       rm.baseAddress, rv.baseAddress, Int32(n), Int32(c), Int32(spatial), eps)
-                                : ck_batchnorm2d_forward_infer_f32(out.baseAddress, xp.baseAddress, g.baseAddress, b.baseAddress,
-                                                                   rm.baseAddress, rv.baseAddress, Int32(n), Int32(c), Int32(spatial), eps)
-                            Kernels.check(status, "batchnorm2d forward (inference)")
-                        }
-                    }
-                }
-            }
+        withBaseAddresses(x.data, weight.data, bias.data, runningMean.data, runningVar.data) { input in
+            let status = kernels.batchnorm2d_forward_infer(out.baseAddress, input[0], input[1], input[2], input[3], input[4],
+                                                           Int32(n), Int32(c), Int32(spatial), eps)
+            Kernels.check(status, "batchnorm2d forward (inference)")
         }
         initialized = x.count
     }
@@ -138,31 +94,16 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
     // The statistics are constants of this graph: keep the values they had at forward time.
     let mean = runningMean.data, variance = runningVar.data
     result.record("batchnorm2d (inference)", parents: [x, weight, bias]) { dy in
+        let kernels = Kernels.table
         withGradientBuffers(x: x, weight: weight, bias: bias) { dx, dg, db in
-            dy.withUnsafeBufferPointer { dyp in
-                x.data.withUnsafeBufferPointer { xp in
-                    weight.data.withUnsafeBufferPointer { g in
-                        mean.withUnsafeBufferPointer { rm in
-                            variance.withUnsafeBufferPointer { rv in
-                                let status = ck_batchnorm2d_backward_infer_f32(
-                                    dx, dg, db, dyp.baseAddress, xp.baseAddress, g.baseAddress, rm.baseAddress, rv.baseAddress,
-                                    Int32(n), Int32(c), Int32(spatial), eps)
-                                Kernels.check(status, "batchnorm2d backward (inference)")
-                            }
-                        }
-                    }
-                }
+            withBaseAddresses(dy, x.data, weight.data, mean, variance) { input in
+                let status = kernels.batchnorm2d_backward_infer(dx, dg, db, input[0], input[1], input[2], input[3], input[4],
+                                                                Int32(n), Int32(c), Int32(spatial), eps)
+                Kernels.check(status, "batchnorm2d backward (inference)")
             }
         }
     }
     return result
-}
-
-/// Calls `body` with the tensor's values for writing, or with nil when there is no tensor.
-@inline(__always)
-func withOptionalMutablePointer<R>(_ t: Tensor?, _ body: (UnsafeMutablePointer<Float>?) -> R) -> R {
-    guard let t else { return body(nil) }
-    return t.data.withUnsafeMutableBufferPointer { body($0.baseAddress) }
 }
 
 /// Folds an inference batch norm into the convolution before it: conv(x, w′) + b′ equals
@@ -182,20 +123,11 @@ public func foldBatchNormIntoConv(weight: Tensor, bias: Tensor?, gamma: Tensor, 
     var foldedBias = [Float](repeating: 0, count: k)
     let foldedWeight = [Float](unsafeUninitializedCapacity: weight.count) { out, initialized in
         foldedBias.withUnsafeMutableBufferPointer { fb in
-            weight.data.withUnsafeBufferPointer { w in
-                withOptionalPointer(bias) { b in
-                    gamma.data.withUnsafeBufferPointer { g in
-                        beta.data.withUnsafeBufferPointer { be in
-                            runningMean.data.withUnsafeBufferPointer { m in
-                                runningVar.data.withUnsafeBufferPointer { v in
-                                    Kernels.check(ck_batchnorm2d_fold_into_conv_f32(
-                                        out.baseAddress, fb.baseAddress, w.baseAddress, b, g.baseAddress, be.baseAddress,
-                                        m.baseAddress, v.baseAddress, Int32(k), Int32(perChannel), eps), "batchnorm fold")
-                                }
-                            }
-                        }
-                    }
-                }
+            withBaseAddresses(weight.data, bias?.data, gamma.data, beta.data, runningMean.data, runningVar.data) { input in
+                let status = Kernels.table.batchnorm2d_fold_into_conv(
+                    out.baseAddress, fb.baseAddress, input[0], input[1], input[2], input[3], input[4], input[5],
+                    Int32(k), Int32(perChannel), eps)
+                Kernels.check(status, "batchnorm fold")
             }
         }
         initialized = weight.count

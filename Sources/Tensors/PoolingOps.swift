@@ -20,16 +20,13 @@ public func maxPool2d(_ x: Tensor, kernelSize: (Int, Int), stride: (Int, Int), p
     let outCount = outShape.reduce(1, *)
     let wantsGrad = Tensor.needsGrad(x)
     var argmax = [Int32](repeating: 0, count: wantsGrad ? outCount : 0)
-    let reference = Kernels.backend == .reference
     let y = [Float](unsafeUninitializedCapacity: outCount) { out, initialized in
         x.data.withUnsafeBufferPointer { xp in
             argmax.withUnsafeMutableBufferPointer { am in
                 // An empty array's base address is the shared empty storage, not nil: say "no argmax" explicitly.
                 let argmaxPointer = wantsGrad ? am.baseAddress : nil
-                let status = reference
-                    ? ck_maxpool2d_forward_f32_ref(out.baseAddress, argmaxPointer, xp.baseAddress, &shape)
-                    : ck_maxpool2d_forward_f32(out.baseAddress, argmaxPointer, xp.baseAddress, &shape)
-                Kernels.check(status, "maxpool2d forward")
+                Kernels.check(Kernels.table.maxpool2d_forward(out.baseAddress, argmaxPointer, xp.baseAddress, &shape),
+                              "maxpool2d forward")
             }
         }
         initialized = outCount
@@ -37,14 +34,11 @@ public func maxPool2d(_ x: Tensor, kernelSize: (Int, Int), stride: (Int, Int), p
     let result = Tensor(shape: outShape, data: y)
     guard wantsGrad else { return result }
     result.record("maxpool2d", parents: [x]) { dy in
-        let reference = Kernels.backend == .reference
+        let kernels = Kernels.table
         x.accumulateGrad(overwriting: { dx in
             dy.withUnsafeBufferPointer { dyp in
                 argmax.withUnsafeBufferPointer { am in
-                    let status = reference
-                        ? ck_maxpool2d_backward_f32_ref(dx, dyp.baseAddress, am.baseAddress, &shape)
-                        : ck_maxpool2d_backward_f32(dx, dyp.baseAddress, am.baseAddress, &shape)
-                    Kernels.check(status, "maxpool2d backward")
+                    Kernels.check(kernels.maxpool2d_backward(dx, dyp.baseAddress, am.baseAddress, &shape), "maxpool2d backward")
                 }
             }
         })
@@ -58,26 +52,20 @@ public func maxPool2d(_ x: Tensor, kernelSize: (Int, Int), stride: (Int, Int), p
 public func globalAvgPool2d(_ x: Tensor) -> Tensor {
     precondition(x.shape.count == 4, "globalAvgPool2d: x \(x.shape) must be 4-D")
     let n = Int32(x.shape[0]), c = Int32(x.shape[1]), spatial = Int32(x.shape[2] * x.shape[3])
-    let reference = Kernels.backend == .reference
     let y = [Float](unsafeUninitializedCapacity: x.shape[0] * x.shape[1]) { out, initialized in
         x.data.withUnsafeBufferPointer { xp in
-            let status = reference
-                ? ck_global_avgpool_forward_f32_ref(out.baseAddress, xp.baseAddress, n, c, spatial)
-                : ck_global_avgpool_forward_f32(out.baseAddress, xp.baseAddress, n, c, spatial)
-            Kernels.check(status, "global avgpool forward")
+            Kernels.check(Kernels.table.global_avgpool_forward(out.baseAddress, xp.baseAddress, n, c, spatial),
+                          "global avgpool forward")
         }
         initialized = out.count
     }
     let result = Tensor(shape: [x.shape[0], x.shape[1]], data: y)
     guard Tensor.needsGrad(x) else { return result }
     result.record("global avgpool", parents: [x]) { dy in
-        let reference = Kernels.backend == .reference
+        let kernels = Kernels.table
         x.accumulateGrad(overwriting: { dx in
             dy.withUnsafeBufferPointer { dyp in
-                let status = reference
-                    ? ck_global_avgpool_backward_f32_ref(dx, dyp.baseAddress, n, c, spatial)
-                    : ck_global_avgpool_backward_f32(dx, dyp.baseAddress, n, c, spatial)
-                Kernels.check(status, "global avgpool backward")
+                Kernels.check(kernels.global_avgpool_backward(dx, dyp.baseAddress, n, c, spatial), "global avgpool backward")
             }
         })
     }

@@ -1,4 +1,5 @@
 import CKernels
+import CKernelsReference
 import XCTest
 
 /// BatchNorm kernels: optimized vs reference, hand-computed running statistics, finite differences, folding.

@@ -1,4 +1,5 @@
 import CKernels
+import CKernelsReference
 import Foundation
 import ResNetShapes
 import XCTest

@@ -1,4 +1,5 @@
 import CKernels
+import CKernelsReference
 import Dispatch
 import XCTest
 

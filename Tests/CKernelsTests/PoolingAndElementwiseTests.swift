@@ -1,4 +1,5 @@
 import CKernels
+import CKernelsReference
 import XCTest
 
 final class PoolingAndElementwiseTests: XCTestCase {
