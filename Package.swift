@@ -80,7 +80,7 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: swiftFlags),
         .executableTarget(name: "ImageBenchmarks",
-                          dependencies: ["Imaging", "DataPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Benchmarks/ImageBenchmarks",
+                          dependencies: ["CPUFeatures", "Imaging", "DataPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Benchmarks/ImageBenchmarks",
                           exclude: ["pillow_torchvision.py"], swiftSettings: swiftFlags),
         .testTarget(name: "DataPipelineTests", dependencies: ["DataPipeline", "Imaging"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
@@ -93,7 +93,7 @@ let package = Package(
                     swiftSettings: swiftFlags),
         // ResNetFusion and PyTorch side by side: inference, the seed's frozen cost, a training step, JPEG, memory.
         .executableTarget(name: "ModelBenchmarks",
-                          dependencies: ["Models", "NN", "Tensors", "DataPipeline", "Imaging",
+                          dependencies: ["CPUFeatures", "Models", "NN", "Tensors", "DataPipeline", "Imaging",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Benchmarks/ModelBenchmarks", swiftSettings: swiftFlags),
         // The convolution shapes of ResNet-50, shared by the kernel tests and the kernel benchmarks.

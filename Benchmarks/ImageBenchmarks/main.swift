@@ -6,9 +6,13 @@
 //   swift run -c release bench-images --loader DIR [--workers N]   (a make-demo-data folder: loader epochs)
 // FILE: e.g. a frame of `resnet50 make-demo-data` or the committed Tests/DataPipelineTests/Fixtures/images/frame_1280x960.jpg.
 import ArgumentParser
+import CPUFeatures
 import DataPipeline
 import Foundation
 import Imaging
+
+// Imaging and the kernels are compiled for x86-64-v3: on an older CPU, one line and status 1 instead of SIGILL.
+cpu_features_require_x86_64_v3("bench-images")
 
 func clock(_ id: clockid_t) -> Double {
     var t = timespec()

@@ -19,12 +19,16 @@
 // and the ratio. The PyTorch side is Benchmarks/PyTorch/bench_torch.py, run with the python named
 // by --torch-python or $TORCH_PYTHON; without one, only our numbers are printed.
 import ArgumentParser
+import CPUFeatures
 import DataPipeline
 import Foundation
 import Imaging
 import Models
 import NN
 import Tensors
+
+// Imaging and the kernels are compiled for x86-64-v3: on an older CPU, one line and status 1 instead of SIGILL.
+cpu_features_require_x86_64_v3("bench-model")
 
 let cases = ["inference", "frozen-train-bn", "train-step", "jpeg", "jpeg-1-thread", "train-step-memory"]
 
