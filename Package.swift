@@ -40,6 +40,14 @@ let package = Package(
         .package(url: "https://github.com/yaslab/CSV.swift", from: "2.5.0"),
     ],
     targets: [
+        // The one seeded-random module: SplitMix64, unbiased bounded draws, shuffle, uniform and normal draws,
+        // and the xoshiro256** generator of initialisation and dropout. No dependencies, so every target can use it.
+        .target(name: "SeededRandom", swiftSettings: swiftFlags),
+        // The one file-I/O module: reading a user's file only when it is a regular file, atomic writes that fsync,
+        // and CRC-32 (zip entries, PNG chunks). Foundation only.
+        .target(name: "FileIO", swiftSettings: swiftFlags),
+        .testTarget(name: "FileIOTests", dependencies: ["FileIO"], swiftSettings: swiftFlags),
+        .testTarget(name: "SeededRandomTests", dependencies: ["SeededRandom"], swiftSettings: swiftFlags),
         // C kernels: convolution, batch norm, pooling, elementwise, linear.
         .target(
             name: "CKernels",
@@ -57,20 +65,20 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
         // Data pipeline: JPEG and PNG decoding + torchvision-exact preprocessing, labels.csv, loader, CLI.
         // Imaging's resampler uses 8-lane integer SIMD: let Swift emit AVX2.
-        .target(name: "Imaging", dependencies: ["CTurboJPEG", "CImaging"],
+        .target(name: "Imaging", dependencies: ["CTurboJPEG", "CImaging", "FileIO"],
                 swiftSettings: swiftFlags + [.unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .release))]),
-        .target(name: "DataPipeline", dependencies: ["Imaging", .product(name: "CSV", package: "CSV.swift")],
+        .target(name: "DataPipeline", dependencies: ["Imaging", "FileIO", "SeededRandom", .product(name: "CSV", package: "CSV.swift")],
                 swiftSettings: swiftFlags),
         .executableTarget(name: "ResNet50Command",
                           dependencies: ["DataPipeline", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: swiftFlags),
         .executableTarget(name: "ImageBenchmarks", dependencies: ["Imaging", "DataPipeline"], path: "Benchmarks/ImageBenchmarks",
                           exclude: ["pillow_torchvision.py"], swiftSettings: swiftFlags),
-        .testTarget(name: "DataPipelineTests", dependencies: ["DataPipeline", "Imaging"],
+        .testTarget(name: "DataPipelineTests", dependencies: ["DataPipeline", "Imaging", "FileIO", "SeededRandom"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
 
         // Training: metrics and the seed's printed line, threshold tuning, curves; (the loop comes with the model).
-        .target(name: "Training", dependencies: ["Models", "DataPipeline", "WeightFiles", "NN", "Tensors"],
+        .target(name: "Training", dependencies: ["Models", "DataPipeline", "WeightFiles", "NN", "Tensors", "FileIO"],
                 swiftSettings: swiftFlags),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "DataPipeline", "WeightFiles"],
                     swiftSettings: swiftFlags),
@@ -81,16 +89,18 @@ let package = Package(
         .target(name: "ResNetShapes", swiftSettings: swiftFlags),
         .executableTarget(name: "KernelBenchmarks", dependencies: ["CKernels", "ResNetShapes"],
                           path: "Benchmarks/KernelBenchmarks", swiftSettings: swiftFlags),
-        .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "ResNetShapes"], swiftSettings: swiftFlags),
+        .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "ResNetShapes", "SeededRandom"], swiftSettings: swiftFlags),
         // Tensors + tape autograd (ops bound to CKernels), layers/optimizers, the ResNet family and the fusion model.
-        .target(name: "Tensors", dependencies: ["CKernels"], swiftSettings: swiftFlags),
-        .target(name: "NN", dependencies: ["Tensors"], swiftSettings: swiftFlags),
+        .target(name: "Tensors", dependencies: ["CKernels", "SeededRandom"], swiftSettings: swiftFlags),
+        // NN → WeightFiles: a module's state dict is the weight files' `StateDict` (dtype-aware tensors), one type for
+        // saving, loading and checkpoints; WeightFiles needs nothing of NN, so the graph stays one-way.
+        .target(name: "NN", dependencies: ["Tensors", "WeightFiles"], swiftSettings: swiftFlags),
         .target(name: "Models", dependencies: ["NN", "WeightFiles"], swiftSettings: swiftFlags),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "NN", "Models", "WeightFiles"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
         // Weight files: torch .pth (allowlist unpickler over a bounds-checked zip reader) and safetensors.
-        .target(name: "WeightFiles", swiftSettings: swiftFlags),
-        .testTarget(name: "WeightFilesTests", dependencies: ["WeightFiles"],
+        .target(name: "WeightFiles", dependencies: ["FileIO"], swiftSettings: swiftFlags),
+        .testTarget(name: "WeightFilesTests", dependencies: ["WeightFiles", "FileIO", "SeededRandom"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
     ],
     swiftLanguageModes: [.v5]

@@ -1,5 +1,7 @@
+import FileIO
 import Foundation
 import Imaging
+import SeededRandom
 
 /// A batch in the layouts the model takes: plain Swift arrays, no tensor type.
 public struct Batch: Sendable {

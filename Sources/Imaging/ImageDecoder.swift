@@ -1,3 +1,4 @@
+import FileIO
 import Foundation
 
 /// The encoded image formats the pipeline reads, told apart by the file's first bytes, never by its name

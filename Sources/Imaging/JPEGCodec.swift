@@ -1,5 +1,6 @@
 import CImaging
 import CTurboJPEG
+import FileIO
 import Foundation
 
 /// Decodes JPEG files to RGB with libjpeg-turbo's TurboJPEG API, the way Pillow's `Image.open(…).convert("RGB")`

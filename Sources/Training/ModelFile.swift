@@ -1,4 +1,5 @@
 import DataPipeline
+import FileIO
 import Foundation
 import Models
 import NN
@@ -192,7 +193,7 @@ public struct TrainedModel {
 /// Refuses a state dict with a NaN or infinite value: a diverged run's or a damaged file's weights would turn
 /// every score into NaN.
 /// - Parameter file: how to name the file in the error ("--model PATH").
-func requireFinite(_ state: WeightFiles.StateDict, file: String) throws {
+func requireFinite(_ state: StateDict, file: String) throws {
     for entry in state where entry.tensor.dtype.isFloatingPoint {
         if let bad = entry.tensor.floats.firstIndex(where: { !$0.isFinite }) {
             throw TrainingError("\(file): tensor \(oneLine(entry.key, limit: 200)) holds a non-finite value (\(entry.tensor.floats[bad]) at element \(bad)); "
@@ -222,10 +223,10 @@ func oneLine(_ text: String, limit: Int = .max) -> String {
     return out
 }
 
-/// Writes `text` atomically (temporary file in the same folder, then rename), creating the folder.
+/// Writes `text` atomically (FileIO's `AtomicFile`: temporary file in the same folder, flushed, renamed),
+/// creating the folder.
 func writeAtomically(_ text: String, to url: URL) throws {
-    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-    try Data(text.utf8).write(to: url, options: .atomic)
+    try AtomicFile.write(Data(text.utf8), to: url, createFolder: true)
 }
 
 /// P(class 1) from a (N, 2) logits tensor: 1 / (1 + exp(z₀ − z₁)).

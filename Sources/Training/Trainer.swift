@@ -235,9 +235,9 @@ public final class Trainer {
             common.merging(["role": role, "epoch": String(record.epoch), "epoch_metrics": record.jsonSummary,
                             "threshold": String(choice.threshold), "threshold_val_f1": String(choice.f1)]) { $1 }
         }
-        try save(model.exportedStateDict(state.bestState!).weightFileStateDict, metadata: metadata(best, bestThreshold, role: "best"),
+        try save(model.exportedStateDict(state.bestState!), metadata: metadata(best, bestThreshold, role: "best"),
                  to: outputs.staged(files.best))
-        try save(model.exportedStateDict().weightFileStateDict, metadata: metadata(last, lastThreshold, role: "last"),
+        try save(model.exportedStateDict(), metadata: metadata(last, lastThreshold, role: "last"),
                  to: outputs.staged(files.last))
         try writePictures(outputs: outputs, records: state.records, bestEpoch: state.bestEpoch,
                           probabilities: state.bestProbabilities, labels: validationLabels, threshold: bestThreshold)
@@ -400,9 +400,9 @@ public final class Trainer {
         }
         let url = URL(fileURLWithPath: path)
         guard FileManager.default.isReadableFile(atPath: path) else { throw TrainingError("--weights \(path): no such readable file") }
-        let file: WeightFiles.StateDict
+        let file: StateDict
         do {
-            file = try WeightFiles.StateDict.load(from: url)
+            file = try StateDict.load(from: url)
         } catch {
             throw TrainingError("\(error)")
         }
@@ -498,7 +498,7 @@ public final class Trainer {
         return metadata
     }
 
-    private func save(_ state: WeightFiles.StateDict, metadata: [String: String], to url: URL) throws {
+    private func save(_ state: StateDict, metadata: [String: String], to url: URL) throws {
         do {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try SafetensorsFile.save(state, metadata: metadata, to: url)
