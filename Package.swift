@@ -100,7 +100,7 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
         // Weight files: torch .pth (allowlist unpickler over a bounds-checked zip reader) and safetensors.
         .target(name: "WeightFiles", dependencies: ["FileIO"], swiftSettings: swiftFlags),
-        .testTarget(name: "WeightFilesTests", dependencies: ["WeightFiles", "FileIO", "SeededRandom"],
+        .testTarget(name: "WeightFilesTests", dependencies: ["WeightFiles", "SeededRandom"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
     ],
     swiftLanguageModes: [.v5]

@@ -13,15 +13,6 @@ import Darwin
 /// without flushing, which can leave an empty file). The temporary file is named `.NAME.tmp-PID-RANDOM`: a write
 /// killed before its rename leaves it behind, and the next write of NAME removes those whose process is gone.
 public enum AtomicFile {
-    /// Why a file could not be written.
-    public struct WriteError: LocalizedError, CustomStringConvertible {
-        public let path: String
-        /// What failed, e.g. `writing failed: No space left on device`.
-        public let reason: String
-        public var description: String { "\(path): \(reason)" }
-        public var errorDescription: String? { reason }
-    }
-
     /// Writes `data` to `url` atomically.
     /// - Parameters:
     ///   - createFolder: create the destination's folder (and its parents) first when it is missing.
@@ -35,15 +26,15 @@ public enum AtomicFile {
     /// Writes what `produce` hands to its sink, in order, to `url` atomically (large files are written as they
     /// are produced, never held whole in memory).
     /// - Parameter url: the destination; its folder must exist.
-    /// - Throws: `WriteError`, or whatever `produce` throws; either way the temporary file is removed.
+    /// - Throws: `FileError`, or whatever `produce` throws; either way the temporary file is removed.
     public static func write(to url: URL, _ produce: (_ sink: (Data) throws -> Void) throws -> Void) throws {
         let path = url.path
         let folder = url.deletingLastPathComponent().path
         let prefix = temporaryPrefix(for: url)
         removeAbandonedTemporaries(in: folder, prefix: prefix)
         let temporary = folder + "/" + prefix + "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        func failure(_ what: String) -> WriteError {
-            WriteError(path: path, reason: "\(what) failed: \(String(cString: strerror(errno)))")
+        func failure(_ what: String) -> FileError {
+            FileError(path: path, reason: "\(what) failed: \(String(cString: strerror(errno)))")
         }
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw failure("creating a temporary file in \(folder)") }

@@ -67,7 +67,7 @@ func naming<T>(_ path: String, _ body: () throws -> T) throws -> T {
 func readFile(_ url: URL) throws -> Data {
     do {
         return try RegularFile.read(url, byteLimit: Int.max, mapped: true)
-    } catch let error as RegularFile.ReadError {
+    } catch let error as FileError {
         throw WeightFileError(path: url.path, kind: .io, problem: "cannot read the file: \(error.reason)")
     }
 }
@@ -76,7 +76,7 @@ func readFile(_ url: URL) throws -> Data {
 func writeAtomically(to url: URL, _ produce: (_ sink: (Data) throws -> Void) throws -> Void) throws {
     do {
         try AtomicFile.write(to: url, produce)
-    } catch let error as AtomicFile.WriteError {
+    } catch let error as FileError {
         throw WeightFileError(path: error.path, kind: .io, problem: error.reason)
     }
 }
