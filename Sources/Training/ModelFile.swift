@@ -193,7 +193,7 @@ public struct TrainedModel {
 /// Refuses a state dict with a NaN or infinite value: a diverged run's or a damaged file's weights would turn
 /// every score into NaN.
 /// - Parameter file: how to name the file in the error ("--model PATH").
-func requireFinite(_ state: StateDict, file: String) throws {
+func requireFinite(_ state: WeightFiles.StateDict, file: String) throws {
     for entry in state where entry.tensor.dtype.isFloatingPoint {
         if let bad = entry.tensor.floats.firstIndex(where: { !$0.isFinite }) {
             throw TrainingError("\(file): tensor \(oneLine(entry.key, limit: 200)) holds a non-finite value (\(entry.tensor.floats[bad]) at element \(bad)); "

@@ -9,7 +9,7 @@ struct RunState {
     /// 1-based; 0 before the first epoch.
     var bestEpoch = 0
     /// The best epoch's parameters and buffers.
-    var bestState: StateDict?
+    var bestState: WeightFiles.StateDict?
     /// The best model's P(class 1) on the validation split, in split order (for its threshold and PR curve).
     var bestProbabilities: [Double] = []
     var stoppedEarly = false
@@ -35,7 +35,7 @@ enum ResumeCheckpoint {
             for entry in dict.filtered(keep) { tensors.append((prefix + entry.key, entry.tensor)) }
         }
         for entry in optimizer.stateDict() { tensors.append(("optimizer." + entry.key, entry.tensor)) }
-        let stored = StateDict(tensors)
+        let stored = WeightFiles.StateDict(tensors)
         let metadata = [
             "format": format,
             "tensor_digest": tensorDigest(stored),
@@ -113,7 +113,7 @@ enum ResumeCheckpoint {
     }
 
     /// FNV-1a (64-bit) over every tensor's key, shape and values in file order: a checksum of the data section.
-    static func tensorDigest(_ tensors: StateDict) -> String {
+    static func tensorDigest(_ tensors: WeightFiles.StateDict) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         func mix(_ word: UInt64) {
             hash ^= word

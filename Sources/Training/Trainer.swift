@@ -400,9 +400,9 @@ public final class Trainer {
         }
         let url = URL(fileURLWithPath: path)
         guard FileManager.default.isReadableFile(atPath: path) else { throw TrainingError("--weights \(path): no such readable file") }
-        let file: StateDict
+        let file: WeightFiles.StateDict
         do {
-            file = try StateDict.load(from: url)
+            file = try WeightFiles.StateDict.load(from: url)
         } catch {
             throw TrainingError("\(error)")
         }
@@ -498,7 +498,7 @@ public final class Trainer {
         return metadata
     }
 
-    private func save(_ state: StateDict, metadata: [String: String], to url: URL) throws {
+    private func save(_ state: WeightFiles.StateDict, metadata: [String: String], to url: URL) throws {
         do {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try SafetensorsFile.save(state, metadata: metadata, to: url)
