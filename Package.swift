@@ -44,6 +44,14 @@ let package = Package(
         // What the CPU can run (cpuid + xgetbv, RESNETFUSION_ISA), shared by every C target, and the executables'
         // start-up check. Compiled for baseline x86-64: it must run on the CPUs it turns away.
         .target(name: "CPUFeatures", cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra"])]),
+        // The one seeded-random module: SplitMix64, unbiased bounded draws, shuffle, uniform and normal draws,
+        // and the xoshiro256** generator of initialisation and dropout. No dependencies, so every target can use it.
+        .target(name: "SeededRandom", swiftSettings: swiftFlags),
+        // The one file-I/O module: reading a user's file only when it is a regular file, atomic writes that fsync,
+        // and CRC-32 (zip entries, PNG chunks). Foundation only.
+        .target(name: "FileIO", swiftSettings: swiftFlags),
+        .testTarget(name: "FileIOTests", dependencies: ["FileIO"], swiftSettings: swiftFlags),
+        .testTarget(name: "SeededRandomTests", dependencies: ["SeededRandom"], swiftSettings: swiftFlags),
         // C kernels: convolution, batch norm, pooling, elementwise, linear.
         .target(
             name: "CKernels",
@@ -71,9 +79,9 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
         // Data pipeline: JPEG and PNG decoding + torchvision-exact preprocessing, labels.csv, loader, CLI.
         // Imaging's resampler uses 8-lane integer SIMD: let Swift emit AVX2.
-        .target(name: "Imaging", dependencies: ["CTurboJPEG", "CImaging"],
+        .target(name: "Imaging", dependencies: ["CTurboJPEG", "CImaging", "FileIO"],
                 swiftSettings: swiftFlags + [.unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .release))]),
-        .target(name: "DataPipeline", dependencies: ["Imaging", .product(name: "CSV", package: "CSV.swift")],
+        .target(name: "DataPipeline", dependencies: ["Imaging", "FileIO", "SeededRandom", .product(name: "CSV", package: "CSV.swift")],
                 swiftSettings: swiftFlags),
         .executableTarget(name: "ResNet50Command",
                           dependencies: ["CPUFeatures", "DataPipeline", "Training",
@@ -82,11 +90,11 @@ let package = Package(
         .executableTarget(name: "ImageBenchmarks",
                           dependencies: ["CPUFeatures", "Imaging", "DataPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Benchmarks/ImageBenchmarks",
                           exclude: ["pillow_torchvision.py"], swiftSettings: swiftFlags),
-        .testTarget(name: "DataPipelineTests", dependencies: ["DataPipeline", "Imaging"],
+        .testTarget(name: "DataPipelineTests", dependencies: ["DataPipeline", "Imaging", "FileIO", "SeededRandom"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
 
         // Training: metrics and the seed's printed line, threshold tuning, curves; (the loop comes with the model).
-        .target(name: "Training", dependencies: ["Models", "DataPipeline", "WeightFiles", "NN", "Tensors",
+        .target(name: "Training", dependencies: ["Models", "DataPipeline", "WeightFiles", "NN", "Tensors", "FileIO",
                                           .product(name: "CSV", package: "CSV.swift")],
                 swiftSettings: swiftFlags),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "DataPipeline", "WeightFiles"],
@@ -102,19 +110,20 @@ let package = Package(
                           dependencies: ["CPUFeatures", "CKernels", "CKernelsReference", "ResNetShapes",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Benchmarks/KernelBenchmarks", swiftSettings: swiftFlags),
-        .testTarget(name: "CKernelsTests", dependencies: ["CPUFeatures", "CKernels", "CKernelsReference", "ResNetShapes"],
+        .testTarget(name: "CKernelsTests", dependencies: ["CPUFeatures", "CKernels", "CKernelsReference", "ResNetShapes", "SeededRandom"],
                     swiftSettings: swiftFlags),
         // Tensors + tape autograd (ops bound to CKernels or its reference twins through a kernel table),
         // layers/optimizers, the ResNet family and the fusion model.
-        .target(name: "Tensors", dependencies: ["CKernels", "CKernelsReference"], swiftSettings: swiftFlags),
-        .target(name: "NN", dependencies: ["Tensors"], swiftSettings: swiftFlags),
+        .target(name: "Tensors", dependencies: ["CKernels", "CKernelsReference", "SeededRandom"], swiftSettings: swiftFlags),
+        // NN → WeightFiles: a module's state dict is the weight files' `StateDict` (dtype-aware tensors), one type for
+        // saving, loading and checkpoints; WeightFiles needs nothing of NN, so the graph stays one-way.
+        .target(name: "NN", dependencies: ["Tensors", "WeightFiles"], swiftSettings: swiftFlags),
         .target(name: "Models", dependencies: ["NN", "WeightFiles"], swiftSettings: swiftFlags),
-        // DataPipeline for SplitMix64 alone: the seeded full ResNet-50 weights are drawn with it.
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "NN", "Models", "WeightFiles", "DataPipeline"],
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "NN", "Models", "WeightFiles", "SeededRandom"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
         // Weight files: torch .pth (allowlist unpickler over a bounds-checked zip reader) and safetensors.
-        .target(name: "WeightFiles", swiftSettings: swiftFlags),
-        .testTarget(name: "WeightFilesTests", dependencies: ["WeightFiles"],
+        .target(name: "WeightFiles", dependencies: ["FileIO"], swiftSettings: swiftFlags),
+        .testTarget(name: "WeightFilesTests", dependencies: ["WeightFiles", "SeededRandom"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
     ],
     swiftLanguageModes: [.v5]

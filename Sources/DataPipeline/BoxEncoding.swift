@@ -83,6 +83,9 @@ public enum BoxEncoding {
     /// are numbers, a number too large for a Double is infinite, raw control characters inside strings are
     /// errors. Nesting deeper than `maxNesting` counts as unparseable, as Python's recursion limit makes it
     /// there; the reader never recurses deeper than that, whatever the cell holds. Time is linear in the cell.
+    /// (Hence a reader of its own rather than `JSONSerialization`: Foundation refuses `NaN` and `Infinity` and
+    /// reads `1e400` differently, and its JSON5 mode accepts much that Python refuses; LabelsRobustnessTests pin
+    /// Python's behaviour on each.)
     /// - Parameter cell: the raw cell text.
     /// - Returns: the boxes in JSON order and how the cell was read. Numbers may be non-finite:
     ///   `firstNonFiniteValue(in:)` finds them.

@@ -1,6 +1,8 @@
 import CSV
+import FileIO
 import Foundation
 import Imaging
+import SeededRandom
 
 /// Synthetic frames of a fixed construction-site camera and the labels.csv an object detector and a person
 /// would have produced for them, in the seed's schema. The label is a fact of the scene: 1 when a person
@@ -115,7 +117,7 @@ public struct DemoDataGenerator {
         data.append(UInt8(ascii: "\n"))  // CSVWriter ends the last row without one
         let csvURL = directory.appendingPathComponent("labels.csv")
         // Atomic: an interrupted run never leaves a half-written labels.csv.
-        do { try data.write(to: csvURL, options: .atomic) } catch {
+        do { try AtomicFile.write(data, to: csvURL) } catch {
             throw DataError.fileAccess(path: csvURL.path, reason: "cannot write: \(error.localizedDescription)")
         }
         return rows.filter { $0.count > 1 && $0[1] == "1" }.count
@@ -156,8 +158,9 @@ public struct DemoDataGenerator {
         return false
     }
 
+    /// `rng.uniform` at Double precision: the typed bounds pick the Double draw for integer literals.
     private func uniform(_ rng: inout SplitMix64, _ lo: Double, _ hi: Double) -> Double {
-        lo + (hi - lo) * Double(rng.next() >> 11) / Double(1 << 53)
+        rng.uniform(lo, hi)
     }
 
     /// People and vehicles on the ground (y > 420), sized by distance to the camera (perspective).

@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import SeededRandom
 
 /// A batch in the layouts the model takes: plain Swift arrays, no tensor type.
 public struct Batch: Sendable {
@@ -85,10 +86,7 @@ public final class ImageDataset: @unchecked Sendable {
         let s = samples[index]
         let c: [UInt8]
         do {
-            let data: Data
-            do { data = try RegularFile.read(s.imageURL) } catch {
-                throw ImagingError.unreadable(source: s.imageURL.path, reason: error.localizedDescription)
-            }
+            let data = try ImageFile.read(s.imageURL)
             c = try preprocessing.crop(encoded: data, source: s.imageURL.path, decoder: decoder, plans: plans)
         } catch let e as ImagingError {
             throw DataError.badImage(row: s.row, name: s.imageName, reason: e.description).located(in: source)

@@ -87,12 +87,6 @@ public final class ImageDecoder {
     /// Reads and decodes a JPEG or PNG file.
     /// - Parameter url: the file; its path names it in every error.
     public func decode(contentsOf url: URL) throws -> RGBImage {
-        let data: Data
-        do {
-            data = try RegularFile.read(url)
-        } catch {
-            throw ImagingError.unreadable(source: url.path, reason: error.localizedDescription)
-        }
-        return try decode(data, source: url.path)
+        try decode(ImageFile.read(url), source: url.path)
     }
 }

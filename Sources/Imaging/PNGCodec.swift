@@ -1,4 +1,5 @@
 import CImaging
+import FileIO
 import Foundation
 
 /// The fields of a PNG's IHDR chunk: all a decoder needs to know before it allocates anything.
@@ -38,7 +39,7 @@ public struct PNGHeader: Equatable, Sendable {
             guard bigEndian32(8) == 13, Array(raw[12 ..< 16]) == Array("IHDR".utf8) else {
                 throw ImagingError.corruptPNG(source: source, reason: "the first chunk is not a 13-byte IHDR")
             }
-            guard crc32(raw[12 ..< 29]) == bigEndian32(29) else {
+            guard CRC32.checksum(raw[12 ..< 29]) == bigEndian32(29) else {
                 throw ImagingError.corruptPNG(source: source, reason: "IHDR: CRC error")
             }
             let width = Int(bigEndian32(16)), height = Int(bigEndian32(20))
@@ -67,16 +68,6 @@ public struct PNGHeader: Equatable, Sendable {
     }
 }
 
-/// The CRC-32 of PNG chunks (and zlib, gzip): reflected polynomial 0xEDB88320, initial and final XOR 0xFFFFFFFF.
-/// Bit by bit: it only ever checks the 17 bytes of an IHDR chunk.
-func crc32<Bytes: Collection>(_ bytes: Bytes) -> UInt32 where Bytes.Element == UInt8 {
-    var crc: UInt32 = 0xFFFF_FFFF
-    for byte in bytes {
-        crc ^= UInt32(byte)
-        for _ in 0 ..< 8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
-    }
-    return ~crc
-}
 
 /// Decodes PNG files to RGB with libpng, the way Pillow's `Image.open(…).convert("RGB")` does: gamma, sRGB and
 /// ICC chunks change nothing; alpha and tRNS transparency are dropped, not composited; 16-bit colour keeps its
@@ -128,13 +119,7 @@ public final class PNGDecoder {
     /// Reads and decodes a PNG file.
     /// - Parameter url: the file; its path names it in every error.
     public func decode(contentsOf url: URL) throws -> RGBImage {
-        let data: Data
-        do {
-            data = try RegularFile.read(url)
-        } catch {
-            throw ImagingError.unreadable(source: url.path, reason: error.localizedDescription)
-        }
-        return try decode(data, source: url.path)
+        try decode(ImageFile.read(url), source: url.path)
     }
 
     /// Decodes PNG bytes.

@@ -1,6 +1,7 @@
 // FusionModel.swift — the image + detector-metadata classifier of ARCHITECTURE §3.
 import NN
 import Tensors
+import WeightFiles
 
 /// A ResNet backbone (fc = identity) fused with an MLP over the detector metadata:
 /// `meta_net` = Linear(metaDim, 128), ReLU, Dropout(0.2), Linear(128, 64), ReLU;
@@ -59,8 +60,8 @@ public final class FusionModel: Module {
         func fold(_ prefix: String, into layer: String, firstColumn: Int, width: Int) {
             guard let mean = state[prefix + ".mean"], let std = state[prefix + ".std"] else { return }
             let map = Standardize(width: width)
-            map.mean.data = mean.values
-            map.std.data = std.values
+            map.mean.data = mean.floats
+            map.std.data = std.floats
             let folded = map.fold(weight: state[layer + ".weight"]!, bias: state[layer + ".bias"]!, firstColumn: firstColumn)
             state[layer + ".weight"] = folded.weight
             state[layer + ".bias"] = folded.bias
@@ -78,9 +79,9 @@ public final class FusionModel: Module {
     /// - Parameter stateDict: the file's tensors.
     /// - Returns: the report (its `unexpectedKeys` lists the ignored `fc.*` keys).
     @discardableResult
-    public func loadBackbone(_ stateDict: StateDict) throws -> LoadReport {
+    public func loadBackbone(_ stateDict: StateDict) throws -> StateDictMismatch {
         let own = stateDict.keys.contains { $0.hasPrefix("backbone.") } ? stateDict.strippingPrefix("backbone.") : stateDict
-        var report = try backbone.loadStateDict(own.filter { !$0.hasPrefix("fc.") })
+        var report = try backbone.loadStateDict(own.filtered { !$0.hasPrefix("fc.") })
         report.unexpectedKeys = own.keys.filter { $0.hasPrefix("fc.") }
         return report
     }

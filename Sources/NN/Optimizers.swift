@@ -2,6 +2,7 @@
 // state that can be saved and restored.
 import Foundation
 import Tensors
+import WeightFiles
 
 /// An optimizer over a fixed list of parameters.
 public protocol Optimizer: AnyObject {
@@ -114,9 +115,9 @@ public final class Adam: Optimizer {
         var state = StateDict()
         for index in parameters.indices {
             let shape = parameters[index].shape
-            state["state.\(index).step"] = NamedTensor(shape: [], values: [Float(steps[index])])
-            state["state.\(index).exp_avg"] = NamedTensor(shape: shape, values: expAvg[index])
-            state["state.\(index).exp_avg_sq"] = NamedTensor(shape: shape, values: expAvgSq[index])
+            state["state.\(index).step"] = WeightTensor(shape: [], floats: [Float(steps[index])])
+            state["state.\(index).exp_avg"] = WeightTensor(shape: shape, floats: expAvg[index])
+            state["state.\(index).exp_avg_sq"] = WeightTensor(shape: shape, floats: expAvgSq[index])
         }
         return state
     }
@@ -125,13 +126,13 @@ public final class Adam: Optimizer {
         var newSteps = steps, newAvg = expAvg, newAvgSq = expAvgSq
         for index in parameters.indices {
             let count = parameters[index].count
-            guard let step = state["state.\(index).step"], step.values.count == 1,
-                  let avg = state["state.\(index).exp_avg"], avg.values.count == count,
-                  let avgSq = state["state.\(index).exp_avg_sq"], avgSq.values.count == count
+            guard let step = state["state.\(index).step"], step.count == 1,
+                  let avg = state["state.\(index).exp_avg"], avg.count == count,
+                  let avgSq = state["state.\(index).exp_avg_sq"], avgSq.count == count
             else { throw OptimizerStateError(description: "Adam state: entry for parameter \(index) missing or of the wrong size") }
-            newSteps[index] = Int(step.values[0])
-            newAvg[index] = avg.values
-            newAvgSq[index] = avgSq.values
+            newSteps[index] = Int(step.floats[0])
+            newAvg[index] = avg.floats
+            newAvgSq[index] = avgSq.floats
         }
         steps = newSteps; expAvg = newAvg; expAvgSq = newAvgSq
     }
@@ -196,7 +197,7 @@ public final class SGD: Optimizer {
     public func stateDict() -> StateDict {
         var state = StateDict()
         for (index, buffer) in momentumBuffers.enumerated() {
-            if let buffer { state["state.\(index).momentum_buffer"] = NamedTensor(shape: parameters[index].shape, values: buffer) }
+            if let buffer { state["state.\(index).momentum_buffer"] = WeightTensor(shape: parameters[index].shape, floats: buffer) }
         }
         return state
     }
@@ -205,10 +206,10 @@ public final class SGD: Optimizer {
         var buffers = [[Float]?](repeating: nil, count: parameters.count)
         for index in parameters.indices {
             guard let entry = state["state.\(index).momentum_buffer"] else { continue }
-            guard entry.values.count == parameters[index].count else {
-                throw OptimizerStateError(description: "SGD state: momentum buffer \(index) has \(entry.values.count) values, parameter has \(parameters[index].count)")
+            guard entry.count == parameters[index].count else {
+                throw OptimizerStateError(description: "SGD state: momentum buffer \(index) has \(entry.count) values, parameter has \(parameters[index].count)")
             }
-            buffers[index] = entry.values
+            buffers[index] = entry.floats
         }
         momentumBuffers = buffers
     }

@@ -1,6 +1,7 @@
 // Standardize.swift — per-column standardisation of a classifier's inputs, and its fold into the Linear
 // layer that reads them.
 import Tensors
+import WeightFiles
 
 /// y = (x − mean) / std per column of a (B, width) input: the input scaling a linear probe, a scikit-learn
 /// `StandardScaler` pipeline or fastai's tabular `Normalize` puts in front of a classifier. Its statistics are
@@ -70,11 +71,11 @@ public final class Standardize: Module, UnaryLayer {
     ///   - bias: its (out) bias.
     ///   - firstColumn: where this map's columns start in the Linear's input (a concatenation's offset).
     /// - Returns: the folded weight and bias.
-    public func fold(weight: NamedTensor, bias: NamedTensor, firstColumn: Int = 0) -> (weight: NamedTensor, bias: NamedTensor) {
+    public func fold(weight: WeightTensor, bias: WeightTensor, firstColumn: Int = 0) -> (weight: WeightTensor, bias: WeightTensor) {
         let outputs = weight.shape[0], inputs = weight.shape[1], width = self.width
         precondition(weight.shape.count == 2 && bias.shape == [outputs] && firstColumn >= 0 && firstColumn + width <= inputs,
                      "Standardize.fold: weight \(weight.shape), bias \(bias.shape), columns \(firstColumn) + \(width)")
-        var w = weight.values, b = bias.values
+        var w = weight.floats, b = bias.floats
         for o in 0 ..< outputs {
             var shift = 0.0
             for c in 0 ..< width {
@@ -84,6 +85,6 @@ public final class Standardize: Module, UnaryLayer {
             }
             b[o] = Float(Double(b[o]) - shift)
         }
-        return (NamedTensor(shape: weight.shape, values: w), NamedTensor(shape: bias.shape, values: b))
+        return (WeightTensor(shape: weight.shape, floats: w), WeightTensor(shape: bias.shape, floats: b))
     }
 }

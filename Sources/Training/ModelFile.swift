@@ -1,4 +1,5 @@
 import DataPipeline
+import FileIO
 import Foundation
 import Models
 import NN
@@ -222,10 +223,10 @@ func oneLine(_ text: String, limit: Int = .max) -> String {
     return out
 }
 
-/// Writes `text` atomically (temporary file in the same folder, then rename), creating the folder.
+/// Writes `text` atomically (FileIO's `AtomicFile`: temporary file in the same folder, flushed, renamed),
+/// creating the folder.
 func writeAtomically(_ text: String, to url: URL) throws {
-    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-    try Data(text.utf8).write(to: url, options: .atomic)
+    try AtomicFile.write(Data(text.utf8), to: url, createFolder: true)
 }
 
 /// P(class 1) from a (N, 2) logits tensor: 1 / (1 + exp(z₀ − z₁)).

@@ -9,7 +9,7 @@ struct RunState {
     /// 1-based; 0 before the first epoch.
     var bestEpoch = 0
     /// The best epoch's parameters and buffers.
-    var bestState: NN.StateDict?
+    var bestState: WeightFiles.StateDict?
     /// The best model's P(class 1) on the validation split, in split order (for its threshold and PR curve).
     var bestProbabilities: [Double] = []
     var stoppedEarly = false
@@ -32,11 +32,9 @@ enum ResumeCheckpoint {
         let lastEpoch = state.records.last?.epoch ?? 0
         for (prefix, dict) in [("model.", model.stateDict()), ("best.", state.bestEpoch == lastEpoch ? nil : state.bestState)] {
             guard let dict else { continue }
-            for entry in dict.filter(keep).weightFileStateDict { tensors.append((prefix + entry.key, entry.tensor)) }
+            for entry in dict.filtered(keep) { tensors.append((prefix + entry.key, entry.tensor)) }
         }
-        for entry in optimizer.stateDict() {
-            tensors.append(("optimizer." + entry.key, WeightTensor(shape: entry.value.shape, floats: entry.value.values)))
-        }
+        for entry in optimizer.stateDict() { tensors.append(("optimizer." + entry.key, entry.tensor)) }
         let stored = WeightFiles.StateDict(tensors)
         let metadata = [
             "format": format,
@@ -90,9 +88,9 @@ enum ResumeCheckpoint {
         }
         var state = RunState(records: records, bestEpoch: bestEpoch, bestProbabilities: probabilities.compactMap(Double.init),
                              wallSeconds: wallSeconds)
-        let tensors = NN.StateDict(file.stateDict)
+        let tensors = file.stateDict
         func load(_ prefix: String) throws {
-            let part = tensors.filter { $0.hasPrefix(prefix) }.strippingPrefix(prefix)
+            let part = tensors.strippingPrefix(prefix)
             let report = try model.loadStateDict(part, strict: backboneStored)
             if !report.unexpectedKeys.isEmpty || report.missingKeys.contains(where: { !$0.hasPrefix("backbone.") }) {
                 throw TrainingError("\(name): \(report)")
@@ -105,7 +103,7 @@ enum ResumeCheckpoint {
             }
             try load("model.")
             if bestEpoch == records.count { state.bestState = model.stateDict() }
-            try optimizer.loadStateDict(tensors.filter { $0.hasPrefix("optimizer.") }.strippingPrefix("optimizer."))
+            try optimizer.loadStateDict(tensors.strippingPrefix("optimizer."))
         } catch let error as TrainingError {
             throw error
         } catch {

@@ -23,9 +23,9 @@ extension Trainer {
             common.merging(["role": role, "epoch": String(record.epoch), "epoch_metrics": record.jsonSummary,
                             "threshold": String(choice.threshold), "threshold_val_f1": String(choice.f1)]) { $1 }
         }
-        try save(run.model.exportedStateDict(state.bestState!).weightFileStateDict,
+        try save(run.model.exportedStateDict(state.bestState!),
                  metadata: metadata(best, bestThreshold, role: "best"), to: outputs.staged(files.best))
-        try save(run.model.exportedStateDict().weightFileStateDict, metadata: metadata(last, lastThreshold, role: "last"),
+        try save(run.model.exportedStateDict(), metadata: metadata(last, lastThreshold, role: "last"),
                  to: outputs.staged(files.last))
         try writePictures(outputs: outputs, state: state, labels: labels, threshold: bestThreshold)
         let wallSeconds = state.wallSeconds + Date().timeIntervalSince(wallStart)

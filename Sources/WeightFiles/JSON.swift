@@ -2,6 +2,14 @@
 /// `[[[[…` is an error, not a stack overflow), and numbers checked against RFC 8259's grammar (no `NaN`,
 /// `Infinity`, `01` or `1.`) and kept as their text, so sizes are converted with overflow checks and no
 /// Double rounding. Spec: RFC 8259.
+///
+/// Why not `JSONSerialization` / `JSONDecoder` (used for the package's own, trusted JSON): a header is untrusted,
+/// and what this reader guarantees for it is lost there. Numbers come back as `NSNumber`/`Double`, so a size of
+/// 2⁶⁴ − 1 or 10²⁰ is rounded instead of refused exactly, and messages can no longer quote the entry as written
+/// (`shape entry 0 = 1e3`, `data_offsets [0, 18446744073709551615]`, asserted by HostileInputTests); objects become
+/// unordered dictionaries, so the first bad tensor in file order is no longer the one reported and a duplicated
+/// tensor name silently keeps one of its descriptions instead of being refused; and the nesting limit would need
+/// a second pass over the bytes.
 enum JSON {
     case null
     case bool(Bool)

@@ -1,9 +1,4 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// A safetensors file: tensors plus a string-to-string `__metadata__` map.
 ///
@@ -79,7 +74,7 @@ public struct SafetensorsFile: Sendable {
         var headerBytes = Array(header.utf8)
         headerBytes.append(contentsOf: repeatElement(UInt8(ascii: " "), count: (8 - headerBytes.count % 8) % 8))
 
-        try AtomicFile.write(to: url) { sink in
+        try writeAtomically(to: url) { sink in
             var prefix = Data()
             withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { prefix.append(contentsOf: $0) }
             prefix.append(contentsOf: headerBytes)
@@ -229,55 +224,4 @@ public struct SafetensorsFile: Sendable {
             return SafetensorsFile(stateDict: stateDict, metadata: metadata)
         }
     }
-}
-
-/// Writing through a temporary file in the destination's directory, then `rename(2)`.
-enum AtomicFile {
-    static func write(to url: URL, _ produce: (_ sink: (Data) throws -> Void) throws -> Void) throws {
-        let path = url.path
-        let directory = url.deletingLastPathComponent().path
-        let temporary = directory + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        func failure(_ what: String) -> WeightFileError {
-            WeightFileError(path: path, kind: .io, problem: "\(what) failed: \(String(cString: strerror(errno)))")
-        }
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-        guard fd >= 0 else { throw failure("creating a temporary file in \(directory)") }
-        var closed = false
-        defer {
-            if !closed { close(fd) }
-        }
-        do {
-            try produce { chunk in
-                try chunk.withUnsafeBytes { raw in
-                    var done = 0
-                    while done < raw.count {
-                        let n = posixWrite(fd, raw.baseAddress! + done, raw.count - done)
-                        if n < 0 {
-                            if errno == EINTR { continue }
-                            throw failure("writing")
-                        }
-                        done += n
-                    }
-                }
-            }
-            guard fsync(fd) == 0 else { throw failure("flushing") }
-            closed = true
-            guard close(fd) == 0 else { throw failure("closing") }
-            guard rename(temporary, path) == 0 else { throw failure("renaming the temporary file over it") }
-        } catch {
-            unlink(temporary)
-            throw error
-        }
-        // Make the rename itself durable.
-        let directoryFD = open(directory, O_RDONLY)
-        if directoryFD >= 0 {
-            _ = fsync(directoryFD)
-            close(directoryFD)
-        }
-    }
-}
-
-@inline(__always)
-private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
-    write(fd, buffer, count)
 }

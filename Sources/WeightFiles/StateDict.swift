@@ -54,7 +54,8 @@ public struct StateDict: Sequence, Equatable, Sendable {
         StateDict(filter { isIncluded($0.key) }.map { ($0.key, $0.tensor) })
     }
 
-    /// Compares the keys and shapes with what a model expects, like `load_state_dict(strict=True)`.
+    /// Compares the keys and shapes with what a model expects, like `load_state_dict(strict=True)`
+    /// (`Module.loadStateDict` checks through here).
     /// - Parameter expected: the model's keys and shapes, in the model's order.
     /// - Returns: the differences; `isEmpty` when the file fits the model exactly.
     public func mismatches(against expected: [(key: String, shape: [Int])]) -> StateDictMismatch {
@@ -63,7 +64,9 @@ public struct StateDict: Sequence, Equatable, Sendable {
         for (key, shape) in expected {
             wanted.insert(key)
             guard let tensor = tensors[key] else { report.missingKeys.append(key); continue }
-            if tensor.shape != shape {
+            // A scalar saved as [1] (or the reverse) is the same value, as PyTorch's `load_state_dict` accepts it.
+            let sameScalar = tensor.count == 1 && WeightTensor.elementCount(shape) == 1 && tensor.shape.count <= 1 && shape.count <= 1
+            if tensor.shape != shape && !sameScalar {
                 report.shapeMismatches.append(.init(key: key, expected: shape, found: tensor.shape))
             }
         }

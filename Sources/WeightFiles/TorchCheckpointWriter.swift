@@ -65,18 +65,18 @@ extension TorchCheckpoint {
         }
         pickle.stop()
 
-        var zip = ZipWriter(folder: "archive")
+        var zip = ZipWriter()
         try naming(path) {
-            try AtomicFile.write(to: url) { sink in
-                try zip.add("data.pkl", Data(pickle.bytes), sink)
-                try zip.add("byteorder", Data("little".utf8), sink)
+            try writeAtomically(to: url) { sink in
+                try zip.add("archive/data.pkl", Data(pickle.bytes), sink)
+                try zip.add("archive/byteorder", Data("little".utf8), sink)
                 for (index, (_, t)) in storages.enumerated() {
                     var bytes = Data()
                     bytes.reserveCapacity(t.count * t.dtype.byteCount)
                     ElementCodec.encode(t, into: &bytes)
-                    try zip.add("data/\(index)", bytes, sink)
+                    try zip.add("archive/data/\(index)", bytes, sink)
                 }
-                try zip.add("version", Data("3\n".utf8), sink)
+                try zip.add("archive/version", Data("3\n".utf8), sink)
                 try zip.finish(sink)
             }
         }
@@ -179,65 +179,5 @@ struct PickleWriter {
         case .uint8: return "ByteStorage"
         case .bool: return "BoolStorage"
         }
-    }
-}
-
-/// Writes stored zip entries as they are produced, then the central directory (APPNOTE 4.3). Data is
-/// aligned to 64 bytes with a padding extra field, as torch's writer does (so `torch.load(mmap=True)`
-/// works); no ZIP64, so archives stop at 4 GiB.
-struct ZipWriter {
-    let folder: String
-    private var offset = 0
-    private var central = Data()
-    private var count = 0
-
-    init(folder: String) { self.folder = folder }
-
-    mutating func add(_ name: String, _ content: Data, _ sink: (Data) throws -> Void) throws {
-        let fullName = Array((folder + "/" + name).utf8)
-        let crc = content.withUnsafeBytes { crc32($0) }
-        let headerEnd = offset + 30 + fullName.count
-        // A padding extra field ("FB", as torch names it) needs at least 4 bytes.
-        let padding = (64 - (headerEnd + 4) % 64) % 64 + 4
-        guard let size = UInt32(exactly: content.count), let start = UInt32(exactly: offset),
-              headerEnd + padding + content.count < Int(UInt32.max) else {
-            throw FormatProblem.unsupported("archive would pass 4 GiB (ZIP64 writing is not supported)")
-        }
-        var header = Data()
-        header.le32(0x0403_4B50); header.le16(20); header.le16(0); header.le16(0); header.le32(0)
-        header.le32(crc); header.le32(size); header.le32(size)
-        header.le16(fullName.count); header.le16(padding)
-        header.append(contentsOf: fullName)
-        header.le16(0x4246); header.le16(padding - 4)
-        header.append(contentsOf: repeatElement(UInt8(ascii: "Z"), count: padding - 4))
-        try sink(header)
-        try sink(content)
-        offset += header.count + content.count
-
-        central.le32(0x0201_4B50); central.le16(20); central.le16(20); central.le16(0); central.le16(0)
-        central.le32(0); central.le32(crc); central.le32(size); central.le32(size)
-        central.le16(fullName.count); central.le16(0); central.le16(0); central.le16(0); central.le16(0)
-        central.le32(0); central.le32(start)
-        central.append(contentsOf: fullName)
-        count += 1
-    }
-
-    mutating func finish(_ sink: (Data) throws -> Void) throws {
-        guard count < 0xFFFF, offset + central.count < Int(UInt32.max) else {
-            throw FormatProblem.unsupported("archive would pass zip's 4 GiB / 65535-entry limits (ZIP64 writing is not supported)")
-        }
-        var end = central
-        end.le32(0x0605_4B50); end.le16(0); end.le16(0); end.le16(count); end.le16(count)
-        end.le32(UInt32(central.count)); end.le32(UInt32(offset)); end.le16(0)
-        try sink(end)
-    }
-}
-
-private extension Data {
-    mutating func le16<T: BinaryInteger>(_ v: T) {
-        append(UInt8(truncatingIfNeeded: v)); append(UInt8(truncatingIfNeeded: v >> 8))
-    }
-    mutating func le32<T: BinaryInteger>(_ v: T) {
-        le16(UInt16(truncatingIfNeeded: v)); le16(UInt16(truncatingIfNeeded: v >> 16))
     }
 }

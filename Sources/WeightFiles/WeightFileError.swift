@@ -1,9 +1,5 @@
+import FileIO
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Why a weight file could not be read or written. Weight files are untrusted input: every problem
 /// found in one ends here, never in a crash.
@@ -66,24 +62,22 @@ func naming<T>(_ path: String, _ body: () throws -> T) throws -> T {
     }
 }
 
-/// Reads a whole file, memory-mapped when the platform allows it.
-///
-/// Only regular files are read: a FIFO, a character device such as `/dev/zero` or a directory would block
-/// forever, never end, or fail with an obscure message.
+/// Reads a whole weight file, memory-mapped, through FileIO's regular-file reader (a FIFO, a device such as
+/// `/dev/zero` or a directory is refused instead of blocking or reading forever).
 func readFile(_ url: URL) throws -> Data {
-    var status = stat()
-    guard stat(url.path, &status) == 0 else {
-        throw WeightFileError(path: url.path, kind: .io,
-                              problem: "cannot read the file (\(String(cString: strerror(errno))))")
-    }
-    guard status.st_mode & S_IFMT == S_IFREG else {
-        let what = status.st_mode & S_IFMT == S_IFDIR ? "a directory" : "not a regular file (a pipe, socket or device)"
-        throw WeightFileError(path: url.path, kind: .io, problem: "cannot read the file: it is \(what)")
-    }
     do {
-        return try Data(contentsOf: url, options: .alwaysMapped)
-    } catch {
-        throw WeightFileError(path: url.path, kind: .io, problem: "cannot read the file (\(error.localizedDescription))")
+        return try RegularFile.read(url, byteLimit: Int.max, mapped: true)
+    } catch let error as FileError {
+        throw WeightFileError(path: url.path, kind: .io, problem: "cannot read the file: \(error.reason)")
+    }
+}
+
+/// Writes `url` through FileIO's atomic write, its failures reported as `WeightFileError`s of kind `.io`.
+func writeAtomically(to url: URL, _ produce: (_ sink: (Data) throws -> Void) throws -> Void) throws {
+    do {
+        try AtomicFile.write(to: url, produce)
+    } catch let error as FileError {
+        throw WeightFileError(path: error.path, kind: .io, problem: error.reason)
     }
 }
 

@@ -1,11 +1,15 @@
+import FileIO
 import Foundation
+
+// ZipArchive.swift — the one zip module: reading (`ZipArchive`) and writing (`ZipWriter`) stored entries, as
+// `torch.save` lays them out.
 
 /// A read-only view of a zip archive's stored (uncompressed) entries, as `torch.save` writes them.
 ///
 /// Every offset and length read from the file is bounds-checked against the file size; a compressed or
 /// encrypted entry is reported, not decoded (torch never writes one). ZIP64 records are honoured, so
 /// archives past 4 GiB work. Spec: PKWARE APPNOTE.TXT, sections 4.3 and 4.5.3.
-struct ZipArchive {
+public struct ZipArchive {
     struct Entry {
         let name: String
         /// Where the entry's local header starts; its data follows the header.
@@ -29,6 +33,17 @@ struct ZipArchive {
         self.byName = byName
     }
 
+    /// Every entry's full name and bytes, in central-directory order, each CRC-checked: for tests and tools that
+    /// take a torch file apart (see `ZipWriter.archive` to put it back together).
+    /// - Parameter name: names the archive in errors.
+    /// - Throws: `WeightFileError` for anything the reader refuses.
+    public static func storedEntries(of data: Data, name: String) throws -> [(name: String, content: Data)] {
+        try naming(name) {
+            let archive = try ZipArchive(data)
+            return try archive.entries.map { entry in (entry.name, try archive.withBytes(of: entry) { Data($0) }) }
+        }
+    }
+
     func entry(named name: String) -> Entry? {
         byName[name].map { entries[$0] }
     }
@@ -38,7 +53,7 @@ struct ZipArchive {
         try data.withUnsafeBytes { all in
             // `readEntries` checked that the range is inside the file.
             let bytes = UnsafeRawBufferPointer(rebasing: all[entry.dataOffset ..< entry.dataOffset + entry.size])
-            if verify, crc32(bytes) != entry.crc32 {
+            if verify, CRC32.checksum(bytes) != entry.crc32 {
                 throw FormatProblem.corrupt("zip entry \(shown(entry.name)) fails its CRC-32 check (the file is damaged)")
             }
             return try body(bytes)
@@ -187,8 +202,83 @@ struct ZipArchive {
                 "zip entries \(shown(previous.name)) and \(shown(next.name)) overlap (bytes \(previous.localHeaderOffset)–\(previous.dataOffset + previous.size) and from \(next.localHeaderOffset)); the archive is damaged or crafted")
         }
     }
-
 }
+
+// MARK: - Writing
+
+/// Writes stored zip entries as they are produced, then the central directory (APPNOTE 4.3). Data is
+/// aligned to 64 bytes with a padding extra field, as torch's writer does (so `torch.load(mmap=True)`
+/// works); no ZIP64, so archives stop at 4 GiB.
+public struct ZipWriter {
+    private var offset = 0
+    private var central = Data()
+    private var count = 0
+
+    init() {}
+
+    /// An archive of `entries` (full names, e.g. `archive/data.pkl`), in order, built in memory: for tests and
+    /// tools that rebuild a torch file around a changed entry.
+    /// - Throws: `WeightFileError` when the archive would pass zip's 4 GiB / 65535-entry limits.
+    public static func archive(_ entries: [(name: String, content: Data)]) throws -> Data {
+        var out = Data(), writer = ZipWriter()
+        try naming("zip archive") {
+            for entry in entries { try writer.add(entry.name, entry.content) { out.append($0) } }
+            try writer.finish { out.append($0) }
+        }
+        return out
+    }
+
+    /// Hands `sink` the local header and data of entry `name` (its full path in the archive).
+    mutating func add(_ name: String, _ content: Data, _ sink: (Data) throws -> Void) throws {
+        let fullName = Array(name.utf8)
+        let crc = content.withUnsafeBytes { CRC32.checksum($0) }
+        let headerEnd = offset + 30 + fullName.count
+        // A padding extra field ("FB", as torch names it) needs at least 4 bytes.
+        let padding = (64 - (headerEnd + 4) % 64) % 64 + 4
+        guard let size = UInt32(exactly: content.count), let start = UInt32(exactly: offset),
+              headerEnd + padding + content.count < Int(UInt32.max) else {
+            throw FormatProblem.unsupported("archive would pass 4 GiB (ZIP64 writing is not supported)")
+        }
+        var header = Data()
+        header.le32(0x0403_4B50); header.le16(20); header.le16(0); header.le16(0); header.le32(0)
+        header.le32(crc); header.le32(size); header.le32(size)
+        header.le16(fullName.count); header.le16(padding)
+        header.append(contentsOf: fullName)
+        header.le16(0x4246); header.le16(padding - 4)
+        header.append(contentsOf: repeatElement(UInt8(ascii: "Z"), count: padding - 4))
+        try sink(header)
+        try sink(content)
+        offset += header.count + content.count
+
+        central.le32(0x0201_4B50); central.le16(20); central.le16(20); central.le16(0); central.le16(0)
+        central.le32(0); central.le32(crc); central.le32(size); central.le32(size)
+        central.le16(fullName.count); central.le16(0); central.le16(0); central.le16(0); central.le16(0)
+        central.le32(0); central.le32(start)
+        central.append(contentsOf: fullName)
+        count += 1
+    }
+
+    mutating func finish(_ sink: (Data) throws -> Void) throws {
+        guard count < 0xFFFF, offset + central.count < Int(UInt32.max) else {
+            throw FormatProblem.unsupported("archive would pass zip's 4 GiB / 65535-entry limits (ZIP64 writing is not supported)")
+        }
+        var end = central
+        end.le32(0x0605_4B50); end.le16(0); end.le16(0); end.le16(count); end.le16(count)
+        end.le32(UInt32(central.count)); end.le32(UInt32(offset)); end.le16(0)
+        try sink(end)
+    }
+}
+
+private extension Data {
+    mutating func le16<T: BinaryInteger>(_ v: T) {
+        append(UInt8(truncatingIfNeeded: v)); append(UInt8(truncatingIfNeeded: v >> 8))
+    }
+    mutating func le32<T: BinaryInteger>(_ v: T) {
+        le16(UInt16(truncatingIfNeeded: v)); le16(UInt16(truncatingIfNeeded: v >> 16))
+    }
+}
+
+// MARK: - Bytes
 
 /// Little-endian reads from a byte buffer. Callers check ranges before reading; each read also checks
 /// and returns 0 out of range, so a missed check yields garbage that later validation rejects, never a
@@ -215,21 +305,4 @@ struct Bytes {
         guard length >= 0, fits(offset, length) else { return UnsafeRawBufferPointer(start: nil, count: 0) }
         return UnsafeRawBufferPointer(rebasing: raw[offset ..< offset + length])
     }
-}
-
-private let crcTable: [UInt32] = (0..<256).map { n -> UInt32 in
-    var c = UInt32(n)
-    for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-    return c
-}
-
-/// CRC-32 (IEEE 802.3, as zip uses it).
-func crc32(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-    var c: UInt32 = 0xFFFF_FFFF
-    crcTable.withUnsafeBufferPointer { table in
-        for byte in bytes {
-            c = table[Int((c ^ UInt32(byte)) & 0xFF)] ^ (c >> 8)
-        }
-    }
-    return c ^ 0xFFFF_FFFF
 }

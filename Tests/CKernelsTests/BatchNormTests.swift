@@ -1,5 +1,6 @@
 import CKernels
 import CKernelsReference
+import SeededRandom
 import XCTest
 
 /// BatchNorm kernels: optimized vs reference, hand-computed running statistics, finite differences, folding.
@@ -26,7 +27,7 @@ final class BatchNormTests: XCTestCase {
     }
 
     func testOptimizedMatchesReference() {
-        var rng = SeededGenerator(seed: 3)
+        var rng = SplitMix64(seed: 3)
         // The last case sits far from zero (values 100 ± 1): a variance from E[x²] − mean² cancels there.
         for (n, c, hw, offset) in [(1, 3, 5, Float(0)), (8, 16, 49, 0), (2, 64, 3136, 0), (3, 7, 1, 0), (8, 2, 3136, 100)] {
             let x = randomArray(n * c * hw, &rng, range: -3...5).map { offset == 0 ? $0 : offset + $0 / 4 }
@@ -62,7 +63,7 @@ final class BatchNormTests: XCTestCase {
     /// Central differences of L = Σ g·bn(x) through the batch statistics, h = 1e-2, L summed in double.
     /// bn → + residual → relu in one pass, against the reference's three steps; NaN passes the relu.
     func testFusedTrainForwardMatchesReference() {
-        var rng = SeededGenerator(seed: 5)
+        var rng = SplitMix64(seed: 5)
         for (n, c, hw) in [(2, 3, 7), (8, 16, 49), (1, 4, 3136)] {
             var x = randomArray(n * c * hw, &rng, range: -3...3)
             x[1] = .nan
@@ -90,7 +91,7 @@ final class BatchNormTests: XCTestCase {
     }
 
     func testTrainingBackwardMatchesFiniteDifferences() {
-        var rng = SeededGenerator(seed: 11)
+        var rng = SplitMix64(seed: 11)
         let n = 2, c = 3, hw = 5
         var x = randomArray(n * c * hw, &rng, range: -2...2)
         var gamma = randomArray(c, &rng, range: 0.5...1.5), beta = randomArray(c, &rng)
@@ -119,7 +120,7 @@ final class BatchNormTests: XCTestCase {
 
     /// Inference backward against its twin, with every output accumulating from non-zero starts.
     func testInferenceBackwardMatchesReference() {
-        var rng = SeededGenerator(seed: 13)
+        var rng = SplitMix64(seed: 13)
         let (n, c, hw) = (3, 5, 20)
         let x = randomArray(n * c * hw, &rng), dy = randomArray(x.count, &rng), gamma = randomArray(c, &rng)
         let mean = randomArray(c, &rng), variance = randomArray(c, &rng, range: 0.5...2)
@@ -135,7 +136,7 @@ final class BatchNormTests: XCTestCase {
 
     /// In-place inference (y aliases x) gives what out-of-place does; one value per channel cannot train.
     func testInPlaceInferenceAndSingleValueTraining() {
-        var rng = SeededGenerator(seed: 14)
+        var rng = SplitMix64(seed: 14)
         let x = randomArray(2 * 3 * 4, &rng), gamma = randomArray(3, &rng), beta = randomArray(3, &rng)
         let mean = randomArray(3, &rng), variance = randomArray(3, &rng, range: 0.5...2)
         var out = x
@@ -153,7 +154,7 @@ final class BatchNormTests: XCTestCase {
 
     /// Inference backward: dx = dy·gamma/sqrt(var + eps); checked against finite differences (it is linear).
     func testInferenceBackwardMatchesFiniteDifferences() {
-        var rng = SeededGenerator(seed: 12)
+        var rng = SplitMix64(seed: 12)
         var x = randomArray(2 * 3 * 4, &rng), gamma = randomArray(3, &rng)
         let beta = randomArray(3, &rng), mean = randomArray(3, &rng), variance = randomArray(3, &rng, range: 0.5...2)
         let g = randomArray(x.count, &rng)
@@ -175,7 +176,7 @@ final class BatchNormTests: XCTestCase {
 
     /// conv(x, folded w) + folded b equals bn_infer(conv(x, w) + b).
     func testFoldingIntoConvolution() {
-        var rng = SeededGenerator(seed: 5)
+        var rng = SplitMix64(seed: 5)
         var s = convShape(batch: 2, inChannels: 3, height: 6, width: 6, outChannels: 4, kernel: 3, stride: 1, pad: 1)
         let x = randomArray(2 * 3 * 36, &rng), w = randomArray(4 * 27, &rng), b = randomArray(4, &rng)
         let gamma = randomArray(4, &rng), beta = randomArray(4, &rng), mean = randomArray(4, &rng)

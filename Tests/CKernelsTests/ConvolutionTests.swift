@@ -2,6 +2,7 @@ import CKernels
 import CKernelsReference
 import Foundation
 import ResNetShapes
+import SeededRandom
 import XCTest
 
 /// Optimized convolution kernels against their reference twins, and against finite differences.
@@ -15,7 +16,7 @@ final class ConvolutionTests: XCTestCase {
         -> (forward: Float, gemmForward: Float, input: Float, weight: Float, bias: Float)
     {
         var s = shape
-        var rng = SeededGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let P = Int(ck_conv2d_output_height(&s)), Q = Int(ck_conv2d_output_width(&s))
         XCTAssertGreaterThan(P, 0)
         let n = Int(s.batch), c = Int(s.in_channels), k = Int(s.out_channels)
@@ -95,7 +96,7 @@ final class ConvolutionTests: XCTestCase {
     /// Winograd F(2x2, 3x3) on its own: odd and even sizes (partial last tiles), 1x1 and 2x2 planes, batch
     /// 1 to 5, thread counts that split images and that split tiles; and its refusal of other shapes.
     func testWinogradMatchesReference() {
-        var rng = SeededGenerator(seed: 77)
+        var rng = SplitMix64(seed: 77)
         forEachInstructionSet { avx512 in
         for threads in [1, 2, 3] {
             ck_set_num_threads(Int32(threads))
@@ -123,7 +124,7 @@ final class ConvolutionTests: XCTestCase {
 
     /// The fused inference epilogue, relu(conv + bias + residual), through im2col, pointwise and Winograd.
     func testFusedEpilogueMatchesReference() {
-        var rng = SeededGenerator(seed: 31)
+        var rng = SplitMix64(seed: 31)
         for (winograd, backend) in [Int32(0), 1].flatMap({ w in availableGemmBackends().map { (w, $0) } }) {
             ck_conv2d_set_winograd(winograd)
             ck_set_gemm_backend(backend)
@@ -179,7 +180,7 @@ final class ConvolutionTests: XCTestCase {
     /// step (h = 0.5) leaves only float rounding; L is summed in double.
     func testGradientsMatchFiniteDifferences() {
         var s = convShape(batch: 2, inChannels: 3, height: 7, width: 6, outChannels: 4, kernel: 3, stride: 2, pad: 1)
-        var rng = SeededGenerator(seed: 42)
+        var rng = SplitMix64(seed: 42)
         let P = Int(ck_conv2d_output_height(&s)), Q = Int(ck_conv2d_output_width(&s))
         var x = randomArray(2 * 3 * 7 * 6, &rng), w = randomArray(4 * 3 * 9, &rng), b = randomArray(4, &rng)
         let g = randomArray(2 * 4 * P * Q, &rng)
@@ -225,7 +226,7 @@ final class ConvolutionTests: XCTestCase {
         ck_set_num_threads(1)
         defer { ck_set_num_threads(2) }
         var s = convShape(batch: 2, inChannels: 4, height: 8, width: 8, outChannels: 4, kernel: 3, stride: 2, pad: 1)
-        var rng = SeededGenerator(seed: 21)
+        var rng = SplitMix64(seed: 21)
         let x = randomArray(2 * 4 * 64, &rng), w = randomArray(4 * 4 * 9, &rng)
         let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
         /// What the worker thread hands back.

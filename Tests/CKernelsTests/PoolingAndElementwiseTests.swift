@@ -1,5 +1,6 @@
 import CKernels
 import CKernelsReference
+import SeededRandom
 import XCTest
 
 final class PoolingAndElementwiseTests: XCTestCase {
@@ -52,7 +53,7 @@ final class PoolingAndElementwiseTests: XCTestCase {
     }
 
     func testMaxPoolMatchesReference() {
-        var rng = SeededGenerator(seed: 9)
+        var rng = SplitMix64(seed: 9)
         for (n, c, h, w, k, st, p) in [(2, 3, 112, 112, 3, 2, 1), (1, 5, 7, 9, 3, 2, 1), (3, 2, 8, 8, 2, 2, 0),
                                        (1, 1, 5, 5, 5, 1, 2), (2, 2, 10, 7, 3, 1, 0)] {
             var s = poolShape(n, c, h, w, kernel: k, stride: st, pad: p)
@@ -76,7 +77,7 @@ final class PoolingAndElementwiseTests: XCTestCase {
     /// chunks with a partial last one, ties (values from a set of five) and NaNs must give the reference's
     /// values and argmax exactly.
     func testMaxPoolWideRowsTiesAndNaN() {
-        var rng = SeededGenerator(seed: 19)
+        var rng = SplitMix64(seed: 19)
         forEachInstructionSet { avx512 in
         for (n, c, h, w, pad) in [(1, 2, 9, 75, 1), (2, 1, 8, 40, 0), (1, 3, 7, 33, 1), (1, 1, 5, 112, 1), (1, 1, 3, 36, 0)] {
             var s = poolShape(n, c, h, w, kernel: 3, stride: 2, pad: pad)
@@ -95,7 +96,7 @@ final class PoolingAndElementwiseTests: XCTestCase {
 
     /// Max pool is piecewise linear: with distinct random values a step h = 1e-3 never changes a winner.
     func testMaxPoolBackwardMatchesFiniteDifferences() {
-        var rng = SeededGenerator(seed: 10)
+        var rng = SplitMix64(seed: 10)
         var s = poolShape(2, 2, 6, 5, kernel: 3, stride: 2, pad: 1)
         let outCount = 2 * 2 * Int(ck_pool2d_output_height(&s)) * Int(ck_pool2d_output_width(&s))
         var x = (0..<(2 * 2 * 30)).map { Float($0) * 0.01 }
@@ -125,7 +126,7 @@ final class PoolingAndElementwiseTests: XCTestCase {
     }
 
     func testGlobalAveragePool() {
-        var rng = SeededGenerator(seed: 4)
+        var rng = SplitMix64(seed: 4)
         let x = randomArray(3 * 5 * 49, &rng)
         var y = [Float](repeating: 0, count: 15), yRef = y
         XCTAssertOK(ck_global_avgpool_forward_f32(&y, x, 3, 5, 49))
@@ -141,7 +142,7 @@ final class PoolingAndElementwiseTests: XCTestCase {
     }
 
     func testReluAndElementwise() {
-        var rng = SeededGenerator(seed: 8)
+        var rng = SplitMix64(seed: 8)
         let x = randomArray(100_000, &rng), dy = randomArray(100_000, &rng)
         var y = x, yRef = x
         XCTAssertOK(ck_relu_forward_f32(&y, x, x.count))
@@ -164,7 +165,7 @@ final class PoolingAndElementwiseTests: XCTestCase {
     }
 
     func testLinearMatchesReferenceAndFiniteDifferences() {
-        var rng = SeededGenerator(seed: 6)
+        var rng = SplitMix64(seed: 6)
         let b = 3, i = 7, o = 5
         var x = randomArray(b * i, &rng)
         let w = randomArray(o * i, &rng), bias = randomArray(o, &rng), g = randomArray(b * o, &rng)

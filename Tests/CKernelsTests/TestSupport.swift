@@ -1,20 +1,8 @@
 import CKernels
+import SeededRandom
 import XCTest
 
-/// SplitMix64: a small seedable generator so every test draws the same numbers on every run.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-func randomArray(_ count: Int, _ rng: inout SeededGenerator, range: ClosedRange<Float> = -1...1) -> [Float] {
+func randomArray(_ count: Int, _ rng: inout SplitMix64, range: ClosedRange<Float> = -1...1) -> [Float] {
     (0..<count).map { _ in Float.random(in: range, using: &rng) }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import SeededRandom
 import XCTest
 
 /// Fixtures written by Tests/TorchFixtureScripts/make_image_fixtures.py (Pillow 13, torchvision 0.29).
@@ -86,7 +87,7 @@ final class ImagingTests: XCTestCase {
     /// a side equal to the target so one pass is skipped), reusing one decoder and plan cache across sizes.
     func testFastPathEqualsReferencePath() throws {
         let decoder = JPEGDecoder(), encoder = JPEGEncoder(), plans = ResizePlanCache()
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let sizes = [(1280, 960), (256, 300), (300, 256), (224, 224), (225, 1000), (31, 17), (4000, 230), (257, 257)]
         // The horizontal pass in C (AVX-512BW) and in Swift.
         defer { ResizeCropPlan.horizontalPassInC = true }
@@ -187,7 +188,7 @@ final class ImagingTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("head.jpg"))
         }
         var garbage: [UInt8] = [0xFF, 0xD8]
-        var rng = SplitMix(seed: 1)
+        var rng = SplitMix64(seed: 1)
         for _ in 0 ..< 2000 { garbage.append(UInt8(truncatingIfNeeded: rng.next())) }
         XCTAssertThrowsError(try decoder.decode(garbage, source: "garbage.jpg")) {
             guard case .corrupt(let s, _)? = $0 as? ImagingError else { return XCTFail("\($0)") }
@@ -204,7 +205,7 @@ final class ImagingTests: XCTestCase {
     func testMutatedJPEGsNeverCrash() throws {
         let decoder = JPEGDecoder(), plans = ResizePlanCache()
         let good = try Fixtures.bytes("images/upscale_150x201.jpg")
-        var rng = SplitMix(seed: 42)
+        var rng = SplitMix64(seed: 42)
         var errors = 0
         for _ in 0 ..< 300 {
             var b = good
@@ -232,7 +233,7 @@ final class ImagingTests: XCTestCase {
     /// inside the region or below it — is refused, as Pillow refuses it.
     func testRegionDecodeStillSeesTruncation() throws {
         let decoder = JPEGDecoder(), plans = ResizePlanCache(), encoder = JPEGEncoder()
-        var rng = SplitMix(seed: 3)
+        var rng = SplitMix64(seed: 3)
         let (w, h) = (1280, 960)
         let px = (0 ..< w * h * 3).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         let jpeg = try encoder.encode(RGBImage(width: w, height: h, pixels: px), quality: 90)
@@ -269,18 +270,5 @@ final class ImagingTests: XCTestCase {
         XCTAssertEqual([back.width, back.height], [w, h])
         let meanErr = zip(px, back.pixels).map { abs(Int($0) - Int($1)) }.reduce(0, +) / px.count
         XCTAssertLessThan(meanErr, 3)
-    }
-}
-
-/// A tiny PRNG for test data (the package's SplitMix64 lives in DataPipeline; this keeps Imaging tests apart).
-struct SplitMix {
-    var s: UInt64
-    init(seed: UInt64) { s = seed }
-    mutating func next() -> UInt64 {
-        s &+= 0x9E37_79B9_7F4A_7C15
-        var z = s
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

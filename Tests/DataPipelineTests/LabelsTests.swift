@@ -1,6 +1,7 @@
 import DataPipeline
 import Foundation
 import Imaging
+import SeededRandom
 import XCTest
 
 /// A temporary images folder with small valid JPEGs under the given names.

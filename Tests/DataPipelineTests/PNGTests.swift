@@ -1,6 +1,8 @@
 import DataPipeline
+import FileIO
 import Foundation
 import Imaging
+import SeededRandom
 import XCTest
 
 /// One PNG fixture as Tests/TorchFixtureScripts/make_png_fixtures.py describes it (Pillow 13.0, torchvision 0.29.2).
@@ -29,14 +31,7 @@ struct PNGExpectation: Decodable {
 }
 
 /// zlib's CRC-32, as the fixture script records it and PNG chunks carry it.
-private func crc32<Bytes: Collection>(_ bytes: Bytes) -> UInt32 where Bytes.Element == UInt8 {
-    var crc: UInt32 = 0xFFFF_FFFF
-    for byte in bytes {
-        crc ^= UInt32(byte)
-        for _ in 0 ..< 8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
-    }
-    return ~crc
-}
+private func crc32<Bytes: Sequence>(_ bytes: Bytes) -> UInt32 where Bytes.Element == UInt8 { CRC32.checksum(bytes) }
 
 /// The chunks of a PNG file: type and where its data starts; the CRC follows the data.
 private func chunks(_ png: [UInt8]) -> [(type: String, data: Range<Int>)] {
@@ -192,7 +187,7 @@ final class PNGTests: XCTestCase {
     /// Other formats are refused by content whatever the file is called, naming the file and what we read.
     func testOtherFormatsAreRefusedByContent() throws {
         let decoder = ImageDecoder(), plans = ResizePlanCache()
-        var random = [UInt8](), rng = SplitMix(seed: 5)
+        var random = [UInt8](), rng = SplitMix64(seed: 5)
         for _ in 0 ..< 4000 { random.append(UInt8(truncatingIfNeeded: rng.next())) }
         XCTAssertNotEqual(random[0], 0xFF)
         XCTAssertNotEqual(random[0], 0x89)
@@ -270,7 +265,7 @@ final class PNGTests: XCTestCase {
         let sources = try ["palette4_trns_260x280", "interlaced_gray2_283x259", "gray16_257x300"].map {
             try Fixtures.bytes("images/\($0).png")
         }
-        var rng = SplitMix(seed: 77)
+        var rng = SplitMix64(seed: 77)
         var errors = 0, decoded = 0
         for round in 0 ..< 300 {
             var b = sources[round % sources.count]

@@ -13,11 +13,11 @@ final class ModelParityTests: XCTestCase {
                              forward: (Module) -> Tensor) throws {
         XCTAssertEqual(model.stateDict().keys, fixture.stateDict(prefix: "state/").keys, "\(name): state_dict key order differs from torch's")
         let labels = fixture.ints("labels")
-        let classWeights = fixture.entries["class_weights"]?.values
+        let classWeights = fixture.entries["class_weights"]?.floats
         try forEachBackend { backend in
             for mode in ["train", "eval"] {
                 let report = try model.loadStateDict(fixture.stateDict(prefix: "state/"))
-                XCTAssertTrue(report.isClean, "\(name): \(report)")
+                XCTAssertTrue(report.isEmpty, "\(name): \(report)")
                 model.zeroGrad()
                 model.train(mode == "train")
                 if mode == "train" {
@@ -28,15 +28,15 @@ final class ModelParityTests: XCTestCase {
                 let loss = crossEntropy(logits, labels: labels, classWeights: classWeights)
                 loss.backward()
                 let tag = "\(name) \(mode) \(backend)"
-                let logitsError = assertClose(logits.data, fixture["\(mode)/logits"].values, tolerance: 1e-4, "\(tag) logits")
-                assertClose(loss.data, fixture["\(mode)/loss"].values, tolerance: 1e-4, "\(tag) loss")
+                let logitsError = assertClose(logits.data, fixture["\(mode)/logits"].floats, tolerance: 1e-4, "\(tag) logits")
+                assertClose(loss.data, fixture["\(mode)/loss"].floats, tolerance: 1e-4, "\(tag) loss")
                 var worstGrad = 0.0, worstKey = ""
                 for (key, p) in model.namedParameters() {
-                    let e = assertClose(p.grad, fixture["\(mode)/grad/\(key)"].values, tolerance: 1e-3, "\(tag) grad \(key)")
+                    let e = assertClose(p.grad, fixture["\(mode)/grad/\(key)"].floats, tolerance: 1e-3, "\(tag) grad \(key)")
                     if e > worstGrad { (worstGrad, worstKey) = (e, key) }
                 }
                 for (key, b) in model.namedBuffers() {
-                    assertClose(b.data, fixture["\(mode)/buffer_after/\(key)"].values, tolerance: 1e-4, "\(tag) buffer \(key)")
+                    assertClose(b.data, fixture["\(mode)/buffer_after/\(key)"].floats, tolerance: 1e-4, "\(tag) buffer \(key)")
                 }
                 print("parity \(tag): logits rel err \(logitsError), worst gradient rel err \(worstGrad) (\(worstKey))")
             }
@@ -72,7 +72,7 @@ final class ModelParityTests: XCTestCase {
             try model.loadStateDict(fixture.stateDict(prefix: "state/"))
             model.eval()
             let logits = withNoGrad { model(fixture.tensor("input")) }
-            let error = assertClose(logits.data, fixture["eval/logits"].values, tolerance: 1e-4, "\(name) folded eval logits")
+            let error = assertClose(logits.data, fixture["eval/logits"].floats, tolerance: 1e-4, "\(name) folded eval logits")
             print("parity \(name) eval, no grad (BatchNorm folded): logits rel err \(error)")
         }
     }

@@ -4,6 +4,7 @@ import Foundation
 import Models
 import NN
 import Tensors
+import WeightFiles
 import XCTest
 
 final class ModuleTests: XCTestCase {
@@ -17,7 +18,7 @@ final class ModuleTests: XCTestCase {
         }
         for depth in [18, 34, 50, 101, 152] {
             let model = ResNet(depth: depth)
-            let ours = model.stateDict().map { "\($0.key) \($0.value.shape.map(String.init).joined(separator: ","))" }
+            let ours = model.stateDict().map { "\($0.key) \($0.tensor.shape.map(String.init).joined(separator: ","))" }
             XCTAssertEqual(ours, expected[depth], "resnet\(depth) state_dict keys/shapes differ from torchvision's")
         }
     }
@@ -44,7 +45,7 @@ final class ModuleTests: XCTestCase {
 
         var broken = source.stateDict()
         broken["fc.bias"] = nil
-        broken["fc.extra"] = NamedTensor(shape: [1], values: [0])
+        broken["fc.extra"] = WeightTensor(shape: [1], floats: [0])
         XCTAssertThrowsError(try target.loadStateDict(broken)) { error in
             let report = (error as! StateDictError).report
             XCTAssertEqual(report.missingKeys, ["fc.bias"])
@@ -55,7 +56,7 @@ final class ModuleTests: XCTestCase {
         XCTAssertEqual(report.missingKeys, ["fc.bias"])
 
         var wrongShape = source.stateDict()
-        wrongShape["conv1.weight"] = NamedTensor(shape: [8, 3, 3, 3], values: [Float](repeating: 0, count: 216))
+        wrongShape["conv1.weight"] = WeightTensor(shape: [8, 3, 3, 3], floats: [Float](repeating: 0, count: 216))
         XCTAssertThrowsError(try target.loadStateDict(wrongShape, strict: false)) { error in
             XCTAssertEqual((error as! StateDictError).report.shapeMismatches.map(\.key), ["conv1.weight"])
         }
@@ -130,7 +131,7 @@ final class FusionLoadingTests: XCTestCase {
         let headBefore = fusion.head.stateDict()
         let report = try fusion.loadBackbone(torchvision.stateDict())
         XCTAssertEqual(report.unexpectedKeys, ["fc.weight", "fc.bias"])
-        XCTAssertEqual(fusion.backbone.stateDict(), torchvision.stateDict().filter { !$0.hasPrefix("fc.") })
+        XCTAssertEqual(fusion.backbone.stateDict(), torchvision.stateDict().filtered { !$0.hasPrefix("fc.") })
         XCTAssertEqual(fusion.head.stateDict(), headBefore)
 
         // The same from a saved fusion model's backbone slice.
@@ -203,13 +204,13 @@ final class StandardizeTests: XCTestCase {
         let layer = Linear(width + extra, outputs, generator: rng)
         let x = Tensor.randn([rows, width], generator: rng), tail = Tensor.randn([rows, extra], generator: rng)
         let expected = withNoGrad { layer(concat([map(x), tail], axis: 1)) }
-        let folded = map.fold(weight: NamedTensor(shape: layer.weight.shape, values: layer.weight.data),
-                              bias: NamedTensor(shape: [outputs], values: layer.bias!.data), firstColumn: 0)
+        let folded = map.fold(weight: WeightTensor(shape: layer.weight.shape, floats: layer.weight.data),
+                              bias: WeightTensor(shape: [outputs], floats: layer.bias!.data), firstColumn: 0)
         let plain = Linear(width + extra, outputs, generator: rng)
-        plain.weight.data = folded.weight.values
-        plain.bias!.data = folded.bias.values
+        plain.weight.data = folded.weight.floats
+        plain.bias!.data = folded.bias.floats
         let got = withNoGrad { plain(concat([x, tail], axis: 1)) }
-        XCTAssertNotEqual(folded.weight.values, layer.weight.data)
+        XCTAssertNotEqual(folded.weight.floats, layer.weight.data)
         for (u, v) in zip(expected.data, got.data) { XCTAssertEqual(u, v, accuracy: 1e-5 * max(1, abs(u))) }
     }
 

@@ -16,14 +16,14 @@ final class OpParityTests: XCTestCase {
                 let settings = fixture.ints("\(name)/settings")
                 let x = fixture.tensor("\(name)/x", requiresGrad: true)
                 let w = fixture.tensor("\(name)/w", requiresGrad: true)
-                let b = fixture.entries["\(name)/b"].map { Tensor(shape: $0.shape, data: $0.values, requiresGrad: true) }
+                let b = fixture.entries["\(name)/b"].map { Tensor(shape: $0.shape, data: $0.floats, requiresGrad: true) }
                 let y = conv2d(x, weight: w, bias: b, stride: (settings[0], settings[1]), padding: (settings[2], settings[3]))
                 XCTAssertEqual(y.shape, fixture["\(name)/y"].shape)
-                assertClose(y.data, fixture["\(name)/y"].values, tolerance: 1e-5, "\(name) \(backend) y")
-                y.backward(gradient: fixture["\(name)/dy"].values)
-                assertClose(x.grad, fixture["\(name)/dx"].values, tolerance: 1e-4, "\(name) \(backend) dx")
-                assertClose(w.grad, fixture["\(name)/dw"].values, tolerance: 1e-4, "\(name) \(backend) dw")
-                if let b { assertClose(b.grad, fixture["\(name)/db"].values, tolerance: 1e-4, "\(name) \(backend) db") }
+                assertClose(y.data, fixture["\(name)/y"].floats, tolerance: 1e-5, "\(name) \(backend) y")
+                y.backward(gradient: fixture["\(name)/dy"].floats)
+                assertClose(x.grad, fixture["\(name)/dx"].floats, tolerance: 1e-4, "\(name) \(backend) dx")
+                assertClose(w.grad, fixture["\(name)/dw"].floats, tolerance: 1e-4, "\(name) \(backend) dw")
+                if let b { assertClose(b.grad, fixture["\(name)/db"].floats, tolerance: 1e-4, "\(name) \(backend) db") }
             }
         }
     }
@@ -36,13 +36,13 @@ final class OpParityTests: XCTestCase {
                 let beta = fixture.tensor("\(name)/beta", requiresGrad: true)
                 let mean = fixture.tensor("\(name)/running_mean"), variance = fixture.tensor("\(name)/running_var")
                 let y = batchNorm2d(x, weight: gamma, bias: beta, runningMean: mean, runningVar: variance, training: training)
-                assertClose(y.data, fixture["\(name)/y"].values, tolerance: 1e-5, "\(name) \(backend) y")
-                assertClose(mean.data, fixture["\(name)/running_mean_after"].values, tolerance: 1e-5, "\(name) \(backend) running mean")
-                assertClose(variance.data, fixture["\(name)/running_var_after"].values, tolerance: 1e-5, "\(name) \(backend) running var")
-                y.backward(gradient: fixture["\(name)/dy"].values)
-                assertClose(x.grad, fixture["\(name)/dx"].values, tolerance: 1e-4, "\(name) \(backend) dx")
-                assertClose(gamma.grad, fixture["\(name)/dgamma"].values, tolerance: 1e-4, "\(name) \(backend) dgamma")
-                assertClose(beta.grad, fixture["\(name)/dbeta"].values, tolerance: 1e-4, "\(name) \(backend) dbeta")
+                assertClose(y.data, fixture["\(name)/y"].floats, tolerance: 1e-5, "\(name) \(backend) y")
+                assertClose(mean.data, fixture["\(name)/running_mean_after"].floats, tolerance: 1e-5, "\(name) \(backend) running mean")
+                assertClose(variance.data, fixture["\(name)/running_var_after"].floats, tolerance: 1e-5, "\(name) \(backend) running var")
+                y.backward(gradient: fixture["\(name)/dy"].floats)
+                assertClose(x.grad, fixture["\(name)/dx"].floats, tolerance: 1e-4, "\(name) \(backend) dx")
+                assertClose(gamma.grad, fixture["\(name)/dgamma"].floats, tolerance: 1e-4, "\(name) \(backend) dgamma")
+                assertClose(beta.grad, fixture["\(name)/dbeta"].floats, tolerance: 1e-4, "\(name) \(backend) dbeta")
             }
         }
     }
@@ -54,15 +54,15 @@ final class OpParityTests: XCTestCase {
                 let x = fixture.tensor("\(name)/x", requiresGrad: true)
                 let y = maxPool2d(x, kernelSize: (s[0], s[0]), stride: (s[1], s[1]), padding: (s[2], s[2]))
                 XCTAssertEqual(y.shape, fixture["\(name)/y"].shape)
-                assertClose(y.data, fixture["\(name)/y"].values, tolerance: 0, "\(name) \(backend) y")
-                y.backward(gradient: fixture["\(name)/dy"].values)
-                assertClose(x.grad, fixture["\(name)/dx"].values, tolerance: 1e-6, "\(name) \(backend) dx")
+                assertClose(y.data, fixture["\(name)/y"].floats, tolerance: 0, "\(name) \(backend) y")
+                y.backward(gradient: fixture["\(name)/dy"].floats)
+                assertClose(x.grad, fixture["\(name)/dx"].floats, tolerance: 1e-6, "\(name) \(backend) dx")
             }
             let x = fixture.tensor("gap/x", requiresGrad: true)
             let y = globalAvgPool2d(x)
-            assertClose(y.data, fixture["gap/y"].values, tolerance: 1e-6, "gap \(backend) y")
-            y.backward(gradient: fixture["gap/dy"].values)
-            assertClose(x.grad, fixture["gap/dx"].values, tolerance: 1e-6, "gap \(backend) dx")
+            assertClose(y.data, fixture["gap/y"].floats, tolerance: 1e-6, "gap \(backend) y")
+            y.backward(gradient: fixture["gap/dy"].floats)
+            assertClose(x.grad, fixture["gap/dx"].floats, tolerance: 1e-6, "gap \(backend) dx")
         }
     }
 
@@ -71,17 +71,17 @@ final class OpParityTests: XCTestCase {
             let x = fixture.tensor("linear/x", requiresGrad: true)
             let w = fixture.tensor("linear/w", requiresGrad: true), b = fixture.tensor("linear/b", requiresGrad: true)
             let y = linear(x, weight: w, bias: b)
-            assertClose(y.data, fixture["linear/y"].values, tolerance: 1e-5, "linear \(backend) y")
-            y.backward(gradient: fixture["linear/dy"].values)
-            assertClose(x.grad, fixture["linear/dx"].values, tolerance: 1e-5, "linear \(backend) dx")
-            assertClose(w.grad, fixture["linear/dw"].values, tolerance: 1e-5, "linear \(backend) dw")
-            assertClose(b.grad, fixture["linear/db"].values, tolerance: 1e-5, "linear \(backend) db")
+            assertClose(y.data, fixture["linear/y"].floats, tolerance: 1e-5, "linear \(backend) y")
+            y.backward(gradient: fixture["linear/dy"].floats)
+            assertClose(x.grad, fixture["linear/dx"].floats, tolerance: 1e-5, "linear \(backend) dx")
+            assertClose(w.grad, fixture["linear/dw"].floats, tolerance: 1e-5, "linear \(backend) dw")
+            assertClose(b.grad, fixture["linear/db"].floats, tolerance: 1e-5, "linear \(backend) db")
         }
         let z = fixture.tensor("xent/logits", requiresGrad: true)
-        let loss = crossEntropy(z, labels: fixture.ints("xent/labels"), classWeights: fixture["xent/class_weights"].values)
-        assertClose(loss.data, fixture["xent/loss"].values, tolerance: 1e-6, "cross entropy loss")
+        let loss = crossEntropy(z, labels: fixture.ints("xent/labels"), classWeights: fixture["xent/class_weights"].floats)
+        assertClose(loss.data, fixture["xent/loss"].floats, tolerance: 1e-6, "cross entropy loss")
         loss.backward()
-        assertClose(z.grad, fixture["xent/dlogits"].values, tolerance: 1e-5, "cross entropy dlogits")
+        assertClose(z.grad, fixture["xent/dlogits"].floats, tolerance: 1e-5, "cross entropy dlogits")
     }
 
     /// Cases a reader can verify by eye.

@@ -2,6 +2,7 @@
 // gradients (Fixtures/optimizers.rnfx): relative error ≤ 1e-5 per step. Plus state save/restore.
 import NN
 import Tensors
+import WeightFiles
 import XCTest
 
 final class OptimizerTests: XCTestCase {
@@ -29,11 +30,11 @@ final class OptimizerTests: XCTestCase {
             var worst = 0.0
             for t in 0..<5 {
                 optimizer.zeroGrad()
-                p0.grad = fixture["grad/\(t)/p0"].values
-                p1.grad = fixture["grad/\(t)/p1"].values
+                p0.grad = fixture["grad/\(t)/p0"].floats
+                p1.grad = fixture["grad/\(t)/p1"].floats
                 optimizer.step()
-                worst = max(worst, assertClose(p0.data, fixture["\(name)/\(t)/p0"].values, tolerance: 1e-5, "\(name) step \(t) p0"))
-                worst = max(worst, assertClose(p1.data, fixture["\(name)/\(t)/p1"].values, tolerance: 1e-5, "\(name) step \(t) p1"))
+                worst = max(worst, assertClose(p0.data, fixture["\(name)/\(t)/p0"].floats, tolerance: 1e-5, "\(name) step \(t) p0"))
+                worst = max(worst, assertClose(p1.data, fixture["\(name)/\(t)/p1"].floats, tolerance: 1e-5, "\(name) step \(t) p1"))
             }
             print("optimizer \(name): worst trajectory rel err over 5 steps \(worst)")
         }
@@ -50,12 +51,12 @@ final class OptimizerTests: XCTestCase {
                     optimizer = makeOptimizer(name, [p0, p1])
                     try optimizer.loadStateDict(saved)
                 }
-                p0.grad = fixture["grad/\(t)/p0"].values
-                p1.grad = fixture["grad/\(t)/p1"].values
+                p0.grad = fixture["grad/\(t)/p0"].floats
+                p1.grad = fixture["grad/\(t)/p1"].floats
                 optimizer.step()
             }
-            assertClose(p0.data, fixture["\(name)/4/p0"].values, tolerance: 1e-5, "\(name) after restore p0")
-            assertClose(p1.data, fixture["\(name)/4/p1"].values, tolerance: 1e-5, "\(name) after restore p1")
+            assertClose(p0.data, fixture["\(name)/4/p0"].floats, tolerance: 1e-5, "\(name) after restore p0")
+            assertClose(p1.data, fixture["\(name)/4/p1"].floats, tolerance: 1e-5, "\(name) after restore p1")
         }
         XCTAssertThrowsError(try Adam(parameters: [Tensor(shape: [3], repeating: 0, requiresGrad: true)]).loadStateDict(StateDict()))
     }

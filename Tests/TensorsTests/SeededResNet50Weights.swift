@@ -1,14 +1,13 @@
 // SeededResNet50Weights.swift — torchvision's full ResNet-50 state dict (320 tensors, 25.6 M values) drawn from
 // SplitMix64, value for value what Tests/TorchFixtureScripts/make_seeded_resnet50_fixture.py draws in numpy: the
 // full-size parity test needs no 100 MB file. The recipe is in that script's docstring; change both together.
-import DataPipeline
 import Foundation
+import SeededRandom
 import Tensors
 import WeightFiles
 
-/// The generator of the draw (the only place it is named). SplitMix64 because its i-th output depends only on
-/// seed + i·gamma, so numpy can draw millions of them at once and reproduce the stream exactly.
-typealias SeededDrawGenerator = SplitMix64
+// The draw uses SplitMix64 because its i-th output depends only on seed + i·gamma, so numpy can draw millions of
+// them at once and reproduce the stream exactly.
 
 enum SeededResNet50 {
     static let weightSeed: UInt64 = 50
@@ -18,14 +17,14 @@ enum SeededResNet50 {
     /// (u − 0.5)·width + center in Float for the next draw, u = (z >> 40)·2⁻²⁴ in [0, 1). u − 0.5 is exact, so
     /// the value takes one or two correctly rounded Float operations, as numpy's float32 arithmetic does.
     @inline(__always)
-    static func centered(_ generator: inout SeededDrawGenerator, width: Float, center: Float) -> Float {
+    static func centered(_ generator: inout SplitMix64, width: Float, center: Float) -> Float {
         let u = Float(generator.next() >> 40) * 0x1p-24
         let scaled = (u - 0.5) * width
         return center == 0 ? scaled : scaled + center
     }
 
     /// `count` consecutive values of one stream.
-    static func values(_ generator: inout SeededDrawGenerator, count: Int, width: Float, center: Float = 0) -> [Float] {
+    static func values(_ generator: inout SplitMix64, count: Int, width: Float, center: Float = 0) -> [Float] {
         [Float](unsafeUninitializedCapacity: count) { out, initialized in
             for i in 0..<count { out[i] = centered(&generator, width: width, center: center) }
             initialized = count
@@ -46,7 +45,7 @@ enum SeededResNet50 {
 
     /// The drawn state dict: float32 tensors, `num_batches_tracked` int64, in torchvision's key order.
     static func stateDict() throws -> WeightFiles.StateDict {
-        var generator = SeededDrawGenerator(seed: weightSeed)
+        var generator = SplitMix64(seed: weightSeed)
         var entries: [(String, WeightTensor)] = []
         for (key, shape) in try torchvisionKeys() {
             let count = shape.reduce(1, *)
@@ -79,13 +78,13 @@ enum SeededResNet50 {
 
     /// Two images, (2, 3, 224, 224), in [-1.75, 2.25): the range of ImageNet-normalised pixels.
     static func input() -> Tensor {
-        var generator = SeededDrawGenerator(seed: inputSeed)
+        var generator = SplitMix64(seed: inputSeed)
         return Tensor(shape: [2, 3, 224, 224], data: values(&generator, count: 2 * 3 * 224 * 224, width: 4, center: 0.25))
     }
 
     /// The cotangent of the training-mode backward, (2, 2048) in [-1, 1).
     static func cotangent() -> [Float] {
-        var generator = SeededDrawGenerator(seed: cotangentSeed)
+        var generator = SplitMix64(seed: cotangentSeed)
         return values(&generator, count: 2 * 2048, width: 2)
     }
 }

@@ -3,11 +3,12 @@
 import Foundation
 import NN
 import Tensors
+import WeightFiles
 import XCTest
 
-/// A fixture file: named float32 tensors.
+/// A fixture file: named float32 tensors (as weight-file tensors, so a prefix of them is a state dict).
 struct Fixture {
-    let entries: [String: NamedTensor]
+    let entries: [String: WeightTensor]
     let order: [String]
 
     /// Reads `Fixtures/<name>.rnfx` from the test bundle.
@@ -30,7 +31,7 @@ struct Fixture {
         offset = 4
         guard try u32() == 1 else { throw FixtureError("\(url.lastPathComponent): unknown version") }
         let count = try u32()
-        var entries: [String: NamedTensor] = [:]
+        var entries: [String: WeightTensor] = [:]
         var order: [String] = []
         for _ in 0..<count {
             let nameLength = try u32()
@@ -49,14 +50,14 @@ struct Fixture {
                 initialized = n
             }
             offset += 4 * n
-            entries[name] = NamedTensor(shape: shape, values: values)
+            entries[name] = WeightTensor(shape: shape, floats: values)
             order.append(name)
         }
         self.entries = entries
         self.order = order
     }
 
-    subscript(_ name: String) -> NamedTensor {
+    subscript(_ name: String) -> WeightTensor {
         guard let entry = entries[name] else { fatalError("fixture has no entry \(name)") }
         return entry
     }
@@ -64,7 +65,7 @@ struct Fixture {
     /// A tensor of the entry `name`.
     func tensor(_ name: String, requiresGrad: Bool = false) -> Tensor {
         let e = self[name]
-        return Tensor(shape: e.shape, data: e.values, requiresGrad: requiresGrad)
+        return Tensor(shape: e.shape, data: e.floats, requiresGrad: requiresGrad)
     }
 
     /// The entries under `prefix` (prefix removed) as a state dict, in file order.
@@ -73,7 +74,7 @@ struct Fixture {
     }
 
     /// Integer values of an entry (labels, settings).
-    func ints(_ name: String) -> [Int] { self[name].values.map { Int($0) } }
+    func ints(_ name: String) -> [Int] { self[name].floats.map { Int($0) } }
 }
 
 struct FixtureError: Error, CustomStringConvertible {

@@ -45,7 +45,7 @@ final class InferenceTests: XCTestCase {
         var state = model.stateDict()
         func set(_ key: String, _ values: (Int) -> Float) {
             let t = state[key]!
-            state[key] = NamedTensor(shape: t.shape, values: (0 ..< t.values.count).map(values))
+            state[key] = WeightTensor(shape: t.shape, floats: (0 ..< t.count).map(values))
         }
         let features = model.backbone.featureCount
         set("meta_net.0.weight") { $0 == 0 ? 1 : 0 }  // hidden 0 = num_person (column 0 of row 0)
@@ -60,7 +60,7 @@ final class InferenceTests: XCTestCase {
         var metadata = ["meta_dim": "84", "max_boxes": "10", "backbone": "bottleneck layers=2,1,1,1 stem=8 widths=4,8,8,16"]
         metadata["threshold"] = threshold
         let url = folder.appendingPathComponent("known.safetensors")
-        try SafetensorsFile.save(model.weightFileStateDict(), metadata: metadata, to: url)
+        try SafetensorsFile.save(model.stateDict(), metadata: metadata, to: url)
         return url
     }
 

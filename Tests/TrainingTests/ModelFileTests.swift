@@ -22,7 +22,7 @@ final class ModelFileTests: XCTestCase {
         for (key, value) in metadata { merged[key] = value }
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("rnf-modelfile-\(UUID().uuidString).safetensors")
         defer { try? FileManager.default.removeItem(at: url) }
-        try SafetensorsFile.save(model.weightFileStateDict(), metadata: merged, to: url)
+        try SafetensorsFile.save(model.stateDict(), metadata: merged, to: url)
         return try Data(contentsOf: url)
     }
 
@@ -103,7 +103,7 @@ final class ModelFileTests: XCTestCase {
             let model = FusionModel(metaDim: 20, backbone: ResNet(config: backbone, generator: RandomGenerator(seed: 1)))
             let url = FileManager.default.temporaryDirectory.appendingPathComponent("rnf-modelfile-\(UUID().uuidString).safetensors")
             defer { try? FileManager.default.removeItem(at: url) }
-            try SafetensorsFile.save(model.weightFileStateDict(), metadata: ["meta_dim": "20", "max_boxes": "2", "backbone": text], to: url)
+            try SafetensorsFile.save(model.stateDict(), metadata: ["meta_dim": "20", "max_boxes": "2", "backbone": text], to: url)
             XCTAssertNoThrow(try TrainedModel.load(data: try Data(contentsOf: url), name: "m.safetensors"), text)
         }
     }

@@ -296,7 +296,7 @@ final class RunOutputsTests: XCTestCase {
         assertClose(try weights(full.files.last), try weights(resumed.files.last), tolerance: 1e-5)
         XCTAssertEqual(resumed.records.map(\.learningRate), full.records.map(\.learningRate))
         XCTAssertNotEqual(try weights(full.files.last)["backbone.conv1.weight"],
-                          ResNet(config: .narrow(numClasses: nil), generator: RandomGenerator(seed: o.seed)).stateDict()["conv1.weight"]?.values)
+                          ResNet(config: .narrow(numClasses: nil), generator: RandomGenerator(seed: o.seed)).stateDict()["conv1.weight"]?.floats)
     }
 
     /// A checkpoint from different flags or data, a finished run, or a file that is not a checkpoint: one line

@@ -138,10 +138,10 @@ final class TrainEndToEndTests: XCTestCase {
         XCTAssertEqual(lines, ["started", "epoch 1/1", "finished"])
         let state = result.model.stateDict()
         let fresh = ResNet(config: .narrow(numClasses: nil), generator: RandomGenerator(seed: 7)).stateDict()
-        XCTAssertEqual(state["backbone.conv1.weight"]?.values, fresh["conv1.weight"]?.values, "frozen weights must not move")
-        XCTAssertNotEqual(state["backbone.bn1.running_mean"]?.values, fresh["bn1.running_mean"]?.values,
+        XCTAssertEqual(state["backbone.conv1.weight"]?.floats, fresh["conv1.weight"]?.floats, "frozen weights must not move")
+        XCTAssertNotEqual(state["backbone.bn1.running_mean"]?.floats, fresh["bn1.running_mean"]?.floats,
                           "BatchNorm in training mode updates its running mean")
-        XCTAssertEqual(state["backbone.bn1.num_batches_tracked"]?.values, [1], "8 training frames at batch 8: one batch")
+        XCTAssertEqual(state["backbone.bn1.num_batches_tracked"]?.floats, [1], "8 training frames at batch 8: one batch")
     }
 
     /// Without --freeze-backbone everything trains.
@@ -151,7 +151,7 @@ final class TrainEndToEndTests: XCTestCase {
         XCTAssertEqual(lines, ["started", "epoch 1/1", "finished"])
         XCTAssertTrue(result.records[0].training.loss.isFinite)
         let fresh = ResNet(config: .narrow(numClasses: nil), generator: RandomGenerator(seed: 7)).stateDict()
-        XCTAssertNotEqual(result.model.stateDict()["backbone.conv1.weight"]?.values, fresh["conv1.weight"]?.values)
+        XCTAssertNotEqual(result.model.stateDict()["backbone.conv1.weight"]?.floats, fresh["conv1.weight"]?.floats)
     }
 
     func testErrorsNameTheProblemAndLeaveNoModelFile() throws {

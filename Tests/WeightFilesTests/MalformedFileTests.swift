@@ -1,4 +1,5 @@
 import Foundation
+import SeededRandom
 import XCTest
 import WeightFiles
 
@@ -120,7 +121,7 @@ final class MalformedFileTests: XCTestCase {
     func testMutatedZipNeverCrash() throws {
         let original = [UInt8](try Data(contentsOf: Fixtures.url("checkpoint.pth")))
         let centralStart = original.count - 22 - 46 * 12   // roughly: the directory of ~12 records
-        var rng = SeededGenerator(seed: 3)
+        var rng = SplitMix64(seed: 3)
         var failures = 0
         for round in 0..<3000 {
             var bytes = original
@@ -148,7 +149,7 @@ final class MalformedFileTests: XCTestCase {
     func testMutatedSafetensorsNeverCrash() throws {
         let original = [UInt8](try Data(contentsOf: Fixtures.url("reference.safetensors")))
         let headerEnd = 8 + Int(original[0]) + Int(original[1]) << 8
-        var rng = SeededGenerator(seed: 11)
+        var rng = SplitMix64(seed: 11)
         var failures = 0
         for _ in 0..<3000 {
             var bytes = original
@@ -177,12 +178,12 @@ final class MalformedFileTests: XCTestCase {
     /// `WeightFileError` or a successful load, never a crash or a hang. 3000 seeded mutations.
     func testMutatedPicklesNeverCrash() throws {
         let original = try Data(contentsOf: Fixtures.url("small_state.pth"))
-        let entries = TestZip.entries(original)
+        let entries = try ZipArchive.storedEntries(of: original, name: "small_state.pth")
         let pickleIndex = try XCTUnwrap(entries.firstIndex { $0.0.hasSuffix("/data.pkl") })
         // The rebuilt zip, unmutated, loads like the original (the harness itself works).
-        XCTAssertEqual(try TorchCheckpoint.load(data: TestZip.archive(entries), name: "rebuilt.pth").stateDict,
+        XCTAssertEqual(try TorchCheckpoint.load(data: ZipWriter.archive(entries), name: "rebuilt.pth").stateDict,
                        try TorchCheckpoint.load(data: original, name: "original.pth").stateDict)
-        var rng = SeededGenerator(seed: 7)
+        var rng = SplitMix64(seed: 7)
         var failures = 0
         for _ in 0..<3000 {
             var pickle = [UInt8](entries[pickleIndex].1)
@@ -199,7 +200,7 @@ final class MalformedFileTests: XCTestCase {
             var mutated = entries
             mutated[pickleIndex].1 = Data(pickle)
             do {
-                _ = try TorchCheckpoint.load(data: TestZip.archive(mutated), name: "mutated.pth")
+                _ = try TorchCheckpoint.load(data: ZipWriter.archive(mutated), name: "mutated.pth")
             } catch let error as WeightFileError {
                 XCTAssertTrue(error.description.hasPrefix("mutated.pth: "))
                 XCTAssertFalse(error.description.contains("\n"))

@@ -1,4 +1,5 @@
 import Foundation
+import SeededRandom
 import XCTest
 import WeightFiles
 
@@ -14,7 +15,7 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testRoundTripOfRandomTensorsInEveryDtype() throws {
-        var rng = SeededGenerator(seed: 42)
+        var rng = SplitMix64(seed: 42)
         func floats(_ n: Int) -> [Float] { (0..<n).map { _ in Float.random(in: -3...3, using: &rng) } }
         var sd = StateDict()
         sd["conv.weight"] = WeightTensor(shape: [4, 3, 3, 3], floats: floats(108))

@@ -1,4 +1,5 @@
 import Foundation
+import SeededRandom
 import XCTest
 import WeightFiles
 
@@ -92,79 +93,6 @@ func assertWeightFileError<T>(_ body: @autoclosure () throws -> T, file url: URL
     }
 }
 
-/// A deterministic generator for test data (SplitMix64).
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-/// A minimal zip reader and writer for well-formed test archives (stored entries), used to rebuild a
-/// torch file around a mutated data.pkl.
-enum TestZip {
-    static func entries(_ data: Data) -> [(String, Data)] {
-        // Through the central directory: torch writes sizes there (its local headers defer them to
-        // data descriptors). Assumes no archive comment.
-        let bytes = [UInt8](data)
-        func u16(_ o: Int) -> Int { Int(bytes[o]) | Int(bytes[o + 1]) << 8 }
-        func u32(_ o: Int) -> Int { u16(o) | u16(o + 2) << 16 }
-        let end = bytes.count - 22
-        var o = u32(end + 16)
-        var out: [(String, Data)] = []
-        for _ in 0..<u16(end + 10) {
-            let size = u32(o + 20), nameLength = u16(o + 28), extraLength = u16(o + 30), commentLength = u16(o + 32)
-            let name = String(decoding: bytes[(o + 46)..<(o + 46 + nameLength)], as: UTF8.self)
-            let local = u32(o + 42)
-            let start = local + 30 + u16(local + 26) + u16(local + 28)
-            out.append((name, Data(bytes[start..<(start + size)])))
-            o += 46 + nameLength + extraLength + commentLength
-        }
-        return out
-    }
-
-    static func archive(_ entries: [(String, Data)]) -> Data {
-        var out = Data()
-        var central = Data()
-        func le16(_ v: Int, _ d: inout Data) { d.append(UInt8(v & 0xFF)); d.append(UInt8(v >> 8 & 0xFF)) }
-        func le32(_ v: Int, _ d: inout Data) { le16(v & 0xFFFF, &d); le16(v >> 16 & 0xFFFF, &d) }
-        for (name, content) in entries {
-            let offset = out.count
-            let crc = Int(testCRC32(content))
-            let nameBytes = Data(name.utf8)
-            le32(0x0403_4B50, &out); le16(20, &out); le16(0, &out); le16(0, &out); le32(0, &out)
-            le32(crc, &out); le32(content.count, &out); le32(content.count, &out)
-            le16(nameBytes.count, &out); le16(0, &out); out.append(nameBytes); out.append(content)
-            le32(0x0201_4B50, &central); le16(20, &central); le16(20, &central); le16(0, &central); le16(0, &central)
-            le32(0, &central); le32(crc, &central); le32(content.count, &central); le32(content.count, &central)
-            le16(nameBytes.count, &central); le16(0, &central); le16(0, &central); le16(0, &central); le16(0, &central)
-            le32(0, &central); le32(offset, &central); central.append(nameBytes)
-        }
-        let centralOffset = out.count
-        out.append(central)
-        le32(0x0605_4B50, &out); le16(0, &out); le16(0, &out); le16(entries.count, &out); le16(entries.count, &out)
-        le32(central.count, &out); le32(centralOffset, &out); le16(0, &out)
-        return out
-    }
-
-    private static let crcTable: [UInt32] = (0..<256).map { n -> UInt32 in
-        var c = UInt32(n)
-        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-        return c
-    }
-
-    static func testCRC32(_ data: Data) -> UInt32 {
-        var c: UInt32 = 0xFFFF_FFFF
-        for byte in data { c = crcTable[Int((c ^ UInt32(byte)) & 0xFF)] ^ (c >> 8) }
-        return c ^ 0xFFFF_FFFF
-    }
-}
-
 /// Hand-written pickles for malformed-input tests: opcodes as torch.save emits them (protocol 2).
 enum Pickle {
     static let proto2: [UInt8] = [0x80, 0x02]
@@ -223,8 +151,9 @@ enum Pickle {
 
     /// A torch.save-style zip: `archive/data.pkl` plus `archive/data/<key>` records.
     static func torchZip(_ pickle: [UInt8], storages: [(String, [UInt8])] = []) -> Data {
-        TestZip.archive([("archive/data.pkl", Data(pickle)), ("archive/byteorder", Data("little".utf8))]
-                        + storages.map { ("archive/data/" + $0.0, Data($0.1)) })
+        let entries: [(name: String, content: Data)] = [("archive/data.pkl", Data(pickle)), ("archive/byteorder", Data("little".utf8))]
+            + storages.map { (name: "archive/data/" + $0.0, content: Data($0.1)) }
+        return try! ZipWriter.archive(entries)
     }
 
     static func le32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) } }

@@ -44,7 +44,7 @@ private let template: Template = {
     // The real writer, through a temporary file; then split into header and body.
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("modelfile-template-\(getpid()).safetensors")
     do {
-        try SafetensorsFile.save(model.weightFileStateDict(), to: url)
+        try SafetensorsFile.save(model.stateDict(), to: url)
     } catch { fatalError("writing the template: \(error)") }
     defer { try? FileManager.default.removeItem(at: url) }
     guard let bytes = try? Data(contentsOf: url), bytes.count >= 8 else { fatalError("reading the template") }
@@ -101,7 +101,7 @@ private func check(_ data: Data) {
         if let threshold = trained.threshold, !(threshold.isFinite && (0 ... 1).contains(threshold)) {
             fatalError("loaded threshold \(threshold)")
         }
-        for (key, tensor) in trained.model.stateDict() where !tensor.values.allSatisfy({ $0.isFinite }) {
+        for (key, tensor) in trained.model.stateDict() where !tensor.allFinite {
             fatalError("loaded a non-finite value in \(key)")
         }
     } catch let error as TrainingError {

@@ -19,12 +19,12 @@ private func storageRecords() -> [(String, Data)] {
 }
 
 private func wrapAsPickle(_ pickle: Data) -> Data? {
-    var zip = ZipWriter(folder: "archive")
+    var zip = ZipWriter()
     var archive = Data()
     do {
-        try zip.add("data.pkl", pickle) { archive.append($0) }
-        try zip.add("byteorder", Data("little".utf8)) { archive.append($0) }
-        for (name, bytes) in storageRecords() { try zip.add(name, bytes) { archive.append($0) } }
+        try zip.add("archive/data.pkl", pickle) { archive.append($0) }
+        try zip.add("archive/byteorder", Data("little".utf8)) { archive.append($0) }
+        for (name, bytes) in storageRecords() { try zip.add("archive/" + name, bytes) { archive.append($0) } }
         try zip.finish { archive.append($0) }
     } catch {
         return nil
