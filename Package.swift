@@ -107,7 +107,7 @@ let package = Package(
         // The convolution shapes of ResNet-50, shared by the kernel tests and the kernel benchmarks.
         .target(name: "ResNetShapes", swiftSettings: swiftFlags),
         .executableTarget(name: "KernelBenchmarks",
-                          dependencies: ["CPUFeatures", "CKernels", "CKernelsReference", "ResNetShapes",
+                          dependencies: ["CPUFeatures", "CKernels", "CKernelsReference", "ResNetShapes", "SeededRandom",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Benchmarks/KernelBenchmarks", swiftSettings: swiftFlags),
         .testTarget(name: "CKernelsTests", dependencies: ["CPUFeatures", "CKernels", "CKernelsReference", "ResNetShapes", "SeededRandom"],

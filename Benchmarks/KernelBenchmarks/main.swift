@@ -10,6 +10,7 @@ import CKernelsReference
 import CPUFeatures
 import Foundation
 import ResNetShapes
+import SeededRandom
 
 // The kernels are compiled for x86-64-v3: on an older CPU, one line and status 1 instead of SIGILL.
 cpu_features_require_x86_64_v3("bench-kernels")
@@ -72,11 +73,8 @@ func check(_ status: Int32, _ what: String) {
 
 func filled(_ count: Int, seed: UInt64) -> UnsafeMutablePointer<Float> {
     let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
-    var state = seed
-    for i in 0..<count {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        p[i] = Float(Int32(truncatingIfNeeded: state >> 32)) / Float(Int32.max)
-    }
+    var generator = SplitMix64(seed: seed)
+    for i in 0..<count { p[i] = generator.uniform(-1, 1) }
     return p
 }
 

@@ -49,23 +49,25 @@ public struct LabelsTable: Sendable {
     ///     the file is read.
     ///   - checkImages: read each image's JPEG header now so a bad file is reported with its row before
     ///     training starts.
-    public init(csvURL: URL, imagesDirectory: URL, maxBoxes: Int, checkImages: Bool = true) throws {
+    ///   - labelsOptional: a file without the label column is read with every label 0 (new frames to predict).
+    public init(csvURL: URL, imagesDirectory: URL, maxBoxes: Int, checkImages: Bool = true,
+                labelsOptional: Bool = false) throws {
         try BoxEncoding.validateMaxBoxes(maxBoxes)
         let data: Data
         do { data = try RegularFile.read(csvURL) } catch {
             throw DataError.fileAccess(path: csvURL.path, reason: "cannot read: \(error.localizedDescription)")
         }
         try self.init(csvData: data, csvName: csvURL.path, imagesDirectory: imagesDirectory, maxBoxes: maxBoxes,
-                      checkImages: checkImages)
+                      checkImages: checkImages, labelsOptional: labelsOptional)
     }
 
     /// Same as `init(csvURL:…)` on CSV bytes already in memory.
     /// - Parameter csvName: how errors name the file (its path when read from disk).
     public init(csvData: Data, csvName: String = "labels.csv", imagesDirectory: URL, maxBoxes: Int,
-                checkImages: Bool = true) throws {
+                checkImages: Bool = true, labelsOptional: Bool = false) throws {
         do {
             try self.init(parsing: csvData, csvName: csvName, findImage: ImageFinder(directory: imagesDirectory).find,
-                          maxBoxes: maxBoxes, checkImages: checkImages)
+                          maxBoxes: maxBoxes, checkImages: checkImages, labelsOptional: labelsOptional)
         } catch let error as DataError {
             throw error.located(in: csvName)
         }
@@ -76,14 +78,14 @@ public struct LabelsTable: Sendable {
     init(csvData: Data, csvName: String, maxBoxes: Int, findImage: (String) -> ImageFinder.Result) throws {
         do {
             try self.init(parsing: csvData, csvName: csvName, findImage: findImage, maxBoxes: maxBoxes,
-                          checkImages: false)
+                          checkImages: false, labelsOptional: false)
         } catch let error as DataError {
             throw error.located(in: csvName)
         }
     }
 
     private init(parsing csvData: Data, csvName: String, findImage: (String) -> ImageFinder.Result, maxBoxes: Int,
-                 checkImages: Bool) throws {
+                 checkImages: Bool, labelsOptional: Bool) throws {
         // Before anything is sized by it (a metadata row holds 4 + 8·maxBoxes floats).
         try BoxEncoding.validateMaxBoxes(maxBoxes)
         guard let metaDim = BoxEncoding.metaDim(maxBoxes: maxBoxes) else { preconditionFailure("validated above") }
@@ -99,7 +101,9 @@ public struct LabelsTable: Sendable {
         let names = records[headerIndex].fields.map { $0.trimmingCharacters(in: .whitespaces) }
         var column: [String: Int] = [:]
         for (i, n) in names.enumerated() where column[n] == nil { column[n] = i }
-        let missing = Self.requiredColumns.filter { column[$0] == nil }
+        let labelCol = "interesting/not interesting"
+        let labelsAbsent = labelsOptional && column[labelCol] == nil
+        let missing = Self.requiredColumns.filter { column[$0] == nil && !(labelsAbsent && $0 == labelCol) }
         if !missing.isEmpty { throw DataError.missingColumns(missing: missing, found: names) }
         // pandas would silently read the first of two same-named columns; which one the user meant is a guess.
         for required in Self.requiredColumns {
@@ -121,8 +125,7 @@ public struct LabelsTable: Sendable {
         }
         if rows.isEmpty { throw DataError.noSamples(path: csvName) }
 
-        let labelCol = "interesting/not interesting"
-        let labelCells = rows.map { $0.fields[col(labelCol)] }
+        let labelCells = labelsAbsent ? rows.map { _ in "0" } : rows.map { $0.fields[col(labelCol)] }
         // pandas reads an all-numeric column as numbers (then `int(v) == 1`), otherwise as strings.
         let numericLabels = labelCells.allSatisfy { Self.pythonFloat($0) != nil }
 
@@ -140,8 +143,8 @@ public struct LabelsTable: Sendable {
             if let first = seen[name] { throw DataError.duplicateImage(row: number, name: name, firstRow: first) }
             seen[name] = number
 
-            let rawLabel = fields[col(labelCol)]
-            let label = try Self.parseLabel(rawLabel, numericColumn: numericLabels, row: number, column: labelCol)
+            let label = labelsAbsent ? 0
+                : try Self.parseLabel(fields[col(labelCol)], numericColumn: numericLabels, row: number, column: labelCol)
 
             var metadata = [Float]()
             metadata.reserveCapacity(metaDim)

@@ -66,7 +66,7 @@ struct Predict: ParsableCommand {
             let scores = try Inference(options: options).score(requireLabels: false)
             try writePredictions(scores, to: URL(fileURLWithPath: out))
             note(throughput(scores))
-            note(String(format: "Threshold %.3f (%@): %d of %d predicted interesting", scores.threshold, scores.thresholdSource,
+            note(String(format: "Threshold %.3f (%@): %d of %d predicted interesting", scores.threshold, scores.thresholdSource.description(naming: flag),
                         scores.probabilities.filter { $0 >= scores.threshold }.count, scores.names.count))
             print("Saved: \(out)")
         }
@@ -95,8 +95,8 @@ struct Evaluate: ParsableCommand {
             options.split = split
             let scores = try Inference(options: options).score(requireLabels: true)
             note(throughput(scores))
-            print("Model: \(input.model) (threshold \(String(format: "%.3f", scores.threshold)), \(scores.thresholdSource)); rows: \(split.rawValue)")
-            print(EvaluationReport(scores: scores).text, terminator: "")
+            print("Model: \(input.model) (threshold \(String(format: "%.3f", scores.threshold)), \(scores.thresholdSource.description(naming: flag))); rows: \(split.rawValue)")
+            print(EvaluationReport(scores: scores).text(naming: flag), terminator: "")
         }
     }
 }

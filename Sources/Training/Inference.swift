@@ -46,11 +46,30 @@ public struct Scores: Sendable {
     public let probabilities: [Double]
     /// Cross-entropy of each image's label (meaningful only with real labels).
     public let losses: [Double]
-    /// The decision threshold in force and where it came from ("stored in the model", "--threshold", "0.5").
+    /// The decision threshold in force and where it came from.
     public let threshold: Double
-    public let thresholdSource: String
+    public let thresholdSource: ThresholdSource
     public let seconds: Double
     public let featuresReused: Int
+}
+
+/// Where the decision threshold in force came from.
+public enum ThresholdSource: Sendable, Equatable {
+    /// `InferenceOptions.threshold`.
+    case option
+    /// The threshold training tuned and stored in the model file.
+    case model
+    /// 0.5, because the model file stores none.
+    case defaultHalf
+
+    /// The source in a sentence, the option named by `naming`.
+    public func description(naming: (InvalidOption.Name) -> String) -> String {
+        switch self {
+        case .option: return naming(.threshold)
+        case .model: return "stored in the model"
+        case .defaultHalf: return "0.5: the model stores none"
+        }
+    }
 }
 
 /// Runs a trained model file on images: what `resnet50 predict` and `resnet50 evaluate` share.
@@ -117,13 +136,13 @@ public final class Inference {
             throw TrainingError("\(samples[bad].imageURL.path): the model's score is not a number; "
                 + "\(probabilities.filter { !$0.isFinite }.count) of \(count) images are affected")
         }
-        let threshold: (Double, String)
+        let threshold: (Double, ThresholdSource)
         if let t = options.threshold {
-            threshold = (t, "--threshold")
+            threshold = (t, .option)
         } else if let t = trained.threshold {
-            threshold = (t, "stored in the model")
+            threshold = (t, .model)
         } else {
-            threshold = (0.5, "0.5: the model stores none")
+            threshold = (0.5, .defaultHalf)
         }
         return Scores(names: samples.map(\.imageName), labels: samples.map(\.label), probabilities: probabilities,
                       losses: losses, threshold: threshold.0, thresholdSource: threshold.1,
@@ -166,42 +185,15 @@ public final class Inference {
             guard !names.isEmpty else {
                 throw OptionNamingError { name in "\(name(.imagesDirectory)) \(folder.path): no .jpg, .jpeg or .png files" }
             }
-            warn("No --csv-path: detector metadata is all zeros for the \(names.count) images of \(folder.path)")
+            warn("No labels CSV: detector metadata is all zeros for the \(names.count) images of \(folder.path)")
             let csv = try csvText(header: LabelsTable.requiredColumns, rows: names.map { [$0, "0", "0", "0", "0", "0", ""] })
             return try LabelsTable(csvData: Data(csv.utf8), csvName: "(the images of \(folder.path))",
                                    imagesDirectory: folder, maxBoxes: maxBoxes)
         }
         try InvalidOption.requireReadableFile(csvPath, .csvPath, of: "InferenceOptions")
-        let url = URL(fileURLWithPath: csvPath)
-        do {
-            return try LabelsTable(csvURL: url, imagesDirectory: folder, maxBoxes: maxBoxes)
-        } catch let error as DataError {
-            guard !requireLabels, case .missingColumns(let missing, _) = error.unlocated,
-                  missing == ["interesting/not interesting"] else { throw error }
-            // New frames have no label: read them as labelled 0 (predictions do not use it).
-            let data = try Data(contentsOf: url)
-            return try LabelsTable(csvData: Self.addingLabelColumn(data), csvName: csvPath, imagesDirectory: folder,
-                                   maxBoxes: maxBoxes)
-        }
-    }
-
-    /// The CSV with a first column `interesting/not interesting` (0 on every data row): records are found with
-    /// RFC 4180's rule (a line break inside double quotes belongs to the field). Blank lines stay blank.
-    static func addingLabelColumn(_ data: Data) -> Data {
-        var bytes = [UInt8](data)
-        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
-        var out = [UInt8]("\"interesting/not interesting\",".utf8)
-        var inQuotes = false, atRecordStart = false
-        for (i, byte) in bytes.enumerated() {
-            if atRecordStart {
-                atRecordStart = false
-                if byte != 0x0A && byte != 0x0D { out += Array("0,".utf8) }
-            }
-            out.append(byte)
-            if byte == 0x22 { inQuotes.toggle() }
-            if byte == 0x0A && !inQuotes && i + 1 < bytes.count { atRecordStart = true }
-        }
-        return Data(out)
+        // New frames have no label: without the label column they are read as labelled 0 (predictions do not use it).
+        return try LabelsTable(csvURL: URL(fileURLWithPath: csvPath), imagesDirectory: folder, maxBoxes: maxBoxes,
+                               labelsOptional: !requireLabels)
     }
 }
 
@@ -229,8 +221,8 @@ public struct EvaluationReport: Sendable {
         averagePrecision = Training.averagePrecision(scores: scores.probabilities, labels: scores.labels)
     }
 
-    /// The report as printed: one block, fixed columns.
-    public var text: String {
+    /// The report as printed: one block, fixed columns; options named by `naming`.
+    public func text(naming: (InvalidOption.Name) -> String) -> String {
         func f(_ v: Double) -> String { String(format: "%.3f", v) }
         func row(_ name: String, _ t: Double, _ c: BinaryConfusion) -> String {
             name.padding(toLength: 22, withPad: " ", startingAt: 0)
@@ -242,7 +234,7 @@ public struct EvaluationReport: Sendable {
         var s = "Images: \(scores.labels.count) (\(positives) interesting)\n"
         s += "Loss: \(String(format: "%.4f", loss))\n"
         s += "                      threshold  accuracy   precision  recall     F1\n"
-        s += row(scores.thresholdSource == "--threshold" ? "--threshold" : "stored threshold", scores.threshold, atThreshold)
+        s += row(scores.thresholdSource == .option ? naming(.threshold) : "stored threshold", scores.threshold, atThreshold)
         s += row("0.5 (argmax)", 0.5, atHalf)
         s += "Confusion matrix at threshold \(f(scores.threshold)) (rows: true class, columns: predicted)\n"
         s += "              predicted 0  predicted 1\n"

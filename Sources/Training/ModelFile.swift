@@ -120,33 +120,44 @@ public struct TrainedModel {
     public let metadata: [String: String]
 
     /// Loads and checks a model written by `resnet50 train`.
-    /// - Throws: `TrainingError` naming the file and what is wrong.
+    /// - Throws: an error naming the file and what is wrong.
     public static func load(_ url: URL) throws -> TrainedModel {
         guard FileManager.default.isReadableFile(atPath: url.path) else {
-            throw TrainingError("--model \(url.path): no such readable file")
+            throw modelFileError(url.path, "no such readable file")
         }
         let file: SafetensorsFile
-        do { file = try SafetensorsFile.load(from: url) } catch { throw TrainingError("--model \(error)") }
+        do { file = try SafetensorsFile.load(from: url) } catch { throw modelFileError(error) }
         return try load(file, name: url.path)
     }
 
     /// Loads and checks a model file already in memory (the `modelfile` fuzz target's entry point); `name` stands
     /// for the path in error messages.
-    /// - Throws: `TrainingError` naming `name` and what is wrong.
+    /// - Throws: an error naming `name` and what is wrong.
     public static func load(data: Data, name: String) throws -> TrainedModel {
         let file: SafetensorsFile
-        do { file = try SafetensorsFile.load(data: data, name: name) } catch { throw TrainingError("--model \(error)") }
+        do { file = try SafetensorsFile.load(data: data, name: name) } catch { throw modelFileError(error) }
         return try load(file, name: name)
+    }
+
+    /// An error about the model file `name`; the command line puts the flag that named the file in front (`--model`).
+    private static func modelFileError(_ name: String, _ problem: String) -> OptionNamingError {
+        OptionNamingError { option in "\(option(.modelPath)) \(name): \(problem)" }
+    }
+
+    /// A safetensors reader's error, which names the file itself.
+    private static func modelFileError(_ error: Error) -> OptionNamingError {
+        let description = "\(error)"
+        return OptionNamingError { option in "\(option(.modelPath)) \(description)" }
     }
 
     /// The checks after the safetensors parse: metadata, backbone, strict state-dict load, finite weights.
     private static func load(_ file: SafetensorsFile, name: String) throws -> TrainedModel {
         let m = file.metadata
         guard let metaDim = m["meta_dim"].flatMap(Int.init), let maxBoxes = m["max_boxes"].flatMap(Int.init) else {
-            throw TrainingError("--model \(name): not a resnet50 model (metadata meta_dim or max_boxes missing)")
+            throw modelFileError(name, "not a resnet50 model (metadata meta_dim or max_boxes missing)")
         }
         guard (0 ... BoxEncoding.maxBoxesLimit).contains(maxBoxes), metaDim == BoxEncoding.metaDim(maxBoxes: maxBoxes) else {
-            throw TrainingError("--model \(name): metadata max_boxes \(maxBoxes) and meta_dim \(metaDim) do not fit "
+            throw modelFileError(name, "metadata max_boxes \(maxBoxes) and meta_dim \(metaDim) do not fit "
                 + "(max_boxes must be in 0…\(BoxEncoding.maxBoxesLimit) and meta_dim = 4 + 8·max_boxes)")
         }
         // Files from before the backbone was recorded are ResNet-50.
@@ -154,7 +165,7 @@ public struct TrainedModel {
         if let text = m["backbone"] {
             switch BackboneCodec.decode(text) {
             case .success(let decoded): config = decoded
-            case .failure(let error): throw TrainingError("--model \(name): \(error)")
+            case .failure(let error): throw modelFileError(name, "\(error)")
             }
         } else {
             config = .depth(50, numClasses: nil)
@@ -162,7 +173,7 @@ public struct TrainedModel {
         var threshold: Double?
         if let text = m["threshold"] {
             guard let t = Double(text), t.isFinite, (0 ... 1).contains(t) else {
-                throw TrainingError("--model \(name): threshold '\(oneLine(text, limit: 200))' is not a probability")
+                throw modelFileError(name, "threshold '\(oneLine(text, limit: 200))' is not a probability")
             }
             threshold = t
         }
@@ -172,7 +183,7 @@ public struct TrainedModel {
         let needed = BackboneCodec.parameterCount(config) ?? Int.max
         let held = file.stateDict.reduce(0) { $0 + ($1.key.hasPrefix("backbone.") ? $1.tensor.count : 0) }
         guard held >= needed else {
-            throw TrainingError("--model \(name): backbone '\(BackboneCodec.encode(config))' needs \(needed) convolution "
+            throw modelFileError(name, "backbone '\(BackboneCodec.encode(config))' needs \(needed) convolution "
                 + "weights but the file holds \(held) backbone values")
         }
         let model = FusionModel(metaDim: metaDim, backbone: ResNet(config: config, generator: RandomGenerator(seed: 0)),
@@ -181,9 +192,9 @@ public struct TrainedModel {
             try model.loadStateDict(file.stateDict, strict: true)
         } catch {
             // The mismatch lists the file's tensor names as they are.
-            throw TrainingError("--model \(name): \(oneLine("\(error)"))")
+            throw modelFileError(name, "\(oneLine("\(error)"))")
         }
-        try requireFinite(file.stateDict, file: "--model \(name)")
+        try requireFinite(file.stateDict) { modelFileError(name, $0) }
         model.eval()
         return TrainedModel(model: model, maxBoxes: maxBoxes, threshold: threshold,
                             featureCacheKey: m["feature_cache_key"], metadata: m)
@@ -192,11 +203,11 @@ public struct TrainedModel {
 
 /// Refuses a state dict with a NaN or infinite value: a diverged run's or a damaged file's weights would turn
 /// every score into NaN.
-/// - Parameter file: how to name the file in the error ("--model PATH").
-func requireFinite(_ state: WeightFiles.StateDict, file: String) throws {
+/// - Parameter fileError: the error naming the file, for a sentence saying what is wrong with it.
+func requireFinite(_ state: WeightFiles.StateDict, fileError: (String) -> Error) throws {
     for entry in state where entry.tensor.dtype.isFloatingPoint {
         if let bad = entry.tensor.floats.firstIndex(where: { !$0.isFinite }) {
-            throw TrainingError("\(file): tensor \(oneLine(entry.key, limit: 200)) holds a non-finite value (\(entry.tensor.floats[bad]) at element \(bad)); "
+            throw fileError("tensor \(oneLine(entry.key, limit: 200)) holds a non-finite value (\(entry.tensor.floats[bad]) at element \(bad)); "
                 + "the file is damaged or comes from a run that diverged")
         }
     }

@@ -51,40 +51,50 @@ enum ResumeCheckpoint {
     }
 
     /// Reads a checkpoint, checks it belongs to this run, and loads model and optimizer state.
-    /// - Throws: `TrainingError` naming the file and the first mismatch.
+    /// - Throws: an error naming the file and the first mismatch.
     static func restore(from url: URL, settings: [String: String], epochs: Int, model: FusionModel, optimizer: Optimizer,
                         backboneStored: Bool) throws -> RunState {
-        let name = "--resume \(url.path)"
+        // Errors name the checkpoint; the command line puts the flag that named it in front (`--resume`).
+        func checkpointError(_ problem: String) -> OptionNamingError {
+            OptionNamingError { option in "\(option(.resumePath)) \(url.path): \(problem)" }
+        }
         let file: SafetensorsFile
-        do { file = try SafetensorsFile.load(from: url) } catch { throw TrainingError("--resume \(error)") }
+        do { file = try SafetensorsFile.load(from: url) } catch {
+            let description = "\(error)"  // the reader's sentence names the file itself
+            throw OptionNamingError { option in "\(option(.resumePath)) \(description)" }
+        }
         let m = file.metadata
         guard m["format"] == format, let saved = m["settings"].flatMap(decode([String: String].self)),
               let recordObjects = m["records"].flatMap(decode([[String: String]].self)),
               let bestEpoch = m["best_epoch"].flatMap(Int.init),
               let probabilities = m["best_val_probabilities"].flatMap(decode([String].self)),
               let wallSeconds = m["wall_seconds"].flatMap(Double.init) else {
-            throw TrainingError("\(name): not a resume checkpoint of resnet50 train")
+            throw checkpointError("not a resume checkpoint of resnet50 train")
         }
         // The tensors a bit flip or a truncated copy damaged would load without complaint: compare their digest.
         guard m["tensor_digest"] == tensorDigest(file.stateDict) else {
-            throw TrainingError("\(name): its tensor data is damaged (checksum mismatch); resume from an intact copy or start anew")
+            throw checkpointError("its tensor data is damaged (checksum mismatch); resume from an intact copy or start anew")
         }
-        try requireFinite(file.stateDict, file: name)
+        try requireFinite(file.stateDict, fileError: checkpointError)
         for key in Set(saved.keys).union(settings.keys).sorted() where saved[key] != settings[key] {
-            throw TrainingError("\(name): the checkpoint's run has \(key) \(saved[key] ?? "unset"), this one \(settings[key] ?? "unset"); "
+            throw checkpointError("the checkpoint's run has \(key) \(saved[key] ?? "unset"), this one \(settings[key] ?? "unset"); "
                 + "resume with the flags and data of the interrupted run")
         }
         let records = recordObjects.compactMap(EpochRecord.init(exactJSON:))
         guard records.count == recordObjects.count, !records.isEmpty, records.map(\.epoch) == Array(1 ... records.count),
               (1 ... records.count).contains(bestEpoch) else {
-            throw TrainingError("\(name): its epoch history is damaged")
+            throw checkpointError("its epoch history is damaged")
         }
         if m["stopped_early"] == "true" {
-            throw TrainingError("\(name): that run stopped early (--patience) after epoch \(records.count); nothing to resume")
+            throw OptionNamingError { option in
+                "\(option(.resumePath)) \(url.path): that run stopped early (\(option(.patience))) after epoch \(records.count); nothing to resume"
+            }
         }
         guard records.count < epochs else {
-            throw TrainingError("\(name): the run already finished epoch \(records.count) of --epochs \(epochs); "
-                + "raise --epochs to train further")
+            throw OptionNamingError { [records] option in
+                "\(option(.resumePath)) \(url.path): the run already finished epoch \(records.count) of \(option(.epochs)) \(epochs); "
+                    + "raise \(option(.epochs)) to train further"
+            }
         }
         var state = RunState(records: records, bestEpoch: bestEpoch, bestProbabilities: probabilities.compactMap(Double.init),
                              wallSeconds: wallSeconds)
@@ -93,7 +103,7 @@ enum ResumeCheckpoint {
             let part = tensors.strippingPrefix(prefix)
             let report = try model.loadStateDict(part, strict: backboneStored)
             if !report.unexpectedKeys.isEmpty || report.missingKeys.contains(where: { !$0.hasPrefix("backbone.") }) {
-                throw TrainingError("\(name): \(report)")
+                throw checkpointError("\(report)")
             }
         }
         do {
@@ -104,10 +114,10 @@ enum ResumeCheckpoint {
             try load("model.")
             if bestEpoch == records.count { state.bestState = model.stateDict() }
             try optimizer.loadStateDict(tensors.strippingPrefix("optimizer."))
-        } catch let error as TrainingError {
+        } catch let error as OptionNamingError {
             throw error
         } catch {
-            throw TrainingError("\(name): \(error)")
+            throw checkpointError("\(error)")
         }
         return state
     }

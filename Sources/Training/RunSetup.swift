@@ -184,10 +184,7 @@ extension Trainer {
         } catch {
             throw TrainingError("\(error)")
         }
-        do { try requireFinite(file, file: path) } catch {
-            let problem = "\(error)"
-            throw OptionNamingError { name in "\(name(.weights)) \(problem)" }
-        }
+        try requireFinite(file) { problem in OptionNamingError { name in "\(name(.weights)) \(path): \(problem)" } }
         do {
             try model.loadBackbone(file)
         } catch {

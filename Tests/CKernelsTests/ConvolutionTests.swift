@@ -11,7 +11,8 @@ import XCTest
 final class ConvolutionTests: XCTestCase {
     override func setUp() { ck_set_num_threads(2) }
 
-    /// Runs the three optimized kernels and their twins on one shape; returns the three relative errors.
+    /// Runs the optimized forward (automatic choice and forced GEMM), backward-input and backward-weight kernels and
+    /// their twins on one shape; returns the five relative errors (forward, GEMM forward, input, weight, bias gradients).
     private func compareWithReference(_ shape: ck_conv2d_shape, bias: Bool, seed: UInt64)
         -> (forward: Float, gemmForward: Float, input: Float, weight: Float, bias: Float)
     {

@@ -87,14 +87,14 @@ final class InferenceTests: XCTestCase {
         XCTAssertEqual(report.rocAUC!, 26.0 / 32.0, accuracy: 1e-12)
         // AP: at high P = 3/4, R = 3/4; at low P = 4/12, R = 1 → 0.75·0.75 + 0.25·(1/3).
         XCTAssertEqual(report.averagePrecision!, 0.75 * 0.75 + 0.25 / 3, accuracy: 1e-12)
-        XCTAssertTrue(report.text.contains("ROC-AUC: 0.812"), report.text)
-        XCTAssertTrue(report.text.contains("  true 1      4            0\n"), report.text)
+        XCTAssertTrue(report.text(naming: { "\($0)" }).contains("ROC-AUC: 0.812"), report.text(naming: { "\($0)" }))
+        XCTAssertTrue(report.text(naming: { "\($0)" }).contains("  true 1      4            0\n"), report.text(naming: { "\($0)" }))
 
         // --threshold overrides the stored one: 0.05 calls everything positive.
         var o = options(model: model, csv: csv)
         o.threshold = 0.05
         let overridden = EvaluationReport(scores: try Inference(options: o, warn: { _ in }).score(requireLabels: true))
-        XCTAssertEqual(overridden.scores.thresholdSource, "--threshold")
+        XCTAssertEqual(overridden.scores.thresholdSource, .option)
         XCTAssertEqual(overridden.atThreshold, BinaryConfusion(truePositives: 4, falsePositives: 8, falseNegatives: 0, trueNegatives: 0))
     }
 
@@ -159,6 +159,6 @@ final class InferenceTests: XCTestCase {
         // A model without a stored threshold falls back to 0.5 and says so.
         let scores = try Inference(options: options(model: model, csv: csv), warn: { _ in }).score(requireLabels: true)
         XCTAssertEqual(scores.threshold, 0.5)
-        XCTAssertTrue(scores.thresholdSource.contains("stores none"))
+        XCTAssertEqual(scores.thresholdSource, .defaultHalf)
     }
 }

@@ -26,10 +26,13 @@ final class ModelFileTests: XCTestCase {
         return try Data(contentsOf: url)
     }
 
+    /// The error's line as the command prints it: the model file named by its flag.
     private func loadError(_ data: Data) -> String {
         do {
             _ = try TrainedModel.load(data: data, name: "m.safetensors")
             return "loaded"
+        } catch let error as NamesOptions {
+            return error.message { $0 == .modelPath ? "--model" : "\($0)" }
         } catch {
             return "\(error)"
         }

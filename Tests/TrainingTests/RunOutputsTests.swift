@@ -150,7 +150,7 @@ final class RunOutputsTests: XCTestCase {
         XCTAssertThrowsError(try Inference(options: inference, warn: { _ in }).score(requireLabels: true)) {
             XCTAssertTrue("\($0)".contains("trained on 40 rows, this CSV has 39"), "\($0)")
         }
-        XCTAssertEqual(scores.thresholdSource, "stored in the model")
+        XCTAssertEqual(scores.thresholdSource, .model)
         XCTAssertEqual(scores.threshold, result.bestThreshold.threshold, accuracy: 1e-6)
         // Stored halfway down to the next lower validation score: the same samples on each side.
         let below = p.filter { $0 < expected.threshold - 1e-6 }.max() ?? 0
