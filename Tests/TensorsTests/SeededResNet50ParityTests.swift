@@ -34,10 +34,10 @@ final class SeededResNet50ParityTests: XCTestCase {
         // The draw is the script's: every entry's first and last value bit for bit (Float ==), and the input's.
         let drawn = try SeededResNet50.stateDict()
         XCTAssertEqual(drawn.count, 320)
-        XCTAssertEqual(drawn.map { $0.tensor.floats.first! }, fixture["draw/first_values"].values, "first drawn value of each tensor")
-        XCTAssertEqual(drawn.map { $0.tensor.floats.last! }, fixture["draw/last_values"].values, "last drawn value of each tensor")
+        XCTAssertEqual(drawn.map { $0.tensor.floats.first! }, fixture["draw/first_values"].floats, "first drawn value of each tensor")
+        XCTAssertEqual(drawn.map { $0.tensor.floats.last! }, fixture["draw/last_values"].floats, "last drawn value of each tensor")
         let images = SeededResNet50.input()
-        XCTAssertEqual([images.data.first!, images.data.last!], fixture["draw/input_ends"].values)
+        XCTAssertEqual([images.data.first!, images.data.last!], fixture["draw/input_ends"].floats)
         lap("draw")
 
         // Our writer, then the user's loader: exactly the drawn tensors (keys, order, dtypes, values) come back.
@@ -74,7 +74,7 @@ final class SeededResNet50ParityTests: XCTestCase {
         // Eval mode without gradients: BatchNorm folded into the convolutions (the feature cache's and predict's path).
         fusion.eval()
         let foldedFeatures = withNoGrad { fusion.imageFeatures(images) }
-        let foldedError = assertClose(foldedFeatures.data, fixture["eval/features"].values, tolerance: 1e-4, "eval features, BatchNorm folded")
+        let foldedError = assertClose(foldedFeatures.data, fixture["eval/features"].floats, tolerance: 1e-4, "eval features, BatchNorm folded")
         XCTAssertEqual(foldedFeatures.shape, [2, 2048])
         lap("eval forward, folded")
         // Eval mode with gradients recorded: BatchNorm run as its own op on the running statistics, and the backward.
@@ -82,7 +82,7 @@ final class SeededResNet50ParityTests: XCTestCase {
         backbone.zeroGrad()
         let unfoldedFeatures = backbone(images)
         unfoldedFeatures.backward(gradient: SeededResNet50.cotangent())
-        let unfoldedError = assertClose(unfoldedFeatures.data, fixture["eval/features"].values, tolerance: 1e-4, "eval features, BatchNorm unfolded")
+        let unfoldedError = assertClose(unfoldedFeatures.data, fixture["eval/features"].floats, tolerance: 1e-4, "eval features, BatchNorm unfolded")
         let evalGradientError = compareGradients(backbone, fixture, mode: "eval", tolerance: 5e-3)
         lap("eval forward + backward, unfolded")
 
@@ -91,7 +91,7 @@ final class SeededResNet50ParityTests: XCTestCase {
         let strictReport = try classifier.loadStateDict(loaded)
         XCTAssertTrue(strictReport.isEmpty, "\(strictReport)")
         classifier.eval()
-        let logitsError = assertClose(withNoGrad { classifier(images) }.data, fixture["eval/logits"].values, tolerance: 1e-4, "eval logits with fc")
+        let logitsError = assertClose(withNoGrad { classifier(images) }.data, fixture["eval/logits"].floats, tolerance: 1e-4, "eval logits with fc")
         lap("strict load + eval forward with fc")
 
         // Training mode: batch statistics, running statistics updated, and the gradients of Σ features·cotangent.
@@ -99,11 +99,11 @@ final class SeededResNet50ParityTests: XCTestCase {
         backbone.zeroGrad()
         let trainFeatures = backbone(images)
         trainFeatures.backward(gradient: SeededResNet50.cotangent())
-        let trainError = assertClose(trainFeatures.data, fixture["train/features"].values, tolerance: 1e-4, "train features")
+        let trainError = assertClose(trainFeatures.data, fixture["train/features"].floats, tolerance: 1e-4, "train features")
         let trainGradientError = compareGradients(backbone, fixture, mode: "train", tolerance: 5e-2)
         var worstBuffer = 0.0
         for (key, buffer) in [("running_mean", backbone.bn1.runningMean), ("running_var", backbone.bn1.runningVar)] {
-            worstBuffer = max(worstBuffer, assertClose(buffer.data, fixture["train/buffer_after/bn1.\(key)"].values, tolerance: 1e-4, "bn1.\(key) after the train forward"))
+            worstBuffer = max(worstBuffer, assertClose(buffer.data, fixture["train/buffer_after/bn1.\(key)"].floats, tolerance: 1e-4, "bn1.\(key) after the train forward"))
         }
         lap("train forward + backward")
         print("parity seeded resnet50 224x224: eval features rel err \(foldedError) folded, \(unfoldedError) unfolded, "
@@ -119,7 +119,7 @@ final class SeededResNet50ParityTests: XCTestCase {
         var worst = 0.0
         for name in fixture.order where name.hasPrefix("\(mode)/grad/") {
             let key = String(name.dropFirst("\(mode)/grad/".count))
-            let expected = fixture[name].values
+            let expected = fixture[name].floats
             let actual = parameters[key]?.grad.map { Array($0.prefix(expected.count)) }
             let error = assertClose(actual, expected, tolerance: tolerance, "\(mode) gradient of \(key)", file: file, line: line)
             print("  \(mode) gradient of \(key): rel err \(error)")
