@@ -50,6 +50,10 @@ let package = Package(
         // The one file-I/O module: reading a user's file only when it is a regular file, atomic writes that fsync,
         // and CRC-32 (zip entries, PNG chunks). Foundation only.
         .target(name: "FileIO", swiftSettings: swiftFlags),
+        // The one reader of untrusted JSON (safetensors headers, box cells): one parser, numbers kept as written,
+        // objects in order, RFC 8259 or Python's json.loads by dialect. No dependencies, no Foundation.
+        .target(name: "UntrustedJSON", swiftSettings: swiftFlags),
+        .testTarget(name: "UntrustedJSONTests", dependencies: ["UntrustedJSON"], swiftSettings: swiftFlags),
         .testTarget(name: "FileIOTests", dependencies: ["FileIO"], swiftSettings: swiftFlags),
         .testTarget(name: "SeededRandomTests", dependencies: ["SeededRandom"], swiftSettings: swiftFlags),
         // C kernels: convolution, batch norm, pooling, elementwise, linear.
@@ -81,7 +85,7 @@ let package = Package(
         // Imaging's resampler uses 8-lane integer SIMD: let Swift emit AVX2.
         .target(name: "Imaging", dependencies: ["CTurboJPEG", "CImaging", "FileIO"],
                 swiftSettings: swiftFlags + [.unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .release))]),
-        .target(name: "DataPipeline", dependencies: ["Imaging", "FileIO", "SeededRandom", .product(name: "CSV", package: "CSV.swift")],
+        .target(name: "DataPipeline", dependencies: ["Imaging", "FileIO", "SeededRandom", "UntrustedJSON", .product(name: "CSV", package: "CSV.swift")],
                 swiftSettings: swiftFlags),
         .executableTarget(name: "ResNet50Command",
                           dependencies: ["CPUFeatures", "DataPipeline", "Training",
@@ -122,7 +126,7 @@ let package = Package(
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "NN", "Models", "WeightFiles", "SeededRandom"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
         // Weight files: torch .pth (allowlist unpickler over a bounds-checked zip reader) and safetensors.
-        .target(name: "WeightFiles", dependencies: ["FileIO"], swiftSettings: swiftFlags),
+        .target(name: "WeightFiles", dependencies: ["FileIO", "UntrustedJSON"], swiftSettings: swiftFlags),
         .testTarget(name: "WeightFilesTests", dependencies: ["WeightFiles", "SeededRandom"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
     ],

@@ -7,7 +7,7 @@
 #   Fuzz/build-deps.sh MODULE ...
 #
 # Known modules: CTurboJPEG (system library), CPUFeatures, CImaging, CKernels and CKernelsReference (C), SeededRandom,
-# FileIO, Imaging, Tensors, NN, WeightFiles, Models,
+# FileIO, UntrustedJSON, Imaging, Tensors, NN, WeightFiles, Models,
 # DataPipeline, CSV (the CSV.swift package, read from the checkouts of any SwiftPM scratch folder here: run
 # `swift build` once first). A module is rebuilt only when one of its sources, or the object of a module listed
 # before it, is newer than its object. Build output goes to stderr.
@@ -125,7 +125,7 @@ for module in "$@"; do
       done
       args+=(-I CKernels/include -lopenblas -lomp5 -lm)
       ;;
-    SeededRandom | FileIO | Tensors | NN | WeightFiles | Models | DataPipeline)
+    SeededRandom | FileIO | UntrustedJSON | Tensors | NN | WeightFiles | Models | DataPipeline)
       package_module "$module"
       ;;
     Imaging)

@@ -1,4 +1,5 @@
 import Foundation
+import UntrustedJSON
 
 /// One detector box from a `bounding_boxes` cell.
 public struct DetectorBox: Equatable, Sendable {
@@ -82,10 +83,8 @@ public enum BoxEncoding {
     /// JSON is read as Python's `json.loads` reads it (the seed's parser): `NaN`, `Infinity` and `-Infinity`
     /// are numbers, a number too large for a Double is infinite, raw control characters inside strings are
     /// errors. Nesting deeper than `maxNesting` counts as unparseable, as Python's recursion limit makes it
-    /// there; the reader never recurses deeper than that, whatever the cell holds. Time is linear in the cell.
-    /// (Hence a reader of its own rather than `JSONSerialization`: Foundation refuses `NaN` and `Infinity` and
-    /// reads `1e400` differently, and its JSON5 mode accepts much that Python refuses; LabelsRobustnessTests pin
-    /// Python's behaviour on each.)
+    /// there; the reader (UntrustedJSON's Python dialect; why not `JSONSerialization` is said there) never
+    /// recurses deeper than that, whatever the cell holds. Time is linear in the cell.
     /// - Parameter cell: the raw cell text.
     /// - Returns: the boxes in JSON order and how the cell was read. Numbers may be non-finite:
     ///   `firstNonFiniteValue(in:)` finds them.
@@ -184,10 +183,9 @@ public enum BoxEncoding {
     }
 }
 
-/// A single-pass reader of a `bounding_boxes` cell's JSON with Python's `json.loads` grammar, producing the
-/// boxes directly (no intermediate tree, so nothing deep is ever built or freed recursively). Recursion is
-/// bounded by `BoxEncoding.maxNesting`.
-struct BoxJSONReader {
+/// A `bounding_boxes` cell read as the seed reads it: `json.loads`, then the box fields taken as Python's
+/// `isinstance` checks take them.
+enum BoxJSONReader {
     enum Outcome {
         case boxes([DetectorBox])
         /// Valid JSON, but not a list whose items are all objects.
@@ -196,391 +194,61 @@ struct BoxJSONReader {
         case invalidJSON
     }
 
-    /// Any reason the text is not JSON; the seed does not tell them apart.
-    private struct Invalid: Error {}
-
-    private let bytes: UnsafeBufferPointer<UInt8>
-    private var position = 0
-    private var depth = 0
-
-    private init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+    static let dialect = JSONDialect.python(maximumNesting: BoxEncoding.maxNesting)
 
     static func read(_ text: String) -> Outcome {
-        var text = text
-        return text.withUTF8 { utf8 in
-            var reader = BoxJSONReader(utf8)
-            do { return try reader.document() } catch { return .invalidJSON }
-        }
-    }
-
-    // MARK: grammar
-
-    private mutating func document() throws -> Outcome {
-        skipWhitespace()
+        // Any reason the text is not JSON; the seed does not tell them apart.
+        guard let json = try? JSONValue.parse(text, dialect: dialect) else { return .invalidJSON }
+        guard case .array(let items) = json else { return .notAListOfObjects }
         var boxes: [DetectorBox] = []
-        var allObjects = true
-        if peek() == UInt8(ascii: "[") {
-            try enterContainer()
-            skipWhitespace()
-            if peek() == UInt8(ascii: "]") {
-                position += 1
-            } else {
-                while true {
-                    skipWhitespace()
-                    if peek() == UInt8(ascii: "{") {
-                        let box = try boxObject()
-                        if allObjects { boxes.append(box) }
-                    } else {
-                        try skipValue()
-                        allObjects = false
-                        boxes = []
-                    }
-                    if try endOfItem(closing: "]") { break }
+        boxes.reserveCapacity(items.count)
+        for item in items {
+            guard case .object(let members) = item else { return .notAListOfObjects }
+            // Repeated keys were already resolved as Python's `dict` does (the last value wins).
+            var box = DetectorBox(bbox: nil, score: 0, label: "")
+            for member in members {
+                let value = member.value
+                switch member.name {
+                case "bbox": box.bbox = bbox(value)
+                case "score": box.score = number(value) ?? 0
+                case "label": box.label = BoxEncoding.pythonStripLower(label(value))
+                default: break
                 }
             }
-            depth -= 1
-        } else {
-            try skipValue()
-            allObjects = false
+            boxes.append(box)
         }
-        skipWhitespace()
-        guard position == bytes.count else { throw Invalid() }  // Python's "Extra data"
-        return allObjects ? .boxes(boxes) : .notAListOfObjects
-    }
-
-    /// One item of the list: the keys the encoding reads; every other value is checked and skipped.
-    /// A repeated key keeps its last value, as Python's `dict` does.
-    private mutating func boxObject() throws -> DetectorBox {
-        try enterContainer()
-        var box = DetectorBox(bbox: nil, score: 0, label: "")
-        skipWhitespace()
-        if peek() == UInt8(ascii: "}") {
-            position += 1
-            depth -= 1
-            return box
-        }
-        while true {
-            skipWhitespace()
-            let key = try string(keep: true)
-            skipWhitespace()
-            try expect(UInt8(ascii: ":"))
-            skipWhitespace()
-            switch key {
-            case "bbox": box.bbox = try bbox()
-            case "score": box.score = try scalarNumber() ?? 0
-            case "label": box.label = BoxEncoding.pythonStripLower(try label())
-            default: try skipValue()
-            }
-            if try endOfItem(closing: "}") { break }
-        }
-        depth -= 1
-        return box
+        return .boxes(boxes)
     }
 
     /// A list of exactly 4 items → those items as numbers (a non-number is 0, as the seed reads it); anything
-    /// else → nil. Only the first 4 items are kept however long the list is.
-    private mutating func bbox() throws -> [Double]? {
-        guard peek() == UInt8(ascii: "[") else {
-            try skipValue()
-            return nil
-        }
-        try enterContainer()
-        var coordinates: [Double] = []
-        coordinates.reserveCapacity(4)
-        var count = 0
-        skipWhitespace()
-        if peek() == UInt8(ascii: "]") {
-            position += 1
-        } else {
-            while true {
-                skipWhitespace()
-                let value = try scalarNumber() ?? 0
-                if count < 4 { coordinates.append(value) }
-                count += 1
-                if try endOfItem(closing: "]") { break }
-            }
-        }
-        depth -= 1
-        return count == 4 ? coordinates : nil
+    /// else → nil.
+    static func bbox(_ value: JSONValue) -> [Double]? {
+        guard case .array(let items) = value, items.count == 4 else { return nil }
+        return items.map { number($0) ?? 0 }
     }
 
-    /// Python's `isinstance(v, (int, float))` for any value: numbers and booleans give a number, anything
-    /// else (checked and skipped) gives nil.
-    private mutating func scalarNumber() throws -> Double? {
-        switch peek() ?? 0 {
-        case UInt8(ascii: "t"):
-            try literal("true")
-            return 1
-        case UInt8(ascii: "f"):
-            try literal("false")
-            return 0
-        case UInt8(ascii: "-"), UInt8(ascii: "0") ... UInt8(ascii: "9"), UInt8(ascii: "N"), UInt8(ascii: "I"):
-            return try number()
-        default:
-            try skipValue()
-            return nil
+    /// Python's `isinstance(v, (int, float))`: numbers and booleans give a number, anything else nil.
+    /// Numbers are Python's float of the literal: `NaN`, `±Infinity`, and ±infinity for a literal too large for
+    /// a Double (Python: `float('1e400')`; a huge integer fails later there).
+    static func number(_ value: JSONValue) -> Double? {
+        switch value {
+        case .bool(let flag): return flag ? 1 : 0
+        case .number("NaN"): return .nan
+        case .number("Infinity"): return .infinity
+        case .number("-Infinity"): return -.infinity
+        case .number(let text): return Double(text)
+        default: return nil
         }
     }
 
     /// Python's `str(v)` as far as the class rules can tell: strings as they are; `None`, `True`, `False`;
     /// anything else can never name a class, so it reads as "".
-    private mutating func label() throws -> String {
-        switch peek() ?? 0 {
-        case UInt8(ascii: "\""): return try string(keep: true)
-        case UInt8(ascii: "n"):
-            try literal("null")
-            return "None"
-        case UInt8(ascii: "t"):
-            try literal("true")
-            return "True"
-        case UInt8(ascii: "f"):
-            try literal("false")
-            return "False"
-        default:
-            try skipValue()
-            return ""
+    static func label(_ value: JSONValue) -> String {
+        switch value {
+        case .string(let text): return text
+        case .null: return "None"
+        case .bool(let flag): return flag ? "True" : "False"
+        default: return ""
         }
-    }
-
-    /// Checks one value of any kind and moves past it.
-    private mutating func skipValue() throws {
-        switch peek() ?? 0 {
-        case UInt8(ascii: "\""): _ = try string(keep: false)
-        case UInt8(ascii: "{"):
-            try enterContainer()
-            skipWhitespace()
-            if peek() == UInt8(ascii: "}") {
-                position += 1
-            } else {
-                while true {
-                    skipWhitespace()
-                    _ = try string(keep: false)
-                    skipWhitespace()
-                    try expect(UInt8(ascii: ":"))
-                    skipWhitespace()
-                    try skipValue()
-                    if try endOfItem(closing: "}") { break }
-                }
-            }
-            depth -= 1
-        case UInt8(ascii: "["):
-            try enterContainer()
-            skipWhitespace()
-            if peek() == UInt8(ascii: "]") {
-                position += 1
-            } else {
-                while true {
-                    skipWhitespace()
-                    try skipValue()
-                    if try endOfItem(closing: "]") { break }
-                }
-            }
-            depth -= 1
-        case UInt8(ascii: "t"): try literal("true")
-        case UInt8(ascii: "f"): try literal("false")
-        case UInt8(ascii: "n"): try literal("null")
-        default: _ = try number()
-        }
-    }
-
-    // MARK: tokens
-
-    private func peek() -> UInt8? { position < bytes.count ? bytes[position] : nil }
-
-    private mutating func skipWhitespace() {
-        while position < bytes.count {
-            switch bytes[position] {
-            case 0x20, 0x09, 0x0A, 0x0D: position += 1
-            default: return
-            }
-        }
-    }
-
-    private mutating func expect(_ byte: UInt8) throws {
-        guard peek() == byte else { throw Invalid() }
-        position += 1
-    }
-
-    private mutating func enterContainer() throws {
-        depth += 1
-        guard depth <= BoxEncoding.maxNesting else { throw Invalid() }
-        position += 1
-    }
-
-    /// After an item: `,` → more items follow (false); the closing bracket → done (true).
-    private mutating func endOfItem(closing: Unicode.Scalar) throws -> Bool {
-        skipWhitespace()
-        switch peek() ?? 0 {
-        case UInt8(ascii: ","):
-            position += 1
-            return false
-        case UInt8(ascii: closing):
-            position += 1
-            return true
-        default:
-            throw Invalid()
-        }
-    }
-
-    private mutating func literal(_ word: StaticString) throws {
-        let count = word.utf8CodeUnitCount
-        guard bytes.count - position >= count else { throw Invalid() }
-        let expected = UnsafeBufferPointer(start: word.utf8Start, count: count)
-        for k in 0 ..< count where bytes[position + k] != expected[k] { throw Invalid() }
-        position += count
-    }
-
-    /// Python's JSON number `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?`, or `NaN`, `Infinity`, `-Infinity`.
-    /// Out-of-range values become ±infinity (Python: `float('1e400')`; a huge integer fails later there).
-    private mutating func number() throws -> Double {
-        let start = position
-        if peek() == UInt8(ascii: "N") {
-            try literal("NaN")
-            return .nan
-        }
-        let negative = peek() == UInt8(ascii: "-")
-        if negative { position += 1 }
-        if peek() == UInt8(ascii: "I") {
-            try literal("Infinity")
-            return negative ? -.infinity : .infinity
-        }
-        func isDigit(_ b: UInt8?) -> Bool { b.map { (0x30 ... 0x39).contains($0) } ?? false }
-        func digits() -> Int {
-            let from = position
-            while isDigit(peek()) { position += 1 }
-            return position - from
-        }
-        if peek() == UInt8(ascii: "0") {
-            position += 1
-        } else if digits() == 0 {
-            throw Invalid()
-        }
-        // A fraction or exponent without digits is not part of the number; what follows is then "Extra data".
-        if peek() == UInt8(ascii: "."), position + 1 < bytes.count, isDigit(bytes[position + 1]) {
-            position += 1
-            _ = digits()
-        }
-        if peek() == UInt8(ascii: "e") || peek() == UInt8(ascii: "E") {
-            var look = position + 1
-            if look < bytes.count, bytes[look] == UInt8(ascii: "+") || bytes[look] == UInt8(ascii: "-") { look += 1 }
-            if look < bytes.count, isDigit(bytes[look]) {
-                position = look
-                _ = digits()
-            }
-        }
-        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start ..< position]), as: UTF8.self)
-        guard let value = Double(text) else { throw Invalid() }
-        return value
-    }
-
-    /// A JSON string (the opening quote at `position`). With `keep` false it is only checked.
-    /// Python's strict mode: raw control characters are errors; `\uD800`-style lone surrogates are allowed
-    /// there, and read here as U+FFFD (no class name contains one either way).
-    private mutating func string(keep: Bool) throws -> String {
-        try expect(UInt8(ascii: "\""))
-        let start = position
-        // Fast path: no escapes.
-        while position < bytes.count {
-            let b = bytes[position]
-            if b == UInt8(ascii: "\"") {
-                position += 1
-                return keep ? String(decoding: UnsafeBufferPointer(rebasing: bytes[start ..< position - 1]),
-                                     as: UTF8.self) : ""
-            }
-            if b == UInt8(ascii: "\\") { break }
-            if b < 0x20 { throw Invalid() }
-            position += 1
-        }
-        guard position < bytes.count else { throw Invalid() }
-        var scalars = String.UnicodeScalarView()
-        if keep {
-            scalars.append(contentsOf: String(decoding: UnsafeBufferPointer(rebasing: bytes[start ..< position]),
-                                              as: UTF8.self).unicodeScalars)
-        }
-        var pendingHighSurrogate: UInt32?
-        func flushSurrogate() {
-            if pendingHighSurrogate != nil, keep { scalars.append("\u{FFFD}") }
-            pendingHighSurrogate = nil
-        }
-        while true {
-            guard position < bytes.count else { throw Invalid() }
-            let b = bytes[position]
-            if b == UInt8(ascii: "\"") {
-                position += 1
-                flushSurrogate()
-                return keep ? String(scalars) : ""
-            }
-            if b < 0x20 { throw Invalid() }
-            if b != UInt8(ascii: "\\") {
-                flushSurrogate()
-                // Copy a run of plain bytes (whole UTF-8 sequences: the text came from a valid String).
-                let runStart = position
-                while position < bytes.count, bytes[position] != UInt8(ascii: "\""),
-                      bytes[position] != UInt8(ascii: "\\"), bytes[position] >= 0x20 {
-                    position += 1
-                }
-                if keep {
-                    scalars.append(contentsOf: String(decoding: UnsafeBufferPointer(rebasing: bytes[runStart ..< position]),
-                                                      as: UTF8.self).unicodeScalars)
-                }
-                continue
-            }
-            position += 1
-            guard let escape = peek() else { throw Invalid() }
-            position += 1
-            let simple: Unicode.Scalar?
-            switch escape {
-            case UInt8(ascii: "\""): simple = "\""
-            case UInt8(ascii: "\\"): simple = "\\"
-            case UInt8(ascii: "/"): simple = "/"
-            case UInt8(ascii: "b"): simple = "\u{08}"
-            case UInt8(ascii: "f"): simple = "\u{0C}"
-            case UInt8(ascii: "n"): simple = "\n"
-            case UInt8(ascii: "r"): simple = "\r"
-            case UInt8(ascii: "t"): simple = "\t"
-            case UInt8(ascii: "u"): simple = nil
-            default: throw Invalid()
-            }
-            if let simple {
-                flushSurrogate()
-                if keep { scalars.append(simple) }
-                continue
-            }
-            let unit = try hex4()
-            switch unit {
-            case 0xD800 ... 0xDBFF:
-                flushSurrogate()
-                pendingHighSurrogate = unit
-            case 0xDC00 ... 0xDFFF:
-                if let high = pendingHighSurrogate {
-                    pendingHighSurrogate = nil
-                    let combined = 0x10000 + ((high - 0xD800) << 10) + (unit - 0xDC00)
-                    if keep, let scalar = Unicode.Scalar(combined) { scalars.append(scalar) }
-                } else if keep {
-                    scalars.append("\u{FFFD}")
-                }
-            default:
-                flushSurrogate()
-                if keep, let scalar = Unicode.Scalar(unit) { scalars.append(scalar) }
-            }
-        }
-    }
-
-    private mutating func hex4() throws -> UInt32 {
-        guard bytes.count - position >= 4 else { throw Invalid() }
-        var value: UInt32 = 0
-        for _ in 0 ..< 4 {
-            let b = bytes[position]
-            let digit: UInt8
-            switch b {
-            case UInt8(ascii: "0") ... UInt8(ascii: "9"): digit = b - UInt8(ascii: "0")
-            case UInt8(ascii: "a") ... UInt8(ascii: "f"): digit = b - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A") ... UInt8(ascii: "F"): digit = b - UInt8(ascii: "A") + 10
-            default: throw Invalid()
-            }
-            value = value << 4 | UInt32(digit)
-            position += 1
-        }
-        return value
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import UntrustedJSON
 
 /// What a weight file's bytes are, judged by their structure, never by one byte.
 ///
@@ -51,7 +52,7 @@ enum WeightFileFormat: Equatable {
         // Look for the '{' within the declared header (or what the file has of it).
         let end = 8 + (fits ? Int(declared) : available)
         var position = 8
-        while position < end, JSON.isWhitespace(bytes.u8(position)) { position += 1 }
+        while position < end, JSONValue.isWhitespace(bytes.u8(position)) { position += 1 }
         guard position < end, bytes.u8(position) == UInt8(ascii: "{") else { return nil }
         return fits
     }

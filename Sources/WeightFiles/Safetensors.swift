@@ -1,4 +1,5 @@
 import Foundation
+import UntrustedJSON
 
 /// A safetensors file: tensors plus a string-to-string `__metadata__` map.
 ///
@@ -19,6 +20,9 @@ public struct SafetensorsFile: Sendable {
 
     /// Headers larger than this are refused before parsing (the reference implementation's limit).
     static let maximumHeaderBytes = 100_000_000
+    /// A header needs 3 levels of nesting (header, tensor, shape); anything past this is a corrupt file, refused
+    /// before it is recursed into.
+    static let maximumHeaderNesting = 32
 
     /// Reads and validates a safetensors file.
     /// - Throws: `WeightFileError` naming the file and the problem.
@@ -50,7 +54,7 @@ public struct SafetensorsFile: Sendable {
         var header = "{"
         var members: [String] = []
         if !metadata.isEmpty {
-            let entries = metadata.keys.sorted().map { JSON.quote($0) + ":" + JSON.quote(metadata[$0]!) }
+            let entries = metadata.keys.sorted().map { JSONValue.quote($0) + ":" + JSONValue.quote(metadata[$0]!) }
             members.append("\"__metadata__\":{" + entries.joined(separator: ",") + "}")
         }
         var offset = 0
@@ -65,7 +69,7 @@ public struct SafetensorsFile: Sendable {
                                       problem: "tensor '\(key)' has shape \(tensor.shape) but \(stored) values")
             }
             let end = offset + count * tensor.dtype.byteCount
-            members.append(JSON.quote(key) + ":{\"dtype\":\"\(tensor.dtype.safetensorsName)\",\"shape\":["
+            members.append(JSONValue.quote(key) + ":{\"dtype\":\"\(tensor.dtype.safetensorsName)\",\"shape\":["
                 + tensor.shape.map(String.init).joined(separator: ",") + "],\"data_offsets\":[\(offset),\(end)]}")
             offset = end
         }
@@ -106,11 +110,17 @@ public struct SafetensorsFile: Sendable {
             // The header is a JSON object; writers pad it with trailing spaces, and leading whitespace is
             // still JSON.
             var first = 8
-            while first < 8 + headerLength, JSON.isWhitespace(bytes.u8(first)) { first += 1 }
+            while first < 8 + headerLength, JSONValue.isWhitespace(bytes.u8(first)) { first += 1 }
             guard headerLength >= 2, first < 8 + headerLength, bytes.u8(first) == UInt8(ascii: "{") else {
                 throw FormatProblem.corrupt("header does not start with '{'; not a safetensors file")
             }
-            let header = try JSON.parse(bytes.slice(8, headerLength))
+            let header: JSONValue
+            do {
+                header = try JSONValue.parse(bytes.slice(8, headerLength), dialect: .strict(maximumNesting: maximumHeaderNesting))
+            } catch let error as JSONSyntaxError {
+                let problem = error.duplicateName.map { "duplicate name \(shown($0))" } ?? error.description
+                throw FormatProblem.corrupt("header is not valid JSON: \(problem)")
+            }
             guard case .object(let members) = header else {
                 throw FormatProblem.corrupt("header is \(header.typeName), not an object")
             }
@@ -126,12 +136,14 @@ public struct SafetensorsFile: Sendable {
             }
             var metadata: [String: String] = [:]
             var entries: [Entry] = []
-            for (name, value) in members {
+            for member in members {
+                let (name, value) = (member.name, member.value)
                 if name == "__metadata__" {
                     guard case .object(let pairs) = value else {
                         throw FormatProblem.corrupt("__metadata__ is \(value.typeName), not an object of strings")
                     }
-                    for (key, item) in pairs {
+                    for pair in pairs {
+                        let (key, item) = (pair.name, pair.value)
                         guard case .string(let text) = item else {
                             throw FormatProblem.corrupt("__metadata__ entry \(shown(key)) is \(item.typeName), not a string")
                         }
@@ -143,7 +155,7 @@ public struct SafetensorsFile: Sendable {
                 guard case .object(let fields) = value else {
                     throw FormatProblem.corrupt("tensor \(tensor) is described by \(value.typeName), not an object")
                 }
-                func field(_ key: String) -> JSON? { fields.first { $0.0 == key }?.1 }
+                func field(_ key: String) -> JSONValue? { fields.first { $0.name == key }?.value }
                 guard case .string(let dtypeName)? = field("dtype") else {
                     throw FormatProblem.corrupt("tensor \(tensor) has no dtype")
                 }
@@ -223,5 +235,15 @@ public struct SafetensorsFile: Sendable {
             }
             return SafetensorsFile(stateDict: stateDict, metadata: metadata)
         }
+    }
+}
+
+extension JSONValue {
+    /// A safetensors size or offset: the value as a non-negative `Int` if it is an integer literal that fits
+    /// (`-0` is 0; `2.0`, `1e3` and anything past `Int.max` are not). Converted from the literal text, so a
+    /// size is never rounded through a Double.
+    var nonNegativeInt: Int? {
+        guard case .number(let text) = self, let value = Int(text), value >= 0 else { return nil }
+        return value
     }
 }
