@@ -16,29 +16,8 @@ final class CommandLineTests: XCTestCase {
         try? FileManager.default.removeItem(at: folder)
     }
 
-    /// The executable sits next to the test bundle in the build folder (`swift build --build-tests` builds both).
-    private func executable() throws -> URL {
-        let url = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("resnet50")
-        guard FileManager.default.isExecutableFile(atPath: url.path) else {
-            // A failure, not a skip: a suite that passes without ever running the command proves nothing about it.
-            XCTFail("\(url.path) is not built; build it first: swift build -c release --product resnet50 "
-                + "(swift build -c release --build-tests and make test build it too)")
-            throw CocoaError(.fileNoSuchFile)
-        }
-        return url
-    }
-
     private func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = try executable()
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile(), stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+        try ResNet50Executable.run(arguments)
     }
 
     private func p(_ name: String) -> String { folder.appendingPathComponent(name).path }
@@ -135,12 +114,7 @@ final class CommandLineTests: XCTestCase {
 
     /// Starts `resnet50 train` in the background and returns once its stdout shows `marker`.
     private func startTraining(_ arguments: [String], until marker: String) throws -> (Process, Pipe, Pipe) {
-        let process = Process()
-        process.executableURL = try executable()
-        process.arguments = ["train"] + arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
+        let (process, out, err) = try ResNet50Executable.process(["train"] + arguments)
         try process.run()
         var seen = Data()
         let deadline = Date().addingTimeInterval(120)
