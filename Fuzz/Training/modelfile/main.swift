@@ -90,7 +90,7 @@ private func templateFile(metadata: [(String, String)]) -> Data {
 }
 
 /// Loads `data` and checks the contract: the model comes back consistent with its metadata, or the load throws a
-/// `TrainingError` whose one-line message starts with `--model <name>: `. Anything else traps.
+/// error whose one-line message, as the command prints it, starts with `--model <name>: `. Anything else traps.
 private func check(_ data: Data) {
     do {
         let trained = try TrainedModel.load(data: data, name: fileName)
@@ -104,13 +104,14 @@ private func check(_ data: Data) {
         for (key, tensor) in trained.model.stateDict() where !tensor.allFinite {
             fatalError("loaded a non-finite value in \(key)")
         }
-    } catch let error as TrainingError {
-        let text = error.description
+    } catch let error as NamesOptions {
+        // The line the command prints: the model file named by its flag.
+        let text = error.message { $0 == .modelPath ? "--model" : "\($0)" }
         if !text.hasPrefix("--model \(fileName): ") || text.unicodeScalars.contains(where: { $0 == "\n" || $0 == "\r" }) {
             fatalError("malformed error message: \(text.debugDescription.prefix(2000))")
         }
     } catch {
-        fatalError("TrainedModel.load threw \(type(of: error)), not a TrainingError: \(error)")
+        fatalError("TrainedModel.load threw \(type(of: error)), not an error naming its option: \(error)")
     }
 }
 
