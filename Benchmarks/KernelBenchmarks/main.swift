@@ -1,6 +1,8 @@
 // Kernel microbenchmarks: every distinct ResNet-50 convolution at batch 8 and 224x224 input (forward,
-// backward-input, backward-weight) in ms, GFLOP/s and percent of this machine's sgemm rate measured in
-// the same run; BatchNorm and pooling in GB/s. Prints numbers; asserts nothing.
+// backward-input, backward-weight) in ms, GFLOP/s, and percent of this machine's sgemm rate and of its FMA
+// peak (a register-only FMA loop, ck_measure_fma_peak), both measured in the same run; BatchNorm and pooling
+// in GB/s (memory-bound: a percentage of the FMA peak would say nothing about them). Prints numbers; asserts
+// nothing.
 //
 //   bench-kernels [--threads N] [--batch N] [--repeats N] [--reference] [--only TEXT]
 //   (--only: just the convolutions whose name contains TEXT)
@@ -17,7 +19,7 @@ cpu_features_require_x86_64_v3("bench-kernels")
 
 struct Options: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench-kernels", abstract: "C kernel microbenchmarks: ResNet-50's convolutions, batch norm and pooling.")
+        commandName: "bench-kernels", abstract: "C kernel microbenchmarks: ResNet-50's convolutions, batch norm and pooling, against sgemm and the FMA peak.")
 
     @Option(help: ArgumentHelp("OpenMP threads (default: all cores).", valueName: "N"))
     var threads: Int?
@@ -82,6 +84,28 @@ func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + Strin
 func lpad(_ s: String, _ width: Int) -> String { s.count >= width ? s : String(repeating: " ", count: width - s.count) + s }
 func fmt(_ v: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", v) }
 
+// -------------------------------------------------------------------------------------- FMA peak
+// The hardware's ceiling: every thread runs independent FMAs on registers only. Calibrated to run about
+// 0.3 s, then the best of three runs: on shared cores, a slower run means another process took cycles,
+// never that the FMA units got faster.
+let fmaPeakRuns = 3
+func measureFMAPeak() -> ck_fma_peak {
+    var result = ck_fma_peak()
+    check(ck_measure_fma_peak(&result, 1_000_000), "FMA peak (calibration)")
+    let targetSeconds = 0.3
+    let iterations = max(1_000_000, Int(1_000_000 * targetSeconds / max(result.seconds, 1e-6)))
+    var best = ck_fma_peak()
+    for _ in 0..<fmaPeakRuns {
+        check(ck_measure_fma_peak(&result, iterations), "FMA peak")
+        if result.flops_per_second > best.flops_per_second { best = result }
+    }
+    return best
+}
+let fmaPeak = measureFMAPeak()
+let fmaPeakRate = fmaPeak.flops_per_second / 1e9
+/// A rate in GFLOP/s as a percentage of the FMA peak, no decimals.
+func percentOfFMAPeak(_ gflops: Double) -> String { fmt(100 * gflops / fmaPeakRate, 0) + "%" }
+
 // ----------------------------------------------------------------------------------- sgemm ceiling
 // The machine's rate: a 2048³ sgemm threaded by OpenBLAS itself, and split into column blocks over our
 // OpenMP threads with a single-threaded sgemm on each (how the kernels call it), once with OpenBLAS and once
@@ -132,8 +156,13 @@ gemmA.deallocate(); gemmB.deallocate(); gemmC.deallocate()
 let coreType = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { ", OPENBLAS_CORETYPE=\($0)" } ?? ""
 print("ResNetFusion kernel benchmarks — \(threads) threads, batch \(options.batch), 224x224, "
       + (options.reference ? "REFERENCE kernels" : "optimized kernels") + ", median of \(options.repeats)")
-print("sgemm 2048³ GFLOP/s: OpenBLAS threaded \(fmt(blasRate, 1)), OpenBLAS split over OpenMP \(fmt(blasSplitRate, 1))"
-      + (ownRate.map { ", AVX-512 GEMM split over OpenMP \(fmt($0, 1))" } ?? "") + coreType)
+print("FMA peak: \(fmt(fmaPeakRate, 1)) GFLOP/s (\(fmaPeak.threads) threads, "
+      + (fmaPeak.vector_bits == 512 ? "AVX-512 zmm" : "AVX2 + FMA ymm")
+      + ", register-only FMA loop, best of \(fmaPeakRuns)"
+      + (fmaPeak.vector_bits == 512 ? "; RESNETFUSION_ISA=avx2 measures the AVX2 peak)" : ")"))
+print("sgemm 2048³ GFLOP/s (% of FMA peak): OpenBLAS threaded \(fmt(blasRate, 1)) (\(percentOfFMAPeak(blasRate))), "
+      + "OpenBLAS split over OpenMP \(fmt(blasSplitRate, 1)) (\(percentOfFMAPeak(blasSplitRate)))"
+      + (ownRate.map { ", AVX-512 GEMM split over OpenMP \(fmt($0, 1)) (\(percentOfFMAPeak($0)))" } ?? "") + coreType)
 print("kernels use the \(kernelsBackend == avx512 ? "AVX-512 GEMM" : "OpenBLAS sgemm") (RESNETFUSION_GEMM=openblas picks OpenBLAS); "
       + "100% = \(fmt(peak, 1)) GFLOP/s")
 print("")
@@ -143,11 +172,11 @@ let forwardKernel = kernels.conv2d_forward
 let inputKernel = kernels.conv2d_backward_input
 let weightKernel = kernels.conv2d_backward_weight
 
-print("GFLOP/s counts direct-convolution FLOPs; forward is ck_conv2d_forward_f32's own choice, Winograd for 3x3 stride-1"
-      + " layers where it measures faster, so it can pass 100%")
+print("GFLOP/s counts direct-convolution FLOPs (2·MACs); forward is ck_conv2d_forward_f32's own choice, Winograd for 3x3"
+      + " stride-1 layers where it measures faster, so it can pass 100% of sgemm (and in principle of the FMA peak)")
 print(pad("convolution", 28) + lpad("×", 3) + " | " + ["forward", "backward-input", "backward-weight"]
-    .map { lpad($0, 24) }.joined(separator: " |"))
-print(pad("", 28) + lpad("", 3) + " | " + Array(repeating: lpad("ms  GFLOP/s  %sgemm", 24), count: 3).joined(separator: " |"))
+    .map { lpad($0, 31) }.joined(separator: " |"))
+print(pad("", 28) + lpad("", 3) + " | " + Array(repeating: lpad("ms  GFLOP/s  %sgemm  %peak", 31), count: 3).joined(separator: " |"))
 
 struct Totals { var seconds = 0.0; var flops = 0.0 }
 var forwardTotal = Totals(), backwardTotal = Totals(), pointwiseEarly = Totals()
@@ -191,6 +220,7 @@ for layer in resnet50ConvShapes where options.only.map({ layer.name.contains($0)
     let cells = [tf, ti, tw].map { t -> String in
         let rate = flops / t / 1e9
         return lpad(fmt(t * 1e3, 2), 8) + lpad(fmt(rate, 1), 9) + lpad(fmt(100 * rate / peak, 0) + "%", 7)
+            + lpad(percentOfFMAPeak(rate), 7)
     }
     print(pad(layer.name, 28) + lpad("\(layer.occurrences)", 3) + " | " + cells.joined(separator: " |"))
     [x, w, y, dx, dw].forEach { $0.deallocate() }
@@ -200,7 +230,7 @@ for layer in resnet50ConvShapes where options.only.map({ layer.name.contains($0)
 func summary(_ label: String, _ t: Totals) {
     let rate = t.flops / t.seconds / 1e9
     print(pad(label, 58) + lpad(fmt(t.seconds * 1e3, 1), 9) + " ms " + lpad(fmt(rate, 1), 7) + " GFLOP/s "
-          + lpad(fmt(100 * rate / peak, 0), 4) + "% of sgemm")
+          + lpad(fmt(100 * rate / peak, 0), 4) + "% of sgemm " + lpad(percentOfFMAPeak(rate), 4) + " of FMA peak")
 }
 print("")
 summary("1x1 stride-1 convolutions of layer1–layer3, forward", pointwiseEarly)
@@ -210,10 +240,13 @@ print(pad("forward convolutions per image", 58) + lpad(fmt(forwardTotal.seconds 
 print("")
 if !winogradRows.isEmpty {
     print("3x3 stride-1 forward (GFLOP/s counts direct-convolution FLOPs, so Winograd can pass 100%)")
-    print(pad("", 28) + lpad("im2col ms", 11) + lpad("GFLOP/s", 9) + lpad("Winograd ms", 13) + lpad("GFLOP/s", 9) + lpad("speed-up", 10))
+    print(pad("", 28) + lpad("im2col ms", 11) + lpad("GFLOP/s", 9) + lpad("%peak", 7) + lpad("Winograd ms", 13)
+          + lpad("GFLOP/s", 9) + lpad("%peak", 7) + lpad("speed-up", 10))
     for row in winogradRows {
-        print(pad(row.name, 28) + lpad(fmt(row.gemm * 1e3, 2), 11) + lpad(fmt(row.flops / row.gemm / 1e9, 1), 9)
-              + lpad(fmt(row.winograd * 1e3, 2), 13) + lpad(fmt(row.flops / row.winograd / 1e9, 1), 9)
+        let gemmRate = row.flops / row.gemm / 1e9, winogradRate = row.flops / row.winograd / 1e9
+        print(pad(row.name, 28) + lpad(fmt(row.gemm * 1e3, 2), 11) + lpad(fmt(gemmRate, 1), 9)
+              + lpad(percentOfFMAPeak(gemmRate), 7) + lpad(fmt(row.winograd * 1e3, 2), 13)
+              + lpad(fmt(winogradRate, 1), 9) + lpad(percentOfFMAPeak(winogradRate), 7)
               + lpad(fmt(row.gemm / row.winograd, 2) + "x", 10))
     }
     print("")

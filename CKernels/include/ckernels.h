@@ -275,6 +275,24 @@ void ck_parallel_for(int count, void (*fn)(void *arg, int index), void *arg);
 void ck_set_blas_threads(int n);
 
 // ---------------------------------------------------------------------------------------------------
+// Measurement (fma_peak.c). Not a kernel: it computes no op, so it is outside the kernel tables and has no
+// _ref twin (there is no result to check a twin against, only a rate; a plain-loop twin would measure
+// nothing of interest).
+
+typedef struct {
+    double flops_per_second;  // 2 FLOPs per lane per FMA, all threads together
+    double seconds;           // wall time of the timed loop
+    int threads;              // threads that ran it (ck_get_num_threads(), or 1 inside another parallel region)
+    int vector_bits;          // 512 (AVX-512, zmm) or 256 (AVX2 + FMA, ymm)
+} ck_fma_peak;
+
+/// This machine's FMA peak: every thread of the OpenMP pool runs iterations_per_thread rounds of independent
+/// vector FMAs on registers only (16 zmm per round where AVX-512 is allowed, as ck_set_avx512_allowed and
+/// RESNETFUSION_ISA say, else 12 ymm), timed together. The ceiling a compute-bound kernel's GFLOP/s is a
+/// fraction of. CK_ERR_NULL_POINTER without result, CK_ERR_BAD_SIZE unless iterations_per_thread > 0.
+int ck_measure_fma_peak(ck_fma_peak *result, long iterations_per_thread);
+
+// ---------------------------------------------------------------------------------------------------
 // Kernel tables: ck_kernel_table, one function pointer per op, and ck_optimized_kernels() (ck_kernel_table.h).
 #include "ck_kernel_table.h"
 
