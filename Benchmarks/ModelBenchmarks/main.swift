@@ -341,15 +341,23 @@ func drive(_ arguments: BenchModel) throws {
             line += cell(format(ours, measured: true), width: widths[0])
             // The better PyTorch format for this case: the faster one, or for memory the smaller one.
             var best: (value: Double, format: String)?
+            var formatsCompared = 0
             for (system, width) in zip(setup.torchFormats, widths.dropFirst()) {
                 let value = median(results[system.label]?[name] ?? [])
                 line += cell(format(value, measured: system.cases.contains(name)), width: width)
-                if let value, value > 0, best == nil || (isMemory ? value < best!.value : value > best!.value) {
+                guard let value, value > 0 else { continue }
+                formatsCompared += 1
+                if best == nil || (isMemory ? value < best!.value : value > best!.value) {
                     best = (value, system.column.contains("channels_last") ? "channels_last" : "NCHW")
                 }
             }
             if !setup.torchFormats.isEmpty {
-                let ratio = ours.flatMap { ours in best.map { String(format: "%.2fx (%@)", ours / $0.value, $0.format) } } ?? "—"
+                // The winner is named only where there was a choice: the jpeg cases have no memory format.
+                let ratio = ours.flatMap { ours in
+                    best.map {
+                        String(format: "%.2fx", ours / $0.value) + (formatsCompared > 1 ? " (\($0.format))" : "")
+                    }
+                } ?? "—"
                 line += "   " + ratio.padding(toLength: bestTorchHeader.count, withPad: " ", startingAt: 0)
             }
             if let onnx = setup.onnxRuntime {
@@ -361,7 +369,7 @@ func drive(_ arguments: BenchModel) throws {
             print(line.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression))
         }
         if !setup.torchFormats.isEmpty {
-            print("ratio: ours / the faster PyTorch format, named in parentheses (memory: ours / the smaller; lower is better)")
+            print("ratio: ours / the faster PyTorch format, named where both ran (memory: ours / the smaller; lower is better)")
         }
         for note in setup.notes { print(note) }
     }
