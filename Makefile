@@ -2,7 +2,8 @@
 #   make demo           generate demo data and train on it (the main job, end to end)
 #   make test           build in release mode and run every test
 #   make test-asan      the tests under AddressSanitizer
-#   make bench          ResNetFusion vs PyTorch side by side (TORCH_PYTHON=path/to/python for PyTorch's side)
+#   make bench          ResNetFusion vs PyTorch (NCHW and channels_last) side by side, and ONNX Runtime for inference
+#                       when that python has it (TORCH_PYTHON=path/to/python for PyTorch's side)
 #   make bench-kernels  C kernel microbenchmarks (conv / batchnorm / pooling vs this machine's sgemm and FMA peak)
 #   make fuzz           libFuzzer targets under Fuzz/, FUZZ_SECONDS each (default 60); layout in Fuzz/README.md
 #   make bench-quality  validation F1 per epoch, ours vs PyTorch, 3 seeds on 1000 demo frames (TORCH_PYTHON as for bench)

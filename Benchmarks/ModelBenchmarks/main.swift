@@ -17,7 +17,10 @@
 // Every measurement runs in a fresh process, so memory peaks are per case and one case cannot warm the
 // next. Rounds alternate between the systems (this machine is shared and noisy); each table shows medians
 // and the ratio. The PyTorch side is Benchmarks/PyTorch/bench_torch.py, run with the python named
-// by --torch-python or $TORCH_PYTHON; without one, only our numbers are printed.
+// by --torch-python or $TORCH_PYTHON; without one, only our numbers are printed. PyTorch runs its model
+// cases in both memory formats (NCHW and channels_last); each ratio is against the better of the two.
+// When that python also has onnxruntime and onnx, Benchmarks/PyTorch/bench_onnxruntime.py adds ONNX
+// Runtime as a third column for inference (this CPU as it is only: it has no AVX2 cap).
 import ArgumentParser
 import CPUFeatures
 import DataPipeline
@@ -198,6 +201,29 @@ func median(_ values: [Double]) -> Double? {
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
+/// The cases that run a model, where PyTorch's memory format matters (the jpeg cases only decode).
+let modelCases: Set<String> = ["inference", "frozen-train-bn", "train-step", "train-step-memory"]
+
+/// One column of a table: a program run once per case and round, with its flags and environment.
+struct System {
+    let label: String  // unique across setups: the key of its results
+    let column: String  // its header in its setup's table
+    let executable: String
+    let prefix: [String]
+    let setting: [String: String]
+    let cases: Set<String>
+}
+
+/// One table: ours against PyTorch in both memory formats and, for inference, ONNX Runtime.
+struct Setup {
+    let title: String
+    let ours: System
+    let torchFormats: [System]  // NCHW, channels_last; empty without a python
+    let onnxRuntime: System?
+    let notes: [String]
+    var systems: [System] { [ours] + torchFormats + (onnxRuntime.map { [$0] } ?? []) }
+}
+
 func drive(_ arguments: BenchModel) throws {
     let rounds = arguments.rounds, steps = arguments.steps
     let threads = arguments.threads ?? Int(ProcessInfo.processInfo.activeProcessorCount)
@@ -205,6 +231,7 @@ func drive(_ arguments: BenchModel) throws {
     let me = URL(fileURLWithPath: CommandLine.arguments[0]).path
     let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     let torchScript = here.appendingPathComponent("PyTorch/bench_torch.py").path
+    let onnxRuntimeScript = here.appendingPathComponent("PyTorch/bench_onnxruntime.py").path
 
     // A demo frame: a real 1280x960 construction-site JPEG for the decode case.
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bench-model-\(getpid())")
@@ -212,39 +239,72 @@ func drive(_ arguments: BenchModel) throws {
     _ = try DemoDataGenerator(seed: 1).write(to: folder, count: 1)
     let jpeg = folder.appendingPathComponent("images/frame_00001.jpg").path
 
+    print("bench-model: \(threads) threads, batch 8, 224x224, \(rounds) rounds alternating, \(steps) steps per measurement")
+    print(python.map { "PyTorch side: \($0) \(torchScript)" } ?? "PyTorch side: none (set TORCH_PYTHON or --torch-python)")
+    // ONNX Runtime is optional even when PyTorch is there. Its one-time model export happens here, before
+    // the rounds, so no timed round shares the machine with it.
+    var onnxRuntimePython: String?
+    if let python {
+        if runJSON(python, [onnxRuntimeScript, "--prepare"]) != nil {
+            onnxRuntimePython = python
+            print("ONNX Runtime side (inference): \(python) \(onnxRuntimeScript)")
+        } else {
+            print("ONNX Runtime's column is skipped: \(python) cannot import onnxruntime and onnx "
+                  + "(install them with `\(python) -m pip install onnxruntime onnx`)")
+        }
+    }
+
     // Two setups, each ours against PyTorch. "native": both as they come on this CPU (ours: the AVX-512 GEMM
     // where the CPU has it). "avx2": both held to AVX2 + FMA, what a CPU without AVX-512 (a Zen 3, say)
     // gets: ours with RESNETFUSION_ISA=avx2 (OpenBLAS sgemm on its Haswell kernels, no AVX-512 paths);
-    // PyTorch with oneDNN and ATen capped at AVX2.
-    struct System { let label: String; let executable: String; let prefix: [String]; let setting: [String: String] }
-    struct Setup { let title: String; let ours: System; let torch: System? }
+    // PyTorch with oneDNN and ATen capped at AVX2. PyTorch runs in both memory formats, since which one is
+    // faster depends on the CPU and the case, and ours is compared with the better of the two.
+    let allCases = Set(cases)
+    func torchFormats(suffix: String, setting: [String: String]) -> [System] {
+        guard let python else { return [] }
+        return [("nchw", "PyTorch NCHW", allCases), ("channels_last", "PyTorch channels_last", modelCases)].map {
+            format, column, measured in
+            System(label: column + suffix, column: column + suffix, executable: python,
+                   prefix: [torchScript, "--memory-format", format], setting: setting, cases: measured)
+        }
+    }
     let isa = arguments.isa
     var setups = [Setup]()
     if isa != .avx2 {
-        setups.append(Setup(title: "this CPU as it is",
-                            ours: System(label: "ResNetFusion", executable: me, prefix: [], setting: [:]),
-                            torch: python.map { System(label: "PyTorch", executable: $0, prefix: [torchScript], setting: [:]) }))
+        setups.append(Setup(
+            title: "this CPU as it is",
+            ours: System(label: "ResNetFusion", column: "ResNetFusion", executable: me, prefix: [], setting: [:],
+                         cases: allCases),
+            torchFormats: torchFormats(suffix: "", setting: [:]),
+            onnxRuntime: onnxRuntimePython.map {
+                System(label: "ONNX Runtime", column: "ONNX Runtime", executable: $0, prefix: [onnxRuntimeScript],
+                       setting: [:], cases: ["inference"])
+            },
+            notes: []))
     }
     if isa != .native {
-        setups.append(Setup(title: "both held to AVX2 + FMA (a CPU without AVX-512)",
-                            ours: System(label: "ResNetFusion AVX2", executable: me, prefix: [],
-                                         setting: ["RESNETFUSION_ISA": "avx2", "OPENBLAS_CORETYPE": "Haswell"]),
-                            torch: python.map {
-                                System(label: "PyTorch AVX2", executable: $0, prefix: [torchScript],
-                                       setting: ["ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"])
-                            }))
+        // ONNX Runtime's kernels choose their instruction set from cpuid with no run-time cap, so it has no
+        // AVX2 column: an unrestricted number next to restricted ones would not be a comparison.
+        setups.append(Setup(
+            title: "both held to AVX2 + FMA (a CPU without AVX-512)",
+            ours: System(label: "ResNetFusion AVX2", column: "ResNetFusion AVX2", executable: me, prefix: [],
+                         setting: ["RESNETFUSION_ISA": "avx2", "OPENBLAS_CORETYPE": "Haswell"], cases: allCases),
+            torchFormats: torchFormats(suffix: " AVX2", setting: ["ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"]),
+            onnxRuntime: nil,
+            notes: onnxRuntimePython == nil ? [] : [
+                "ONNX Runtime: not measured here, it is not restricted: its kernels pick their instruction set "
+                    + "from cpuid and offer no run-time cap to AVX2."]))
     }
-    let systems = setups.flatMap { [$0.ours] + ($0.torch.map { [$0] } ?? []) }
+    let systems = setups.flatMap(\.systems)
 
-    print("bench-model: \(threads) threads, batch 8, 224x224, \(rounds) rounds alternating, \(steps) steps per measurement")
-    print(python.map { "PyTorch side: \($0) \(torchScript)" } ?? "PyTorch side: none (set TORCH_PYTHON or --torch-python)")
     var results = [String: [String: [Double]]]()  // system label → case → values
     func key(_ name: String) -> String { name == "train-step-memory" ? "peak_rss_mb" : "images_per_second" }
     for round in 1 ... rounds {
         for name in cases {
             let common = ["--case", name, "--threads", String(threads), "--steps", String(steps), "--jpeg", jpeg]
             // Rotate which system goes first, round by round.
-            let order = (0 ..< systems.count).map { systems[($0 + round) % systems.count] }
+            let measuring = systems.filter { $0.cases.contains(name) }
+            let order = (0 ..< measuring.count).map { measuring[($0 + round) % measuring.count] }
             for system in order {
                 guard let result = runJSON(system.executable, system.prefix + common, setting: system.setting),
                       let value = result[key(name)] else {
@@ -256,27 +316,62 @@ func drive(_ arguments: BenchModel) throws {
         }
         FileHandle.standardError.write("round \(round)/\(rounds) done\n".data(using: .utf8)!)
     }
+
+    func cell(_ text: String, width: Int) -> String { String(repeating: " ", count: max(1, width - text.count)) + text }
     for setup in setups {
         print("")
         print("\(setup.title):")
-        let columns = [setup.ours.label] + (setup.torch.map { [$0.label] } ?? [])
+        let valueColumns = [setup.ours] + setup.torchFormats
+        let widths = valueColumns.map { max($0.column.count, 11) + 3 }
+        let bestTorchHeader = "ratio vs best PyTorch", onnxHeader = "ratio vs ONNX Runtime"
         var header = "case".padding(toLength: 20, withPad: " ", startingAt: 0)
-        for label in columns { header += String(repeating: " ", count: max(1, 22 - label.count)) + label }
-        if setup.torch != nil { header += "   ratio (memory: lower is better)" }
+        for (system, width) in zip(valueColumns, widths) { header += cell(system.column, width: width) }
+        if !setup.torchFormats.isEmpty { header += "   " + bestTorchHeader }
+        if let onnx = setup.onnxRuntime { header += cell(onnx.column, width: onnx.column.count + 3) + "   " + onnxHeader }
         print(header)
         for name in cases {
-            let unit = name == "train-step-memory" ? "MB" : "img/s"
+            let isMemory = name == "train-step-memory"
+            let unit = isMemory ? "MB" : "img/s"
+            func format(_ value: Double?, measured: Bool) -> String {
+                guard measured else { return "n/a" }
+                return value.map { String(format: "%.1f %@", $0, unit) } ?? "—"
+            }
             var line = name.padding(toLength: 20, withPad: " ", startingAt: 0)
-            let medians = columns.map { median(results[$0]?[name] ?? []) }
-            for value in medians {
-                let text = value.map { String(format: "%.1f %@", $0, unit) } ?? "—"
-                line += String(repeating: " ", count: max(1, 22 - text.count)) + text
+            let ours = median(results[setup.ours.label]?[name] ?? [])
+            line += cell(format(ours, measured: true), width: widths[0])
+            // The better PyTorch format for this case: the faster one, or for memory the smaller one.
+            var best: (value: Double, format: String)?
+            var formatsCompared = 0
+            for (system, width) in zip(setup.torchFormats, widths.dropFirst()) {
+                let value = median(results[system.label]?[name] ?? [])
+                line += cell(format(value, measured: system.cases.contains(name)), width: width)
+                guard let value, value > 0 else { continue }
+                formatsCompared += 1
+                if best == nil || (isMemory ? value < best!.value : value > best!.value) {
+                    best = (value, system.column.contains("channels_last") ? "channels_last" : "NCHW")
+                }
             }
-            if medians.count == 2, let ours = medians[0], let torch = medians[1], torch > 0 {
-                line += String(format: "   %.2fx", ours / torch)
+            if !setup.torchFormats.isEmpty {
+                // The winner is named only where there was a choice: the jpeg cases have no memory format.
+                let ratio = ours.flatMap { ours in
+                    best.map {
+                        String(format: "%.2fx", ours / $0.value) + (formatsCompared > 1 ? " (\($0.format))" : "")
+                    }
+                } ?? "—"
+                line += "   " + ratio.padding(toLength: bestTorchHeader.count, withPad: " ", startingAt: 0)
             }
-            print(line)
+            if let onnx = setup.onnxRuntime {
+                let measured = onnx.cases.contains(name)
+                let value = median(results[onnx.label]?[name] ?? [])
+                line += cell(measured ? format(value, measured: true) : "", width: onnx.column.count + 3)
+                if measured, let ours, let value, value > 0 { line += String(format: "   %.2fx", ours / value) }
+            }
+            print(line.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression))
         }
+        if !setup.torchFormats.isEmpty {
+            print("ratio: ours / the faster PyTorch format, named where both ran (memory: ours / the smaller; lower is better)")
+        }
+        for note in setup.notes { print(note) }
     }
 }
 
