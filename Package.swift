@@ -56,6 +56,15 @@ let package = Package(
         .testTarget(name: "UntrustedJSONTests", dependencies: ["UntrustedJSON"], swiftSettings: swiftFlags),
         .testTarget(name: "FileIOTests", dependencies: ["FileIO"], swiftSettings: swiftFlags),
         .testTarget(name: "SeededRandomTests", dependencies: ["SeededRandom"], swiftSettings: swiftFlags),
+        // The MPI calls data-parallel training makes (Open MPI, Debian's libopenmpi-dev), behind a header that hides
+        // mpi.h's handle types from Swift. Linked, but MPI is initialised only in processes mpirun started.
+        .target(name: "CMPI", path: "Sources/CMPI",
+                cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra", "-I/usr/lib/x86_64-linux-gnu/openmpi/include",
+                                          "-I/usr/include/x86_64-linux-gnu/mpi"])],
+                linkerSettings: [.linkedLibrary("mpi")]),
+        // Data parallelism: the job's ranks, collectives that give up when mpirun stops the job, and the bucketed
+        // gradient all-reduce that overlaps backward.
+        .target(name: "DataParallel", dependencies: ["CMPI", "Tensors"], swiftSettings: swiftFlags),
         // C kernels: convolution, batch norm, pooling, elementwise, linear.
         .target(
             name: "CKernels",
@@ -88,7 +97,7 @@ let package = Package(
         .target(name: "DataPipeline", dependencies: ["Imaging", "FileIO", "SeededRandom", "UntrustedJSON", .product(name: "CSV", package: "CSV.swift")],
                 swiftSettings: swiftFlags),
         .executableTarget(name: "ResNet50Command",
-                          dependencies: ["CPUFeatures", "DataPipeline", "Training",
+                          dependencies: ["CPUFeatures", "DataParallel", "DataPipeline", "Training",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: swiftFlags),
         .executableTarget(name: "ImageBenchmarks",
@@ -98,7 +107,7 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
 
         // Training: metrics and the seed's printed line, threshold tuning, curves; (the loop comes with the model).
-        .target(name: "Training", dependencies: ["Models", "DataPipeline", "WeightFiles", "NN", "Tensors", "FileIO",
+        .target(name: "Training", dependencies: ["Models", "DataPipeline", "WeightFiles", "NN", "Tensors", "FileIO", "DataParallel",
                                           .product(name: "CSV", package: "CSV.swift")],
                 swiftSettings: swiftFlags),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "DataPipeline", "WeightFiles"],

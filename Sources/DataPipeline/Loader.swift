@@ -148,6 +148,15 @@ public final class DataLoader {
     public func epoch(_ epoch: Int) -> EpochIterator {
         EpochIterator(loader: self, order: order(epoch: epoch))
     }
+
+    /// A pass over `order` in batches of the given sizes (0 allowed: an empty batch), one per `next()`: how a
+    /// data-parallel rank reads its share of each global batch.
+    /// - Precondition: the sizes add up to `order.count`, and `order` holds indices of the dataset.
+    public func batches(of order: [Int], sizes: [Int]) -> EpochIterator {
+        precondition(sizes.allSatisfy { $0 >= 0 } && sizes.reduce(0, +) == order.count, "batches: sizes \(sizes.count) for \(order.count) samples")
+        precondition(order.allSatisfy { $0 >= 0 && $0 < dataset.samples.count }, "batches: sample index out of range")
+        return EpochIterator(loader: self, order: order, batchSizes: sizes)
+    }
 }
 
 /// One pass over a loader's samples. Stopping early (dropping the iterator) stops its workers.
@@ -164,11 +173,15 @@ public final class EpochIterator {
     private let order: [Int]
     private let shared = Shared()
     private var position = 0
+    /// Explicit batch sizes (`DataLoader.batches(of:sizes:)`), else nil: `loader.batchSize` each.
+    private let batchSizes: [Int]?
+    private var batchesTaken = 0
     private var localDecoder: ImageDecoder?
 
-    init(loader: DataLoader, order: [Int]) {
+    init(loader: DataLoader, order: [Int], batchSizes: [Int]? = nil) {
         self.loader = loader
         self.order = order
+        self.batchSizes = batchSizes
         if loader.numWorkers == 0 {
             localDecoder = ImageDecoder(maxPixels: loader.dataset.maxPixels)
         } else {
@@ -228,9 +241,16 @@ public final class EpochIterator {
 
     /// The next batch, nil after the last; throws the first image error (naming its CSV row).
     public func next() throws -> Batch? {
-        guard position < order.count else { return nil }
+        let end: Int
+        if let batchSizes {
+            guard batchesTaken < batchSizes.count else { return nil }
+            end = position + batchSizes[batchesTaken]
+            batchesTaken += 1
+        } else {
+            guard position < order.count else { return nil }
+            end = min(position + loader.batchSize, order.count)
+        }
         let ds = loader.dataset
-        let end = min(position + loader.batchSize, order.count)
         let n = end - position
         let side = ds.preprocessing.cropSize
         let plane = 3 * side * side

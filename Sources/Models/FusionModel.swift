@@ -86,6 +86,12 @@ public final class FusionModel: Module {
         return report
     }
 
+    /// In data-parallel training: this process's rows are rows `before ..< total − after` of the global batch. Both
+    /// dropouts skip the other rows' mask draws, so a sample's mask is the one a single process would draw for it.
+    public func setRowsOutside(before: Int, after: Int) {
+        for case let dropout as Dropout in metaNet.layers + head.layers { dropout.rowsOutside = (before, after) }
+    }
+
     /// Backbone features of a batch of images; what a feature cache stores when the backbone is frozen in eval mode.
     /// - Parameter images: (N, 3, H, W).
     /// - Returns: (N, backbone.featureCount).

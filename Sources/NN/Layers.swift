@@ -54,6 +54,9 @@ public final class Dropout: Module, UnaryLayer {
     public let p: Float
     /// The mask stream of this layer.
     public var generator: RandomGenerator
+    /// Rows of the whole batch before and after this process's rows, in data-parallel training: their mask draws
+    /// are skipped, so each row's mask does not depend on how the batch is split (see `dropout`).
+    public var rowsOutside = (before: 0, after: 0)
 
     /// - Parameters:
     ///   - p: drop probability.
@@ -65,7 +68,11 @@ public final class Dropout: Module, UnaryLayer {
         super.init()
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { dropout(x, p: p, training: training, generator: generator) }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let perRow = x.shape.count > 1 ? x.count / max(x.shape[0], 1) : 1
+        return dropout(x, p: p, training: training, generator: generator, drawsBefore: rowsOutside.before * perRow,
+                       drawsAfter: rowsOutside.after * perRow)
+    }
 }
 
 /// Layers applied in order, `nn.Sequential`: children are keyed "0", "1", …

@@ -60,6 +60,7 @@ struct Predict: ParsableCommand {
     var out: String
 
     func run() throws {
+        try requireOneProcess("predict")
         try reportingErrors {
             var options = input.options(csvPath: csvPath)
             options.outputPath = out
@@ -90,6 +91,7 @@ struct Evaluate: ParsableCommand {
     var split: SplitPart = .all
 
     func run() throws {
+        try requireOneProcess("evaluate")
         try reportingErrors {
             var options = input.options(csvPath: csvPath)
             options.split = split

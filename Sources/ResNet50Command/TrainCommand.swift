@@ -1,4 +1,5 @@
 import ArgumentParser
+import DataParallel
 import Foundation
 import Training
 
@@ -61,21 +62,43 @@ extension PositiveWeight: ExpressibleByArgument {}
 /// Runs a command body; a user-facing failure becomes one line on stderr and exit status 1 (options named by
 /// their flags). `validate()` uses it too: ArgumentParser would add its usage text to a `ValidationError`, and a
 /// bad value gets the same one line whether it is caught while parsing or later.
-func reportingErrors(_ body: () throws -> Void) throws {
+///
+/// In a data-parallel job (`group` of several ranks) a rank other than 0 names itself in the line, and a failing
+/// rank ends the whole job (MPI_Abort): its peers would otherwise wait for it forever. An interrupted run exits
+/// without MPI_Finalize: mpirun is already ending the job.
+func reportingErrors(group: ProcessGroup = .single, _ body: () throws -> Void) throws {
+    let who = group.isParallel && !group.isWriter ? "resnet50 (rank \(group.rank) of \(group.size))" : "resnet50"
     do {
         try body()
+        group.finish()
     } catch let error as ExitCode {
         throw error
     } catch let interrupted as RunInterrupted {
-        note("resnet50: \(interrupted.message(naming: flag))")
+        if group.isWriter { note("\(who): \(interrupted.message(naming: flag))") }
         throw ExitCode(interrupted.exitCode)
     } catch let error as NamesOptions {
-        note("resnet50: error: \(error.message(naming: flag))")
+        note("\(who): error: \(error.message(naming: flag))")
+        if group.isParallel { group.abort(exitCode: 1) }
         throw ExitCode(1)
     } catch {
-        note("resnet50: error: \(error)")
+        note("\(who): error: \(error)")
+        if group.isParallel { group.abort(exitCode: 1) }
         throw ExitCode(1)
     }
+}
+
+/// The job's process group for a command that runs in parallel under mpirun (train, features).
+func parallelGroup() -> ProcessGroup { ProcessGroup.world }
+
+/// Refuses to run a one-process command as several ranks: each would write the same output.
+func requireOneProcess(_ command: String) throws {
+    let group = ProcessGroup.world
+    guard group.isParallel else { return }
+    if group.isWriter {
+        note("resnet50: error: \(command) runs in one process; start it without mpirun (train and features run under mpirun)")
+    }
+    group.finish()
+    throw ExitCode(1)
 }
 
 /// `resnet50 train`: the seed's run, same flags and printed lines.
@@ -137,8 +160,11 @@ struct Train: ParsableCommand {
     @Flag(help: "With --freeze-backbone (eval BatchNorm): train the head on the raw backbone features and metadata, not on inputs standardised with the training split's statistics.")
     var noStandardize = false
 
-    @Option(help: "Continue from X.resume.safetensors of an interrupted run (same flags; --epochs may grow unless cosine).")
+    @Option(help: "Continue from X.resume.safetensors of an interrupted run (same flags; --epochs may grow unless cosine; under mpirun, any rank count that keeps ranks × --batch-size).")
     var resume: String?
+
+    @Flag(help: "Under mpirun: BatchNorm in training mode uses the statistics of the global batch (all ranks), so N ranks train as one process with batch N × --batch-size. Default: each rank its own, as PyTorch's DDP.")
+    var syncBn = false
 
     /// The run these flags ask for.
     var trainingOptions: TrainingOptions {
@@ -158,6 +184,7 @@ struct Train: ParsableCommand {
         options.weightDecay = weightDecay
         options.resumePath = resume
         options.standardizeInputs = !noStandardize
+        options.syncBatchNorm = syncBn
         return options
     }
 
@@ -167,11 +194,12 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        InterruptSignal.install()
+        let group = parallelGroup()
+        try reportingErrors(group: group) {
             let options = trainingOptions
             let transcript = SeedTranscript(options: options)
-            InterruptSignal.install()
-            _ = try Trainer(options: options, events: transcript.show).run()
+            _ = try Trainer(options: options, group: group, events: transcript.show).run()
         }
     }
 }
@@ -192,12 +220,15 @@ struct Features: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        let group = parallelGroup()
+        try reportingErrors(group: group) {
             let start = Date()
             // Only warnings come from a features run: it trains nothing and has no transcript.
             let transcript = SeedTranscript(options: data.trainingOptions)
-            let (names, features, width) = try Trainer(options: data.trainingOptions, events: transcript.show)
+            let (names, features, width) = try Trainer(options: data.trainingOptions, group: group, events: transcript.show)
                 .extractFeatures(outputPath: out)
+            // Every rank holds every row; rank 0 writes them.
+            guard group.isWriter else { return }
             try FeatureFile.write(names: names, features: features, width: width, to: URL(fileURLWithPath: out))
             note(String(format: "%d images, %.1f s", names.count, Date().timeIntervalSince(start)))
             print("Saved: \(out)")

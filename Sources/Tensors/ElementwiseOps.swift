@@ -52,10 +52,17 @@ public func + (a: Tensor, b: Tensor) -> Tensor { add(a, b) }
 ///   - x: any shape.
 ///   - p: drop probability in [0, 1).
 ///   - training: whether to drop.
-///   - generator: the stream the mask is drawn from.
-public func dropout(_ x: Tensor, p: Float, training: Bool, generator: RandomGenerator) -> Tensor {
+///   - generator: the stream the mask is drawn from, one draw per value.
+///   - drawsBefore: draws to discard first, and `drawsAfter` after: when `x` is one process's rows of a larger
+///     batch (data-parallel training), the other rows' draws, so every row gets the mask it would get if one
+///     process ran the whole batch.
+public func dropout(_ x: Tensor, p: Float, training: Bool, generator: RandomGenerator, drawsBefore: Int = 0,
+                    drawsAfter: Int = 0) -> Tensor {
     precondition(p >= 0 && p < 1, "dropout: p = \(p) must be in [0, 1)")
+    precondition(drawsBefore >= 0 && drawsAfter >= 0, "dropout: negative draws to skip")
     guard training, p > 0 else { return x }
+    for _ in 0 ..< drawsBefore { _ = generator.next() }
+    defer { for _ in 0 ..< drawsAfter { _ = generator.next() } }
     let scale = 1 / (1 - p)
     // Keep when the 24-bit uniform draw is at or above p.
     let threshold = UInt64((Double(p) * 16_777_216).rounded(.up))

@@ -7,8 +7,11 @@ import Foundation
 ///   - logits: (B, classes).
 ///   - labels: B class indices in 0..<classes.
 ///   - classWeights: one weight per class, or nil.
+///   - weightTotal: the denominator Σ w[yᵢ] of the whole batch when this call sees only a slice of it (data-parallel
+///     training: each process's share of the mean of the global batch, so the shares' gradients add up to the
+///     mean's); nil: this batch's own sum.
 /// - Returns: a one-element tensor (shape []).
-public func crossEntropy(_ logits: Tensor, labels: [Int], classWeights: [Float]? = nil) -> Tensor {
+public func crossEntropy(_ logits: Tensor, labels: [Int], classWeights: [Float]? = nil, weightTotal: Double? = nil) -> Tensor {
     precondition(logits.shape.count == 2, "crossEntropy: logits \(logits.shape) must be (batch, classes)")
     let batch = logits.shape[0], classes = logits.shape[1]
     precondition(labels.count == batch, "crossEntropy: \(labels.count) labels for batch \(batch)")
@@ -32,6 +35,10 @@ public func crossEntropy(_ logits: Tensor, labels: [Int], classWeights: [Float]?
                 weightSum += w
             }
         }
+    }
+    if let weightTotal {
+        precondition(weightTotal > 0 && weightTotal >= weightSum * (1 - 1e-12), "crossEntropy: weight total \(weightTotal) below this slice's \(weightSum)")
+        weightSum = weightTotal
     }
     let result = Tensor(shape: [], data: [Float(total / weightSum)])
     guard Tensor.needsGrad(logits) else { return result }

@@ -43,6 +43,10 @@ public final class Tensor {
     var backwardFunction: (([Float]) -> Void)?
     /// The name of the op that made this tensor (for error messages), or nil for leaves.
     public private(set) var opName: StaticString?
+    /// Called during `backward()` on a leaf once every op that uses it has sent its gradient: what a data-parallel
+    /// step hooks to start reducing a parameter's gradient while the rest of backward runs. Called also when no
+    /// gradient arrived (then `grad` is nil).
+    public var gradientReady: ((Tensor) -> Void)?
 
     /// A tensor of the given shape and values.
     /// - Parameters:
@@ -167,6 +171,11 @@ public final class Tensor {
             seed = [1]
         }
         let order = topologicalOrder()
+        // Hooked leaves: how many ops on the tape still owe each one a gradient.
+        var pendingUses = [ObjectIdentifier: Int]()
+        for node in order {
+            for parent in node.parents where parent.gradientReady != nil { pendingUses[ObjectIdentifier(parent), default: 0] += 1 }
+        }
         accumulateGrad(seed)
         for node in order.reversed() {
             guard let function = node.backwardFunction else { continue }
@@ -174,9 +183,16 @@ public final class Tensor {
                 precondition(g.count == node.count, "\(node.opName ?? "op"): gradient count \(g.count) for shape \(node.shape)")
                 function(g)
             }
+            let parents = node.parents
             node.backwardFunction = nil
             node.parents = []
             if !node.retainsGrad { node.grad = nil }
+            guard !pendingUses.isEmpty else { continue }
+            for parent in parents {
+                guard let hook = parent.gradientReady, let left = pendingUses[ObjectIdentifier(parent)] else { continue }
+                pendingUses[ObjectIdentifier(parent)] = left - 1
+                if left == 1 { hook(parent) }
+            }
         }
     }
 

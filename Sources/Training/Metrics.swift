@@ -1,3 +1,4 @@
+import DataParallel
 import Foundation
 
 /// Counts of a binary classifier's outcomes for the positive class (label 1, "interesting").
@@ -70,6 +71,31 @@ public struct MetricsAccumulator: Sendable {
         weightedLoss += batchMeanLoss * Double(labels.count)
         samples += labels.count
         for (p, l) in zip(predictions, labels) { confusion.add(prediction: p, label: l) }
+    }
+
+    /// One rank's share of a global batch in data-parallel training.
+    /// - Parameters:
+    ///   - shareOfBatchMeanLoss: this rank's part of the global batch's mean loss (its loss sum over the global
+    ///     batch's weight total); the ranks' parts add up to the mean.
+    ///   - globalBatchCount: samples in the global batch.
+    ///   - predictions: this rank's predictions; labels: its labels.
+    public mutating func add(shareOfBatchMeanLoss: Double, globalBatchCount: Int, predictions: [Int], labels: [Int]) {
+        precondition(predictions.count == labels.count, "predictions and labels differ in length")
+        weightedLoss += shareOfBatchMeanLoss * Double(globalBatchCount)
+        samples += labels.count
+        for (p, l) in zip(predictions, labels) { confusion.add(prediction: p, label: l) }
+    }
+
+    /// Adds every rank's sums into each rank's (a group of one: unchanged).
+    mutating func sum(over group: ProcessGroup) {
+        guard group.isParallel else { return }
+        var loss = [weightedLoss]
+        var counts = [samples, confusion.truePositives, confusion.falsePositives, confusion.falseNegatives, confusion.trueNegatives]
+        group.sum(&loss)
+        group.sum(&counts)
+        weightedLoss = loss[0]
+        samples = counts[0]
+        confusion = BinaryConfusion(truePositives: counts[1], falsePositives: counts[2], falseNegatives: counts[3], trueNegatives: counts[4])
     }
 
     public var result: EpochMetrics {

@@ -3,7 +3,9 @@ import Foundation
 /// A one-line progress bar with images/s and ETA on stderr, only when stderr is a terminal, so stdout keeps
 /// exactly the seed's lines and logs stay clean.
 final class ProgressReporter {
-    private let enabled = isatty(STDERR_FILENO) != 0
+    private let enabled: Bool
+    /// - Parameter enabled: false silences it (the ranks other than 0 of a data-parallel run).
+    init(enabled: Bool = true) { self.enabled = enabled && isatty(STDERR_FILENO) != 0 }
     private var lastDraw = Date.distantPast
     private var drawn = false
 

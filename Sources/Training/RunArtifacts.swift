@@ -8,28 +8,31 @@ import NN
 import WeightFiles
 
 extension Trainer {
-    /// Tunes both thresholds and stages every file of the finished run in `outputs` (committed by the caller).
-    func writeArtifacts(_ run: PreparedRun, state: RunState, lastProbabilities: [Double], outputs: OutputSet, wallStart: Date,
-                        featureCounts: (computed: Int, reused: Int)) throws -> TrainingResult {
-        let files = outputs.files, labels = run.validationLabels
+    /// Tunes both thresholds and, on rank 0 (`outputs` non-nil), stages every file of the finished run in `outputs`
+    /// (committed by the caller).
+    func writeArtifacts(_ run: PreparedRun, state: RunState, lastProbabilities: [Double], files: RunFiles, outputs: OutputSet?,
+                        wallStart: Date, featureCounts: (computed: Int, reused: Int)) throws -> TrainingResult {
+        let labels = run.validationLabels
         let bestThreshold = withMargin(bestF1Threshold(probabilities: state.bestProbabilities, labels: labels),
                                        probabilities: state.bestProbabilities)
         let lastThreshold = withMargin(bestF1Threshold(probabilities: lastProbabilities, labels: labels),
                                        probabilities: lastProbabilities)
-        let last = state.records[state.records.count - 1], best = state.records[state.bestEpoch - 1]
-        var common = modelMetadata(run, records: state.records)
-        if options.usesCachedFeatures { common["feature_cache_key"] = run.featureCacheKey }
-        func metadata(_ record: EpochRecord, _ choice: ThresholdChoice, role: String) -> [String: String] {
-            common.merging(["role": role, "epoch": String(record.epoch), "epoch_metrics": record.jsonSummary,
-                            "threshold": String(choice.threshold), "threshold_val_f1": String(choice.f1)]) { $1 }
+        if let outputs {
+            let last = state.records[state.records.count - 1], best = state.records[state.bestEpoch - 1]
+            var common = modelMetadata(run, records: state.records)
+            if options.usesCachedFeatures { common["feature_cache_key"] = run.featureCacheKey }
+            func metadata(_ record: EpochRecord, _ choice: ThresholdChoice, role: String) -> [String: String] {
+                common.merging(["role": role, "epoch": String(record.epoch), "epoch_metrics": record.jsonSummary,
+                                "threshold": String(choice.threshold), "threshold_val_f1": String(choice.f1)]) { $1 }
+            }
+            try save(run.model.exportedStateDict(state.bestState!),
+                     metadata: metadata(best, bestThreshold, role: "best"), to: outputs.staged(files.best))
+            try save(run.model.exportedStateDict(), metadata: metadata(last, lastThreshold, role: "last"),
+                     to: outputs.staged(files.last))
+            try writePictures(outputs: outputs, state: state, labels: labels, threshold: bestThreshold)
+            let wallSeconds = state.wallSeconds + Date().timeIntervalSince(wallStart)
+            try writeSummary(run, outputs: outputs, state: state, thresholds: (bestThreshold, lastThreshold), wallSeconds: wallSeconds)
         }
-        try save(run.model.exportedStateDict(state.bestState!),
-                 metadata: metadata(best, bestThreshold, role: "best"), to: outputs.staged(files.best))
-        try save(run.model.exportedStateDict(), metadata: metadata(last, lastThreshold, role: "last"),
-                 to: outputs.staged(files.last))
-        try writePictures(outputs: outputs, state: state, labels: labels, threshold: bestThreshold)
-        let wallSeconds = state.wallSeconds + Date().timeIntervalSince(wallStart)
-        try writeSummary(run, outputs: outputs, state: state, thresholds: (bestThreshold, lastThreshold), wallSeconds: wallSeconds)
         return TrainingResult(records: state.records, outputURL: files.last, files: files, model: run.model,
                               bestEpoch: state.bestEpoch, bestThreshold: bestThreshold, lastThreshold: lastThreshold,
                               stoppedEarly: state.stoppedEarly, positiveWeight: run.positiveWeight,

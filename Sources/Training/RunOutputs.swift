@@ -77,6 +77,13 @@ public enum InterruptSignal {
     static func check() throws {
         if let signal = pending { throw RunInterrupted(signal: signal, detail: "") }
     }
+
+    /// Throws `RunInterrupted` when a signal has arrived, after running `keep` (what is worth saving first).
+    static func check(keeping keep: () throws -> Void) throws {
+        guard pending != nil else { return }
+        try keep()
+        try check()
+    }
 }
 
 /// A run stopped by SIGINT or SIGTERM; the command exits 128 + signal.

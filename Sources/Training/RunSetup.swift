@@ -75,9 +75,11 @@ extension Trainer {
         let cache = featureCache(key: run.featureCacheKey, width: width)
         let computed: (features: [Float], computed: Int, reused: Int)
         do {
+            // Batches of the global batch size: the features a group computes are those one process would compute
+            // with that batch size.
             computed = try backboneFeatures(model: model, dataset: run.dataset, indices: Array(0 ..< run.dataset.samples.count),
-                                            cache: cache, batchSize: options.batchSize, numWorkers: options.numWorkers,
-                                            progress: progress, warn: { self.events(.warning($0)) })
+                                            cache: cache, batchSize: options.batchSize * group.size, numWorkers: options.numWorkers,
+                                            group: group, progress: progress, warn: { self.events(.warning($0)) })
         } catch var interrupted as RunInterrupted {
             interrupted.detail = " while computing backbone features: no files written"
                 + (cache == nil ? "" : "; the features computed so far are in the feature cache")
@@ -133,7 +135,9 @@ extension Trainer {
         var settings = [
             "labels.csv": "\(table.samples.count) rows, digest \(stableHash(rows.joined(separator: "\n")))",
             "images": "\(images.count) files, digest \(stableHash(images.joined(separator: "\n")))",
-            "--seed": String(options.seed), "--batch-size": String(options.batchSize), "--max-boxes": String(options.maxBoxes),
+            "--seed": String(options.seed), "--max-boxes": String(options.maxBoxes),
+            // The global batch (ranks × --batch-size): a run may resume with another rank count that keeps it.
+            "--batch-size": String(options.batchSize * group.size),
             "--freeze-backbone": String(options.freezeBackbone), "--bn-mode": options.batchNormMode.rawValue,
             "--lr": String(options.learningRate), "--lr-schedule": options.learningRateSchedule.rawValue,
             "--warmup-epochs": String(options.warmupEpochs), "--weight-decay": String(options.weightDecay),
@@ -141,6 +145,7 @@ extension Trainer {
             "--weights": weightsKey, "backbone": BackboneCodec.encode(options.backbone),
             "--no-standardize": String(!options.standardizeInputs),
         ]
+        if options.syncBatchNorm { settings["--sync-bn"] = "true" }
         // A cosine schedule is spread over the epochs: a different count is a different run.
         if options.learningRateSchedule == .cosine { settings["--epochs"] = String(options.epochs) }
         return settings

@@ -1,3 +1,4 @@
+import DataParallel
 import DataPipeline
 import Foundation
 import Models
@@ -17,17 +18,37 @@ import Tensors
 /// Every random draw of an epoch is a function of (seed, epoch): the split and initialisation of the seed, the
 /// loader's per-epoch order and a dropout stream reseeded at each epoch. So a resumed run needs only the
 /// model, the optimizer state and the history to end where an uninterrupted run ends.
+///
+/// Data-parallel (ARCHITECTURE §10): started by mpirun, every rank runs this same loop on its share of each global
+/// batch (`group.size` × batch size) and sums gradients, metrics and features over the group; rank 0 alone reports
+/// events and writes files. A group of one is the single-process run, unchanged.
 public final class Trainer {
     public let options: TrainingOptions
+    /// The ranks of this run (a group of one without mpirun).
+    public let group: ProcessGroup
     let events: (TrainingEvent) -> Void
-    let progress = ProgressReporter()
+    let progress: ProgressReporter
 
     /// - Parameters:
     ///   - options: the run's settings.
-    ///   - events: receives the run's progress in order (see `TrainingEvent`).
-    public init(options: TrainingOptions, events: @escaping (TrainingEvent) -> Void = { _ in }) {
+    ///   - group: the processes that run it together (`ProcessGroup.world` under mpirun).
+    ///   - events: receives the run's progress in order (see `TrainingEvent`); called on rank 0 only.
+    public init(options: TrainingOptions, group: ProcessGroup = .single, events: @escaping (TrainingEvent) -> Void = { _ in }) {
         self.options = options
-        self.events = events
+        self.group = group
+        self.events = group.isWriter ? events : { _ in }
+        progress = ProgressReporter(enabled: group.isWriter)
+    }
+
+    /// Kernel threads: the option, else all cores, shared among the ranks on this machine.
+    private func setKernelThreads() {
+        if let threads = options.threads {
+            Kernels.setNumThreads(threads)
+        } else if group.isParallel {
+            Kernels.setNumThreads(max(1, ProcessInfo.processInfo.activeProcessorCount / group.ranksOnThisMachine))
+        }
+        // A rank blocked in a collective on a peer mpirun has killed gives up when this process is told to stop.
+        if group.isParallel { ProcessGroup.stopRequested = { InterruptSignal.pending != nil } }
     }
 
     /// Trains, then commits the run's files together (see `OutputSet`). A failure leaves an earlier run's files as
@@ -36,7 +57,7 @@ public final class Trainer {
     public func run() throws -> TrainingResult {
         let wallStart = Date()
         try options.validate()
-        if let threads = options.threads { Kernels.setNumThreads(threads) }
+        setKernelThreads()
         Kernels.retainFreedMemory()
 
         let table = try readLabels()
@@ -47,30 +68,31 @@ public final class Trainer {
             inputs.append((.option(.resumePath), URL(fileURLWithPath: resume)))
         }
         try refuseOutputsOverInputs(outputs: files.all.map { (.option(.output), $0) }, inputs: inputs)
-        let outputs = try OutputSet(files: files)
+        // Rank 0 writes the run's files; the other ranks compute the same state and write nothing.
+        let outputs = group.isWriter ? try OutputSet(files: files) : nil
         do {
-            return try train(table: table, outputs: outputs, wallStart: wallStart)
+            return try train(table: table, files: files, outputs: outputs, wallStart: wallStart)
         } catch let interrupted as RunInterrupted {
-            outputs.keepResumable()
+            outputs?.keepResumable()
             throw interrupted
         } catch {
-            outputs.discard()
+            outputs?.discard()
             throw error
         }
     }
 
-    private func train(table: LabelsTable, outputs: OutputSet, wallStart: Date) throws -> TrainingResult {
+    private func train(table: LabelsTable, files: RunFiles, outputs: OutputSet?, wallStart: Date) throws -> TrainingResult {
         let run = try prepare(table: table)
         var state = try restoredState(run)
         events(.started(kernelThreads: Kernels.numThreads))
         // A resumed run reports the finished epochs again: its transcript is the uninterrupted run's.
         for record in state.records { events(.epochFinished(record, epochs: options.epochs, replayed: true)) }
         let features = try cachedFeatures(run, standardizing: state.records.isEmpty)
-        let lastProbabilities = try runEpochs(run, features: features.rows, state: &state, outputs: outputs,
+        let lastProbabilities = try runEpochs(run, features: features.rows, state: &state, files: files, outputs: outputs,
                                               wallStart: wallStart)
-        let result = try writeArtifacts(run, state: state, lastProbabilities: lastProbabilities, outputs: outputs,
+        let result = try writeArtifacts(run, state: state, lastProbabilities: lastProbabilities, files: files, outputs: outputs,
                                         wallStart: wallStart, featureCounts: (features.computed, features.reused))
-        try outputs.commit()
+        try outputs?.commit()
         events(.finished(result))
         return result
     }
@@ -81,7 +103,7 @@ public final class Trainer {
     /// - Parameter outputPath: the file the caller will write, refused when it names an input.
     public func extractFeatures(outputPath: String? = nil) throws -> (names: [String], features: [Float], width: Int) {
         try options.validate()
-        if let threads = options.threads { Kernels.setNumThreads(threads) }
+        setKernelThreads()
         let table = try readLabels()
         if let outputPath {
             try refuseOutputsOverInputs(outputs: [(.option(.outputPath), URL(fileURLWithPath: outputPath))], inputs: inputFiles(table: table))
@@ -92,7 +114,7 @@ public final class Trainer {
         let cache = featureCache(weightsKey: weightsKey, width: model.backbone.featureCount)
         let computed = try backboneFeatures(model: model, dataset: dataset, indices: Array(0 ..< dataset.samples.count),
                                             cache: cache, batchSize: options.batchSize, numWorkers: options.numWorkers,
-                                            progress: progress, warn: { self.events(.warning($0)) })
+                                            group: group, progress: progress, warn: { self.events(.warning($0)) })
         return (table.samples.map(\.imageName), computed.features, model.backbone.featureCount)
     }
 }

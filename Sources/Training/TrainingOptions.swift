@@ -59,6 +59,9 @@ public struct TrainingOptions: Sendable {
     public var standardizeInputs = true
     /// A resume checkpoint (`X.resume.safetensors`) to continue from; nil starts a new run.
     public var resumePath: String?
+    /// Data-parallel runs: BatchNorm in training mode normalises with the statistics of the global batch (summed
+    /// over the ranks), so N ranks train as one process with the global batch. Off: each rank its own (DDP's default).
+    public var syncBatchNorm = false
 
     public init(imagesDirectory: String, csvPath: String) {
         self.imagesDirectory = imagesDirectory
