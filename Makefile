@@ -10,7 +10,7 @@
 SWIFT      ?= swift
 CONFIG     := -c release
 # Debian packages the build links against.
-DEB_PACKAGES := libopenblas-dev libomp-dev libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev
+DEB_PACKAGES := libopenblas-dev libomp-dev libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libopenmpi-dev openmpi-bin
 DEPS_STAMP := .build/.deps-ok
 
 .PHONY: all deps build test test-asan bench bench-kernels bench-quality fuzz demo clean
@@ -18,11 +18,13 @@ DEPS_STAMP := .build/.deps-ok
 all: build
 
 # Cheap check first: the headers and libraries the build links are present. Install only when not.
-$(DEPS_STAMP):
+$(DEPS_STAMP): Makefile
 	@if [ -f /usr/include/x86_64-linux-gnu/cblas.h -o -f /usr/include/cblas.h ] \
 	    && [ -f /usr/include/turbojpeg.h ] \
 	    && [ -f /usr/include/jpeglib.h ] \
 	    && [ -f /usr/include/png.h ] \
+	    && [ -f /usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h ] \
+	    && command -v mpirun >/dev/null 2>&1 \
 	    && ls /usr/lib/*/libomp5.so >/dev/null 2>&1 \
 	    && ls /usr/lib/*/libopenblas.so >/dev/null 2>&1; then :; \
 	else \

@@ -25,6 +25,12 @@ public final class ProcessGroup: @unchecked Sendable {
         return ProcessGroup(rank: Int(rank), size: Int(size), usesMPI: true)
     }()
 
+    /// This process's rank as mpirun's environment gives it, before (or without) MPI_Init: 0 when not under mpirun.
+    public static var launcherRank: Int {
+        let environment = ProcessInfo.processInfo.environment
+        return (environment["OMPI_COMM_WORLD_RANK"] ?? environment["PMIX_RANK"]).flatMap { Int($0) } ?? 0
+    }
+
     /// Polled while a collective waits: true when the process has been asked to stop (SIGTERM/SIGINT).
     nonisolated(unsafe) public static var stopRequested: () -> Bool = { false }
 

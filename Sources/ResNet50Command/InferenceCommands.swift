@@ -20,6 +20,7 @@ struct ModelInputOptions: ParsableArguments {
 
     /// Out-of-range values and a missing images folder are refused before anything runs (see `reportingErrors`).
     func validate() throws {
+        try requireOneProcess("predict and evaluate run")
         try reportingErrors { try options(csvPath: nil).validate() }
     }
 
@@ -60,7 +61,6 @@ struct Predict: ParsableCommand {
     var out: String
 
     func run() throws {
-        try requireOneProcess("predict")
         try reportingErrors {
             var options = input.options(csvPath: csvPath)
             options.outputPath = out
@@ -91,7 +91,6 @@ struct Evaluate: ParsableCommand {
     var split: SplitPart = .all
 
     func run() throws {
-        try requireOneProcess("evaluate")
         try reportingErrors {
             var options = input.options(csvPath: csvPath)
             options.split = split

@@ -68,6 +68,8 @@ extension PositiveWeight: ExpressibleByArgument {}
 /// without MPI_Finalize: mpirun is already ending the job.
 func reportingErrors(group: ProcessGroup = .single, _ body: () throws -> Void) throws {
     let who = group.isParallel && !group.isWriter ? "resnet50 (rank \(group.rank) of \(group.size))" : "resnet50"
+    // Flags are checked on every rank before MPI starts: rank 0 alone says what is wrong with them.
+    let note = !group.usesMPI && ProcessGroup.launcherRank != 0 ? { (_: String) in } : note
     do {
         try body()
         group.finish()
@@ -91,11 +93,12 @@ func reportingErrors(group: ProcessGroup = .single, _ body: () throws -> Void) t
 func parallelGroup() -> ProcessGroup { ProcessGroup.world }
 
 /// Refuses to run a one-process command as several ranks: each would write the same output.
-func requireOneProcess(_ command: String) throws {
+/// - Parameter what: the commands and verb, e.g. "predict and evaluate run".
+func requireOneProcess(_ what: String) throws {
     let group = ProcessGroup.world
     guard group.isParallel else { return }
     if group.isWriter {
-        note("resnet50: error: \(command) runs in one process; start it without mpirun (train and features run under mpirun)")
+        note("resnet50: error: \(what) in one process; start them without mpirun (train and features run under mpirun)")
     }
     group.finish()
     throw ExitCode(1)

@@ -77,6 +77,10 @@ enum ResumeCheckpoint {
         }
         try requireFinite(file.stateDict, fileError: checkpointError)
         for key in Set(saved.keys).union(settings.keys).sorted() where saved[key] != settings[key] {
+            if key == "--batch-size" {
+                throw checkpointError("the checkpoint's run has a global batch (ranks × --batch-size) of \(saved[key] ?? "unset"), "
+                    + "this one \(settings[key] ?? "unset"); resume with a rank count and --batch-size that keep it")
+            }
             throw checkpointError("the checkpoint's run has \(key) \(saved[key] ?? "unset"), this one \(settings[key] ?? "unset"); "
                 + "resume with the flags and data of the interrupted run")
         }
