@@ -16,6 +16,10 @@ public final class BatchNorm2d: Module, UnaryLayer {
     @BufferInfo(key: "num_batches_tracked") public var numBatchesTracked: Tensor
     public let momentum: Float
     public let eps: Float
+    /// In training mode, normalise with the statistics of the global batch of a data-parallel job (PyTorch's
+    /// `SyncBatchNorm`); nil (the default): this process's batch. Not a state_dict item. Set it on a whole model
+    /// with `setBatchNormSync(_:)`.
+    public var sync: BatchNormSync?
 
     /// - Parameters:
     ///   - features: C.
@@ -46,7 +50,8 @@ public final class BatchNorm2d: Module, UnaryLayer {
             foldCache = nil  // training is about to change the values it was made from
         }
         return batchNorm2d(x, weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
-                           training: training, momentum: momentum, eps: eps, residual: residual, relu: relu)
+                           training: training, momentum: momentum, eps: eps, residual: residual, relu: relu,
+                           sync: training ? sync : nil)
     }
 
     // MARK: Folding into the convolution before it (inference)
@@ -75,6 +80,21 @@ public final class BatchNorm2d: Module, UnaryLayer {
                                            runningMean: runningMean, runningVar: runningVar, eps: eps)
         foldCache = FoldCache(sources: sources, conv: ObjectIdentifier(conv), weight: result.weight, bias: result.bias)
         return result
+    }
+}
+
+extension Module {
+    /// Sets (or, with nil, clears) `sync` on every `BatchNorm2d` of this subtree: one shared object, so a training
+    /// loop sets `contributes` once per step for all of them.
+    /// - Returns: how many batch norms were set.
+    @discardableResult
+    public func setBatchNormSync(_ sync: BatchNormSync?) -> Int {
+        var count = 0
+        for case let (_, batchNorm as BatchNorm2d) in namedModules() {
+            batchNorm.sync = sync
+            count += 1
+        }
+        return count
     }
 }
 
