@@ -202,6 +202,9 @@ func syncBatchNorm2dTrain(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean
         if let runningVar { runningVar.data[channel] = Float(keep * Double(runningVar.data[channel]) + take * unbiasedVariance) }
     }
 
+    // What the backward reads, fixed from here on.
+    let (channelCount, channelMean, channelInvstd) = (globalCount, globalMean, invstd)
+
     // (x − mean)/√(var + eps)·γ + β is the inference kernel given the global mean and biased variance; then the
     // residual and the relu in place (both kernels allow their output to alias an input).
     let kernels = Kernels.table
@@ -240,7 +243,7 @@ func syncBatchNorm2dTrain(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean
                 withBaseAddresses(dy, x.data) { input in
                     let totals = totals.baseAddress!, dyValues = input[0]!, xValues = input[1]!
                     forEachChannel(c) { channel in
-                        let mean = globalMean[channel]
+                        let mean = channelMean[channel]
                         var sumDy = 0.0, sumDyCentered = 0.0
                         for b in 0..<n {
                             let offset = (b * c + channel) * spatial
@@ -251,7 +254,7 @@ func syncBatchNorm2dTrain(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean
                             }
                         }
                         totals[channel] = sumDy
-                        totals[c + channel] = sumDyCentered * invstd[channel]
+                        totals[c + channel] = sumDyCentered * channelInvstd[channel]
                     }
                 }
             }
@@ -266,6 +269,7 @@ func syncBatchNorm2dTrain(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean
         guard x.requiresGrad else { return }
         sync.reducer.sum(&gradientSums)
         precondition(gradientSums.count == 2 * c, "batchNorm2d (synchronized): the reducer returned \(gradientSums.count) values for \(2 * c)")
+        let globalSums = gradientSums
         guard contributes else {
             x.accumulateGrad([Float](repeating: 0, count: x.count))
             return
@@ -276,13 +280,13 @@ func syncBatchNorm2dTrain(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean
             withBaseAddresses(dy, x.data, weight.data) { input in
                 let dyValues = input[0]!, xValues = input[1]!, gamma = input[2]!
                 forEachChannel(c) { channel in
-                    let count = globalCount[channel], mean = globalMean[channel], channelInvstd = invstd[channel]
-                    let meanDy = gradientSums[channel] / count, meanDyXhat = gradientSums[c + channel] / count
-                    let scale = Double(gamma[channel]) * channelInvstd
+                    let count = channelCount[channel], mean = channelMean[channel], invstd = channelInvstd[channel]
+                    let meanDy = globalSums[channel] / count, meanDyXhat = globalSums[c + channel] / count
+                    let scale = Double(gamma[channel]) * invstd
                     for b in 0..<n {
                         let offset = (b * c + channel) * spatial
                         for i in offset..<offset + spatial {
-                            let xhat = (Double(xValues[i]) - mean) * channelInvstd
+                            let xhat = (Double(xValues[i]) - mean) * invstd
                             dx[i] = Float(scale * (Double(dyValues[i]) - meanDy - xhat * meanDyXhat))
                         }
                     }
