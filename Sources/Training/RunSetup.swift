@@ -125,7 +125,7 @@ extension Trainer {
 
     /// What defines the run: a resume must match all of these. The keys are the command's flag names because
     /// checkpoints already on disk store them so; they are data here, not wording.
-    private func runSettings(table: LabelsTable, weightsKey: String) -> [String: String] {
+    func runSettings(table: LabelsTable, weightsKey: String) -> [String: String] {
         // Every parsed column of every row (metadata by bit pattern), and each image file's path, size and mtime:
         // an edited labels.csv, a replaced frame or another images folder is another run.
         let rows = table.samples.map { sample in

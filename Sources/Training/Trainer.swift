@@ -83,6 +83,7 @@ public final class Trainer {
 
     private func train(table: LabelsTable, files: RunFiles, outputs: OutputSet?, wallStart: Date) throws -> TrainingResult {
         let run = try prepare(table: table)
+        try requireSameRunOnEveryRank(run.settings)
         var state = try restoredState(run)
         events(.started(kernelThreads: Kernels.numThreads))
         // A resumed run reports the finished epochs again: its transcript is the uninterrupted run's.
@@ -95,6 +96,31 @@ public final class Trainer {
         try outputs?.commit()
         events(.finished(result))
         return result
+    }
+
+    /// Every rank must train the same run: the same flags, labels.csv and image files (each rank reads its own copy,
+    /// or a shared filesystem). Ranks that differ would compute gradients of different problems and sum them
+    /// silently; this compares each setting's digest with rank 0's and names the first that differs.
+    func requireSameRunOnEveryRank(_ settings: [String: String]) throws {
+        guard group.isParallel else { return }
+        let keys = settings.keys.sorted()
+        let digests = keys.map { Int64(bitPattern: UInt64(stableHash("\($0)=\(settings[$0]!)"), radix: 16) ?? 0) }
+        // The names too: a rank with another set of settings (another flag given) must not reach a gather of
+        // another length.
+        let names = Int64(bitPattern: UInt64(stableHash(keys.joined(separator: "\n")), radix: 16) ?? 0)
+        let allNames = group.gather([names], counts: Array(repeating: 1, count: group.size))
+        try InterruptSignal.check()
+        if let rank = allNames.firstIndex(where: { $0 != allNames[0] }) {
+            throw TrainingError("rank \(rank) of \(group.size) was started with other flags than rank 0; every rank must run the same command")
+        }
+        let all = group.gather(digests, counts: Array(repeating: digests.count, count: group.size))
+        try InterruptSignal.check()
+        for rank in 1 ..< group.size {
+            for (k, key) in keys.enumerated() where all[rank * keys.count + k] != all[k] {
+                throw TrainingError("rank \(rank) of \(group.size) has another \(key) than rank 0 "
+                    + "(every rank must see the same flags, labels.csv and image files: the same paths, sizes and modification times)")
+            }
+        }
     }
 
     /// The backbone's 2048-d features (inference mode) of every image the CSV lists, in CSV order, through the
@@ -110,6 +136,7 @@ public final class Trainer {
         }
         let dataset = ImageDataset(table: table, cacheBudgetBytes: 0)
         let (model, weightsKey, _) = try buildModel(metaDim: table.metaDim)
+        try requireSameRunOnEveryRank(runSettings(table: table, weightsKey: weightsKey))
         model.backbone.freeze()
         let cache = featureCache(weightsKey: weightsKey, width: model.backbone.featureCount)
         let computed = try backboneFeatures(model: model, dataset: dataset, indices: Array(0 ..< dataset.samples.count),

@@ -39,15 +39,26 @@ final class DataParallelTests: XCTestCase {
     private func run(ranks: Int?, in directory: String, _ arguments: [String], environment: [String: String] = [:]) throws
         -> (status: Int32, stdout: String, stderr: String)
     {
+        if let ranks {
+            return try run(mpirunArguments: ["-np", String(ranks), "--oversubscribe", try ResNet50Executable.url().path] + arguments,
+                           in: directory, environment: environment)
+        }
+        return try run(executable: ResNet50Executable.url(), arguments, in: directory, environment: environment)
+    }
+
+    private func run(mpirunArguments: [String], in directory: String, environment: [String: String] = [:]) throws
+        -> (status: Int32, stdout: String, stderr: String)
+    {
+        try run(executable: mpirun(), mpirunArguments, in: directory, environment: environment)
+    }
+
+    private func run(executable: URL, _ arguments: [String], in directory: String, environment: [String: String]) throws
+        -> (status: Int32, stdout: String, stderr: String)
+    {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let process = Process()
-        if let ranks {
-            process.executableURL = try mpirun()
-            process.arguments = ["-np", String(ranks), "--oversubscribe", try ResNet50Executable.url().path] + arguments
-        } else {
-            process.executableURL = try ResNet50Executable.url()
-            process.arguments = arguments
-        }
+        process.executableURL = executable
+        process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         process.environment = ProcessInfo.processInfo.environment.merging(Self.mpiEnvironment.merging(environment) { $1 }) { $1 }
         let out = Pipe(), err = Pipe()
@@ -183,6 +194,21 @@ final class DataParallelTests: XCTestCase {
             + ["--batch-size", "8", "--epochs", "3", "--resume", "m.resume.safetensors"])
         XCTAssertNotEqual(other.status, 0)
         XCTAssertTrue(other.stderr.contains("global batch"), other.stderr)
+    }
+
+    /// Ranks started with different flags (mpirun's MPMD form) or different data are refused by name before training.
+    func testRanksThatDisagreeAreRefused() throws {
+        let common = ["train"] + (try data(count: 10)) + ["--freeze-backbone", "--epochs", "1", "--no-feature-cache", "--output", "m.safetensors"]
+        let exe = try ResNet50Executable.url().path
+        let seeds = try run(mpirunArguments: ["--oversubscribe", "-np", "1", exe] + common + ["--seed", "1", ":", "-np", "1", exe] + common
+            + ["--seed", "2"], in: p("seeds"))
+        XCTAssertNotEqual(seeds.status, 0)
+        XCTAssertTrue(seeds.stderr.contains("rank 1 of 2 has another --seed than rank 0"), seeds.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: p("seeds/m.safetensors")))
+        let flags = try run(mpirunArguments: ["--oversubscribe", "-np", "1", exe] + common + [":", "-np", "1", exe] + common
+            + ["--sync-bn"], in: p("flags"))
+        XCTAssertNotEqual(flags.status, 0)
+        XCTAssertTrue(flags.stderr.contains("rank 1 of 2 was started with other flags than rank 0"), flags.stderr)
     }
 
     /// Commands that run in one process refuse to run as several ranks.
