@@ -56,6 +56,12 @@ let package = Package(
         .testTarget(name: "UntrustedJSONTests", dependencies: ["UntrustedJSON"], swiftSettings: swiftFlags),
         .testTarget(name: "FileIOTests", dependencies: ["FileIO"], swiftSettings: swiftFlags),
         .testTarget(name: "SeededRandomTests", dependencies: ["SeededRandom"], swiftSettings: swiftFlags),
+        // Cached backbone features on disk for training sets larger than memory: a checked fixed header, rows
+        // memory-mapped and copied out by index, touched pages handed back so resident memory stays flat.
+        // FileIO only: the trainer and the benchmarks sit above it.
+        .target(name: "FeatureStore", dependencies: ["FileIO"], swiftSettings: swiftFlags),
+        .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "FileIO", "NN", "SeededRandom"],
+                    swiftSettings: swiftFlags),
         // C kernels: convolution, batch norm, pooling, elementwise, linear.
         .target(
             name: "CKernels",
