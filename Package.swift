@@ -35,6 +35,7 @@ let package = Package(
         .executable(name: "resnet50", targets: ["ResNet50Command"]),
         .executable(name: "bench-images", targets: ["ImageBenchmarks"]),
         .executable(name: "bench-model", targets: ["ModelBenchmarks"]),
+        .executable(name: "bench-scale", targets: ["ScaleBenchmarks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -114,6 +115,12 @@ let package = Package(
                           dependencies: ["CPUFeatures", "Models", "NN", "Tensors", "DataPipeline", "Imaging",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Benchmarks/ModelBenchmarks", swiftSettings: swiftFlags),
+        // Training the fusion head from feature stores of 10^5 and 10^6 frames, each size in a fresh process: epoch
+        // time and peak resident memory, which must not grow with the store.
+        .executableTarget(name: "ScaleBenchmarks",
+                          dependencies: ["CPUFeatures", "FeatureStore", "Models", "NN", "Tensors", "SeededRandom",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Benchmarks/ScaleBenchmarks", swiftSettings: swiftFlags),
         // The convolution shapes of ResNet-50, shared by the kernel tests and the kernel benchmarks.
         .target(name: "ResNetShapes", swiftSettings: swiftFlags),
         .executableTarget(name: "KernelBenchmarks",
