@@ -140,9 +140,9 @@ struct FeatureStoreHeader: Equatable {
 /// `FeatureStoreWriter`, copied out by row index (fp16 stores are widened to Float).
 ///
 /// Resident memory stays flat however large the store is: the pages a copy touches are handed back
-/// (`madvise(MADV_DONTNEED)`, the whole 2 MB blocks around them) once `releaseThreshold` bytes of such blocks have
-/// accumulated, at the end of a `copyRows` call. They stay in the kernel's page
-/// cache, so reading them again costs a page fault, not a disk read, while memory allows.
+/// (`madvise(MADV_DONTNEED)`, the whole 2 MB blocks around them) at the end of a `copyRows` call once
+/// `releaseThreshold` bytes of such blocks have accumulated. They stay in the kernel's page cache, so reading them
+/// again costs a page fault, not a disk read, while memory allows.
 ///
 /// The file must not be truncated while it is open (as for any mapped file, reading a vanished page is SIGBUS);
 /// the writer never changes a committed file, it renames a new one over it. One store object is used from one
@@ -164,10 +164,10 @@ public final class FeatureStore {
     private let mapping: UnsafeMutableRawPointer
     private let rowBytes: Int
     /// What one `madvise` range is rounded out to, in the address space: a page fault maps more than the page it needs
-    /// (fault-around: 64 KB of cached pages; since Linux 6.18 a whole large page-cache folio, which ext4 and XFS make up
-    /// to 2 MB, as far as the enclosing 2 MB page-table block), and all of it counts as resident. Releasing the whole
-    /// aligned 2 MB block around each touched row catches every page a fault can have mapped with it. (Measured on
-    /// 6.18 / ext4: with 64 KB windows, reading a 210 MB store in random order kept 140 MB resident.)
+    /// (fault-around: 64 KB of cached pages by default; recent kernels map a whole large page-cache folio, up to the
+    /// enclosing 2 MB page-table block), and all of it counts as resident. Releasing the whole aligned 2 MB block
+    /// around each touched row catches every page a fault can have mapped with it. (Measured on Linux 6.18 / ext4:
+    /// with 64 KB windows, reading a 210 MB store in random order kept 140 MB resident; with 2 MB blocks, under 64 MB.)
     private static let releaseGranularity = max(2 << 20, Int(sysconf(Int32(_SC_PAGESIZE))))
     /// Touched [start, end) byte ranges of the mapping (offsets from its start), not yet released.
     private var pendingRanges: [(start: Int, end: Int)] = []
