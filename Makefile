@@ -7,13 +7,14 @@
 #   make bench-kernels  C kernel microbenchmarks (conv / batchnorm / pooling vs this machine's sgemm and FMA peak)
 #   make fuzz           libFuzzer targets under Fuzz/, FUZZ_SECONDS each (default 60); layout in Fuzz/README.md
 #   make bench-quality  validation F1 per epoch, ours vs PyTorch, 3 seeds on 1000 demo frames (TORCH_PYTHON as for bench)
+#   make bench-scale    one epoch of the fusion head from memory-mapped feature stores of SCALE_ROWS frames: time, peak RSS
 SWIFT      ?= swift
 CONFIG     := -c release
 # Debian packages the build links against.
 DEB_PACKAGES := libopenblas-dev libomp-dev libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libopenmpi-dev openmpi-bin
 DEPS_STAMP := .build/.deps-ok
 
-.PHONY: all deps build test test-asan bench bench-kernels bench-quality fuzz demo clean
+.PHONY: all deps build test test-asan bench bench-kernels bench-quality bench-scale fuzz demo clean
 
 all: build
 
@@ -70,6 +71,14 @@ bench-quality: deps
 	$(or $(TORCH_PYTHON),python3) Benchmarks/Quality/bench_quality.py --resnet50 .build/release/resnet50 \
 	  --seeds $(QUALITY_SEEDS) --epochs $(QUALITY_EPOCHS) $(if $(QUALITY_TORCH_EPOCHS),--torch-epochs $(QUALITY_TORCH_EPOCHS)) \
 	  $(if $(TORCH_PYTHON),--torch-python $(TORCH_PYTHON)) $(QUALITY_ARGS)
+
+# Training from cached features larger than memory: synthetic feature stores of SCALE_ROWS frames (2048 wide,
+# 8 KB a frame in fp32: 8.2 GB at 10^6), built once in .cache/bench-scale and reused; each size in a fresh process.
+# SCALE_ARGS passes more flags (e.g. --dtype fp16, --batch-size 32).
+SCALE_ROWS ?= 100000 1000000
+bench-scale: deps
+	$(SWIFT) build $(CONFIG) --product bench-scale
+	.build/release/bench-scale --rows $(SCALE_ROWS) $(SCALE_ARGS)
 
 # The main job on built-in data: 200 synthetic frames, then the seed's command with --freeze-backbone.
 # torchvision's ImageNet file is used when it is where torchvision keeps it; otherwise the backbone starts

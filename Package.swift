@@ -35,6 +35,7 @@ let package = Package(
         .executable(name: "resnet50", targets: ["ResNet50Command"]),
         .executable(name: "bench-images", targets: ["ImageBenchmarks"]),
         .executable(name: "bench-model", targets: ["ModelBenchmarks"]),
+        .executable(name: "bench-scale", targets: ["ScaleBenchmarks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -65,6 +66,12 @@ let package = Package(
         // Data parallelism: the job's ranks, collectives that give up when mpirun stops the job, and the bucketed
         // gradient all-reduce that overlaps backward.
         .target(name: "DataParallel", dependencies: ["CMPI", "Tensors"], swiftSettings: swiftFlags),
+        // Cached backbone features on disk for training sets larger than memory: a checked fixed header, rows
+        // memory-mapped and copied out by index, touched pages handed back so resident memory stays flat.
+        // FileIO only: the trainer and the benchmarks sit above it.
+        .target(name: "FeatureStore", dependencies: ["FileIO"], swiftSettings: swiftFlags),
+        .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "FileIO", "NN", "SeededRandom"],
+                    swiftSettings: swiftFlags),
         // C kernels: convolution, batch norm, pooling, elementwise, linear.
         .target(
             name: "CKernels",
@@ -107,7 +114,7 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),
 
         // Training: metrics and the seed's printed line, threshold tuning, curves; (the loop comes with the model).
-        .target(name: "Training", dependencies: ["Models", "DataPipeline", "WeightFiles", "NN", "Tensors", "FileIO", "DataParallel",
+        .target(name: "Training", dependencies: ["Models", "DataPipeline", "WeightFiles", "NN", "Tensors", "FileIO", "DataParallel", "FeatureStore", "UntrustedJSON",
                                           .product(name: "CSV", package: "CSV.swift")],
                 swiftSettings: swiftFlags),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "DataPipeline", "WeightFiles"],
@@ -117,6 +124,12 @@ let package = Package(
                           dependencies: ["CPUFeatures", "Models", "NN", "Tensors", "DataPipeline", "Imaging",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Benchmarks/ModelBenchmarks", swiftSettings: swiftFlags),
+        // Training the fusion head from feature stores of 10^5 and 10^6 frames, each size in a fresh process: epoch
+        // time and peak resident memory, which must not grow with the store.
+        .executableTarget(name: "ScaleBenchmarks",
+                          dependencies: ["CPUFeatures", "FeatureStore", "Models", "NN", "Tensors", "SeededRandom",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Benchmarks/ScaleBenchmarks", swiftSettings: swiftFlags),
         // The convolution shapes of ResNet-50, shared by the kernel tests and the kernel benchmarks.
         .target(name: "ResNetShapes", swiftSettings: swiftFlags),
         .executableTarget(name: "KernelBenchmarks",

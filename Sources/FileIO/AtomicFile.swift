@@ -28,48 +28,14 @@ public enum AtomicFile {
     /// - Parameter url: the destination; its folder must exist.
     /// - Throws: `FileError`, or whatever `produce` throws; either way the temporary file is removed.
     public static func write(to url: URL, _ produce: (_ sink: (Data) throws -> Void) throws -> Void) throws {
-        let path = url.path
-        let folder = url.deletingLastPathComponent().path
-        let prefix = temporaryPrefix(for: url)
-        removeAbandonedTemporaries(in: folder, prefix: prefix)
-        let temporary = folder + "/" + prefix + "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        func failure(_ what: String) -> FileError {
-            FileError(path: path, reason: "\(what) failed: \(String(cString: strerror(errno)))")
-        }
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw failure("creating a temporary file in \(folder)") }
-        var closed = false
-        defer {
-            if !closed { close(fd) }
-        }
+        let file = try AtomicFileWriter(url: url)
         do {
-            try produce { chunk in
-                try chunk.withUnsafeBytes { raw in
-                    var done = 0
-                    while done < raw.count {
-                        let n = posixWrite(fd, raw.baseAddress! + done, raw.count - done)
-                        if n < 0 {
-                            if errno == EINTR { continue }
-                            throw failure("writing")
-                        }
-                        done += n
-                    }
-                }
-            }
-            guard fsync(fd) == 0 else { throw failure("flushing") }
-            closed = true
-            guard close(fd) == 0 else { throw failure("closing") }
-            guard rename(temporary, path) == 0 else { throw failure("renaming the temporary file over it") }
+            try produce { chunk in try chunk.withUnsafeBytes { try file.write($0) } }
         } catch {
-            unlink(temporary)
+            file.abandon()
             throw error
         }
-        // Make the rename itself durable.
-        let folderFD = open(folder, O_RDONLY | O_CLOEXEC)
-        if folderFD >= 0 {
-            _ = fsync(folderFD)
-            close(folderFD)
-        }
+        try file.commit()  // removes the temporary itself when it fails
     }
 
     /// `.NAME.tmp-`: what every temporary file of `url` starts with.
@@ -77,7 +43,7 @@ public enum AtomicFile {
 
     /// Removes `PREFIX<pid>-…` files whose process no longer exists (a write killed before its rename). Files of
     /// live processes are theirs to finish; anything not named like a temporary is never touched.
-    private static func removeAbandonedTemporaries(in folder: String, prefix: String) {
+    static func removeAbandonedTemporaries(in folder: String, prefix: String) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
         for name in names where name.hasPrefix(prefix) {
             let rest = name.dropFirst(prefix.count)
@@ -85,9 +51,4 @@ public enum AtomicFile {
             if kill(pid, 0) != 0 && errno == ESRCH { unlink(folder + "/" + name) }
         }
     }
-}
-
-@inline(__always)
-private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
-    write(fd, buffer, count)
 }

@@ -21,25 +21,8 @@ public enum RegularFile {
     /// - Throws: `FileError` naming the path and what is there.
     public static func read(_ url: URL, byteLimit: Int = defaultByteLimit, firstBytes: Int? = nil,
                             mapped: Bool = false) throws -> Data {
-        // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused right after, by its type.
-        let descriptor = open(url.path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard descriptor >= 0 else { throw FileError(path: url.path, reason: String(cString: strerror(errno))) }
+        let (descriptor, size) = try openForReading(url)
         defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else { throw FileError(path: url.path, reason: String(cString: strerror(errno))) }
-        let kind = status.st_mode & S_IFMT
-        guard kind == S_IFREG else {
-            let what: String
-            switch kind {
-            case S_IFIFO: what = "a FIFO (named pipe)"
-            case S_IFDIR: what = "a directory"
-            case S_IFCHR, S_IFBLK: what = "a device"
-            case S_IFSOCK: what = "a socket"
-            default: what = "not a regular file"
-            }
-            throw FileError(path: url.path, reason: "is \(what), not a regular file")
-        }
-        let size = Int(status.st_size)
         let wanted = min(size, firstBytes ?? size)
         guard wanted <= byteLimit else {
             throw FileError(path: url.path, reason: "is \(size) bytes, over the limit of \(byteLimit) bytes")
@@ -49,7 +32,6 @@ public enum RegularFile {
                 throw FileError(path: url.path, reason: error.localizedDescription)
             }
         }
-        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) & ~O_NONBLOCK)
         var data = Data(count: wanted)
         var filled = 0
         try data.withUnsafeMutableBytes { buffer in
@@ -63,5 +45,36 @@ public enum RegularFile {
         }
         if filled < wanted { data.removeSubrange(filled...) }
         return data
+    }
+
+    /// Opens the file at `url` for reading, refusing anything that is not a regular file: for readers that keep the
+    /// descriptor (a memory-mapped feature store), so that the file checked is the file read.
+    /// - Returns: the descriptor (blocking mode, close-on-exec; the caller closes it) and the file's size.
+    /// - Throws: `FileError` naming the path and what is there.
+    public static func openForReading(_ url: URL) throws -> (descriptor: Int32, size: Int) {
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused right after, by its type.
+        let descriptor = Glibc.open(url.path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { throw FileError(path: url.path, reason: String(cString: strerror(errno))) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(descriptor)
+            throw FileError(path: url.path, reason: reason)
+        }
+        let kind = status.st_mode & S_IFMT
+        guard kind == S_IFREG else {
+            close(descriptor)
+            let what: String
+            switch kind {
+            case S_IFIFO: what = "a FIFO (named pipe)"
+            case S_IFDIR: what = "a directory"
+            case S_IFCHR, S_IFBLK: what = "a device"
+            case S_IFSOCK: what = "a socket"
+            default: what = "not a regular file"
+            }
+            throw FileError(path: url.path, reason: "is \(what), not a regular file")
+        }
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) & ~O_NONBLOCK)
+        return (descriptor, Int(status.st_size))
     }
 }
