@@ -104,7 +104,7 @@ let package = Package(
         .target(name: "DataPipeline", dependencies: ["Imaging", "FileIO", "SeededRandom", "UntrustedJSON", .product(name: "CSV", package: "CSV.swift")],
                 swiftSettings: swiftFlags),
         .executableTarget(name: "ResNet50Command",
-                          dependencies: ["CPUFeatures", "DataParallel", "DataPipeline", "Training",
+                          dependencies: ["CPUFeatures", "DataParallel", "DataPipeline", "FeatureStore", "Training",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: swiftFlags),
         .executableTarget(name: "ImageBenchmarks",

@@ -41,7 +41,13 @@ public final class Standardize: Module, UnaryLayer {
                 squares[c] += d * d
             }
         }
-        let stds = squares.map { ($0 / Double(count)).squareRoot() }
+        setStatistics(mean: means, std: squares.map { ($0 / Double(count)).squareRoot() })
+    }
+
+    /// Takes each column's mean and population standard deviation computed elsewhere (a feature store streams them);
+    /// a standard deviation under `minimumStd` becomes 1.
+    public func setStatistics(mean means: [Double], std stds: [Double]) {
+        precondition(means.count == width && stds.count == width, "Standardize: \(means.count) means, \(stds.count) stds for width \(width)")
         mean.data = means.map { Float($0) }
         std.data = stds.map { $0 >= Self.minimumStd ? Float($0) : 1 }
     }

@@ -78,6 +78,8 @@ func flag(_ name: InvalidOption.Name) -> String {
     case .output: return "--output"
     case .modelPath: return "--model"
     case .outputPath: return "--out"
+    case .featureStorePath: return "--features"
+    case .freezeBackbone: return "--freeze-backbone"
     case .split: return "--split"
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DataParallel
+import FeatureStore
 import Foundation
 import Training
 
@@ -55,6 +56,12 @@ struct DataOptions: ParsableArguments {
 }
 
 extension BatchNormMode: ExpressibleByArgument {}
+
+/// `--feature-dtype`: a feature store's element type.
+enum FeatureElementTypeArgument: String, ExpressibleByArgument {
+    case fp32, fp16
+    var elementType: FeatureElementType { self == .fp32 ? .float32 : .float16 }
+}
 extension SelectionMetric: ExpressibleByArgument {}
 extension LearningRateSchedule: ExpressibleByArgument {}
 extension PositiveWeight: ExpressibleByArgument {}
@@ -166,6 +173,11 @@ struct Train: ParsableCommand {
     @Option(help: "Continue from X.resume.safetensors of an interrupted run (same flags; --epochs may grow unless cosine; under mpirun, any rank count that keeps ranks × --batch-size).")
     var resume: String?
 
+    @Option(help: ArgumentHelp("With --freeze-backbone: the backbone's features, memory-mapped from a store 'resnet50 features --store' wrote, instead of computed.",
+                               discussion: "For training sets larger than memory: resident memory stays flat, and each rank reads only its rows.",
+                               valueName: "STORE"))
+    var features: String?
+
     @Flag(help: "Under mpirun: BatchNorm in training mode uses the statistics of the global batch (all ranks), so N ranks train as one process with batch N × --batch-size. Default: each rank its own, as PyTorch's DDP.")
     var syncBn = false
 
@@ -188,6 +200,7 @@ struct Train: ParsableCommand {
         options.resumePath = resume
         options.standardizeInputs = !noStandardize
         options.syncBatchNorm = syncBn
+        options.featureStorePath = features
         return options
     }
 
@@ -215,8 +228,14 @@ struct Features: ParsableCommand {
 
     @OptionGroup var data: DataOptions
 
-    @Option(help: "Output .safetensors file.")
+    @Option(help: "Output file: safetensors, or a feature store with --store.")
     var out: String
+
+    @Flag(help: "Write a memory-mappable feature store (and OUT's .index.json) for 'train --features', batch by batch: for image sets larger than memory.")
+    var store = false
+
+    @Option(help: "Element type of a --store: fp32, or fp16 (half the size; features rounded to 11 significant bits).")
+    var featureDtype: FeatureElementTypeArgument = .fp32
 
     func validate() throws {
         try reportingErrors { try data.trainingOptions.validate() }
@@ -228,8 +247,15 @@ struct Features: ParsableCommand {
             let start = Date()
             // Only warnings come from a features run: it trains nothing and has no transcript.
             let transcript = SeedTranscript(options: data.trainingOptions)
-            let (names, features, width) = try Trainer(options: data.trainingOptions, group: group, events: transcript.show)
-                .extractFeatures(outputPath: out)
+            let trainer = Trainer(options: data.trainingOptions, group: group, events: transcript.show)
+            if store {
+                let rows = try trainer.extractFeatures(toStore: URL(fileURLWithPath: out), elementType: featureDtype.elementType)
+                guard group.isWriter else { return }
+                note(String(format: "%d images, %.1f s", rows, Date().timeIntervalSince(start)))
+                print("Saved: \(out)")
+                return
+            }
+            let (names, features, width) = try trainer.extractFeatures(outputPath: out)
             // Every rank holds every row; rank 0 writes them.
             guard group.isWriter else { return }
             try FeatureFile.write(names: names, features: features, width: width, to: URL(fileURLWithPath: out))

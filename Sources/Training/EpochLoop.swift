@@ -11,7 +11,7 @@ extension Trainer {
     /// Trains the epochs after those in `state`, updating it after each.
     /// - Parameter outputs: where rank 0 stages the epoch log and resume checkpoint; nil on the other ranks.
     /// - Returns: the last epoch's P(class 1) on the validation split, in split order.
-    func runEpochs(_ run: PreparedRun, features: [Float], state: inout RunState, files: RunFiles, outputs: OutputSet?,
+    func runEpochs(_ run: PreparedRun, features: FeatureRows, state: inout RunState, files: RunFiles, outputs: OutputSet?,
                    wallStart: Date) throws -> [Double] {
         let model = run.model
         let trainLoader = try DataLoader(dataset: run.dataset, indices: run.split.train, batchSize: options.batchSize,
@@ -122,7 +122,7 @@ extension Trainer {
     /// batch is empty runs the step on two copies of that batch's first sample with a zero loss gradient, only to
     /// take part in the collectives (BatchNorm's, then the gradients').
     /// - Returns: the metrics and P(class 1) per sample in the loader's order of that epoch (evaluation only).
-    private func runEpoch(_ run: PreparedRun, loader: DataLoader, epoch: Int, features: [Float], reducer: GradientReducer?,
+    private func runEpoch(_ run: PreparedRun, loader: DataLoader, epoch: Int, features: FeatureRows, reducer: GradientReducer?,
                           batchNormSync: BatchNormSync?, training: Bool, label: String) throws -> (EpochMetrics, [Double]) {
         let model = run.model, classWeights = run.classWeights
         var metrics = MetricsAccumulator()
@@ -179,10 +179,10 @@ extension Trainer {
             let width = model.backbone.featureCount, metaDim = model.metaDim
             for share in runnable {
                 let indices = stepSamples(share)
-                var rows = [Float](), meta = [Float](), labels = [Int]()
-                rows.reserveCapacity(indices.count * width)
+                // This rank's rows only: from a feature store, the pages of the other ranks' rows are never touched.
+                let rows = features.rows(indices)
+                var meta = [Float](), labels = [Int]()
                 for i in indices {
-                    rows.append(contentsOf: features[i * width ..< (i + 1) * width])
                     meta.append(contentsOf: samples[i].metadata)
                     labels.append(samples[i].label)
                 }

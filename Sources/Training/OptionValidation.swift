@@ -36,7 +36,8 @@ public struct InvalidOption: NamesOptions, Equatable {
     /// The options that can be out of range, by their property names in `TrainingOptions` / `InferenceOptions`.
     public enum Name: String, Sendable, CaseIterable {
         case epochs, batchSize, numWorkers, maxBoxes, learningRate, patience, warmupEpochs, weightDecay, positiveWeight,
-             threads, threshold, imagesDirectory, csvPath, resumePath, weights, output, modelPath, outputPath, split
+             threads, threshold, imagesDirectory, csvPath, resumePath, weights, output, modelPath, outputPath, split,
+             featureStorePath, freezeBackbone
     }
 
     public enum Problem: Equatable, Sendable {
@@ -131,6 +132,14 @@ extension TrainingOptions {
         try InvalidOption.requireFolder(imagesDirectory, .imagesDirectory, of: owner)
         try InvalidOption.requireReadableFile(csvPath, .csvPath, of: owner)
         if let resumePath { try InvalidOption.requireReadableFile(resumePath, .resumePath, of: owner) }
+        if let featureStorePath {
+            try InvalidOption.requireReadableFile(featureStorePath, .featureStorePath, of: owner)
+            guard usesCachedFeatures else {
+                throw OptionNamingError { name in
+                    "\(name(.featureStorePath)) gives the backbone's features: it needs \(name(.freezeBackbone)) with BatchNorm in eval mode"
+                }
+            }
+        }
     }
 }
 

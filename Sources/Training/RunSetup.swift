@@ -1,6 +1,7 @@
 // RunSetup.swift — from options to a model ready to train: labels, split, class weight, backbone weights,
 // optimizer, the resumed state and the cached backbone features.
 import DataPipeline
+import FeatureStore
 import Foundation
 import Models
 import NN
@@ -67,31 +68,47 @@ extension Trainer {
                                             model: run.model, optimizer: run.optimizer, backboneStored: !options.usesCachedFeatures)
     }
 
-    /// Cached-feature mode: every image's backbone features, computed once (or read from the on-disk cache), and
-    /// with `standardizing` the input statistics of the training split set on the model. Other modes: no rows.
-    func cachedFeatures(_ run: PreparedRun, standardizing: Bool) throws -> (rows: [Float], computed: Int, reused: Int) {
-        guard options.usesCachedFeatures else { return ([], 0, 0) }
+    /// Cached-feature mode: every image's backbone features, computed once (or read from the on-disk cache), or
+    /// memory-mapped from the feature store `featureStorePath` names; with `standardizing` the input statistics of
+    /// the training split set on the model. Other modes: no rows.
+    func cachedFeatures(_ run: PreparedRun, standardizing: Bool) throws -> (rows: FeatureRows, computed: Int, reused: Int) {
+        guard options.usesCachedFeatures else { return (.none, 0, 0) }
         let model = run.model, width = model.backbone.featureCount
-        let cache = featureCache(key: run.featureCacheKey, width: width)
-        let computed: (features: [Float], computed: Int, reused: Int)
-        do {
-            // Batches of the global batch size: the features a group computes are those one process would compute
-            // with that batch size.
-            computed = try backboneFeatures(model: model, dataset: run.dataset, indices: Array(0 ..< run.dataset.samples.count),
-                                            cache: cache, batchSize: options.batchSize * group.size, numWorkers: options.numWorkers,
-                                            group: group, progress: progress, warn: { self.events(.warning($0)) })
-        } catch var interrupted as RunInterrupted {
-            interrupted.detail = " while computing backbone features: no files written"
-                + (cache == nil ? "" : "; the features computed so far are in the feature cache")
-            throw interrupted
+        let features: FeatureRows, computedCount: Int, reusedCount: Int
+        if let storePath = options.featureStorePath {
+            let keys = run.table.samples.map { FeatureCache.imageKey($0.imageURL) ?? $0.imageURL.path }
+            let store: FeatureRows.Store
+            do {
+                store = try FeatureStoreIndex.open(URL(fileURLWithPath: storePath), imageKeys: keys, modelKey: run.featureCacheKey,
+                                                   width: width)
+            } catch let error as TrainingError {
+                let problem = error.description
+                throw OptionNamingError { name in "\(name(.featureStorePath)) \(problem)" }
+            }
+            (features, computedCount, reusedCount) = (FeatureRows(store: store), 0, store.rowCount)
+        } else {
+            let cache = featureCache(key: run.featureCacheKey, width: width)
+            let computed: (features: [Float], computed: Int, reused: Int)
+            do {
+                // Batches of the global batch size: the features a group computes are those one process would compute
+                // with that batch size.
+                computed = try backboneFeatures(model: model, dataset: run.dataset, indices: Array(0 ..< run.dataset.samples.count),
+                                                cache: cache, batchSize: options.batchSize * group.size, numWorkers: options.numWorkers,
+                                                group: group, progress: progress, warn: { self.events(.warning($0)) })
+            } catch var interrupted as RunInterrupted {
+                interrupted.detail = " while computing backbone features: no files written"
+                    + (cache == nil ? "" : "; the features computed so far are in the feature cache")
+                throw interrupted
+            }
+            (features, computedCount, reusedCount) = (FeatureRows(memory: computed.features, width: width), computed.computed, computed.reused)
         }
         // A resumed run keeps the statistics its checkpoint restored: the model was trained in their units.
         if standardizing, let featureMap = model.featureStandardization, let metaMap = model.metaStandardization {
-            let train = run.split.train, features = computed.features
-            featureMap.setStatistics(rows: train.flatMap { features[$0 * width ..< ($0 + 1) * width] }, count: train.count)
+            let train = run.split.train
+            features.setStatistics(of: featureMap, rows: train)
             metaMap.setStatistics(rows: train.flatMap { run.table.samples[$0].metadata }, count: train.count)
         }
-        return (computed.features, computed.computed, computed.reused)
+        return (features, computedCount, reusedCount)
     }
 
     /// "weights … | backbone | preprocessing": features are reusable only when all three are the same.
@@ -146,6 +163,8 @@ extension Trainer {
             "--no-standardize": String(!options.standardizeInputs),
         ]
         if options.syncBatchNorm { settings["--sync-bn"] = "true" }
+        // A store may hold fp16 features: another input than the computed ones.
+        if options.featureStorePath != nil { settings["--features"] = "store" }
         // A cosine schedule is spread over the epochs: a different count is a different run.
         if options.learningRateSchedule == .cosine { settings["--epochs"] = String(options.epochs) }
         return settings

@@ -41,7 +41,7 @@ public final class Trainer {
     }
 
     /// Kernel threads: the option, else all cores, shared among the ranks on this machine.
-    private func setKernelThreads() {
+    func setKernelThreads() {
         if let threads = options.threads {
             Kernels.setNumThreads(threads)
         } else if group.isParallel {

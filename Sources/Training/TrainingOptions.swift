@@ -62,6 +62,9 @@ public struct TrainingOptions: Sendable {
     /// Data-parallel runs: BatchNorm in training mode normalises with the statistics of the global batch (summed
     /// over the ranks), so N ranks train as one process with the global batch. Off: each rank its own (DDP's default).
     public var syncBatchNorm = false
+    /// Cached-feature mode: read the backbone's features from this feature store (`resnet50 features --store`),
+    /// memory-mapped, instead of computing them; nil computes them (through the feature cache).
+    public var featureStorePath: String?
 
     public init(imagesDirectory: String, csvPath: String) {
         self.imagesDirectory = imagesDirectory
