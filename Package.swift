@@ -35,6 +35,7 @@ let package = Package(
         .executable(name: "resnet50", targets: ["ResNet50Command"]),
         .executable(name: "bench-images", targets: ["ImageBenchmarks"]),
         .executable(name: "bench-model", targets: ["ModelBenchmarks"]),
+        .executable(name: "bench-mpi", targets: ["MPIBenchmarks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -117,6 +118,12 @@ let package = Package(
                           dependencies: ["CPUFeatures", "Models", "NN", "Tensors", "DataPipeline", "Imaging",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Benchmarks/ModelBenchmarks", swiftSettings: swiftFlags),
+        // Data-parallel costs under mpirun on this machine (all-reduce, sharded features, train step) and the
+        // scaling model across machines built from them (docs/SCALING.md).
+        .executableTarget(name: "MPIBenchmarks",
+                          dependencies: ["CPUFeatures", "DataParallel", "Models", "NN", "Tensors", "SeededRandom",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Benchmarks/MPIBenchmarks", swiftSettings: swiftFlags),
         // The convolution shapes of ResNet-50, shared by the kernel tests and the kernel benchmarks.
         .target(name: "ResNetShapes", swiftSettings: swiftFlags),
         .executableTarget(name: "KernelBenchmarks",
