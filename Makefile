@@ -8,13 +8,15 @@
 #   make fuzz           libFuzzer targets under Fuzz/, FUZZ_SECONDS each (default 60); layout in Fuzz/README.md
 #   make bench-quality  validation F1 per epoch, ours vs PyTorch, 3 seeds on 1000 demo frames (TORCH_PYTHON as for bench)
 #   make bench-scale    one epoch of the fusion head from memory-mapped feature stores of SCALE_ROWS frames: time, peak RSS
+#   make bench-mpi      data-parallel costs under mpirun (all-reduce, sharded features, train step: 1 vs 2 ranks) and
+#                       the scaling model across machines built from them (docs/SCALING.md)
 SWIFT      ?= swift
 CONFIG     := -c release
 # Debian packages the build links against.
 DEB_PACKAGES := libopenblas-dev libomp-dev libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libopenmpi-dev openmpi-bin
 DEPS_STAMP := .build/.deps-ok
 
-.PHONY: all deps build test test-asan bench bench-kernels bench-quality bench-scale fuzz demo clean
+.PHONY: all deps build test test-asan bench bench-kernels bench-quality bench-scale bench-mpi fuzz demo clean
 
 all: build
 
@@ -59,6 +61,13 @@ bench: deps
 
 bench-kernels: deps
 	$(SWIFT) run $(CONFIG) bench-kernels
+
+# Data-parallel costs on this machine: the driver spawns itself under mpirun -np 1 / -np 2 --oversubscribe and as a
+# plain process. Open MPI refuses to run as root without both OMPI_ALLOW_RUN_AS_ROOT variables (containers, CI).
+# BENCH_MPI_ARGS passes more flags (e.g. --rounds 3 --train-steps 8 --hop-latency-us 20).
+bench-mpi: deps
+	$(SWIFT) build $(CONFIG) --product bench-mpi
+	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 .build/release/bench-mpi $(BENCH_MPI_ARGS)
 
 # Learning quality, ours vs the user's script (Benchmarks/PyTorch/seed_resnet50.py), same data, same random
 # backbone, several seeds. PyTorch's runs take ~25 min per seed at 30 epochs, so their logs are cached in

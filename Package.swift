@@ -36,6 +36,7 @@ let package = Package(
         .executable(name: "bench-images", targets: ["ImageBenchmarks"]),
         .executable(name: "bench-model", targets: ["ModelBenchmarks"]),
         .executable(name: "bench-scale", targets: ["ScaleBenchmarks"]),
+        .executable(name: "bench-mpi", targets: ["MPIBenchmarks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -130,6 +131,12 @@ let package = Package(
                           dependencies: ["CPUFeatures", "FeatureStore", "Models", "NN", "Tensors", "SeededRandom",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Benchmarks/ScaleBenchmarks", swiftSettings: swiftFlags),
+        // Data-parallel costs under mpirun on this machine (all-reduce, sharded features, train step) and the
+        // scaling model across machines built from them (docs/SCALING.md).
+        .executableTarget(name: "MPIBenchmarks",
+                          dependencies: ["CPUFeatures", "DataParallel", "Models", "NN", "Tensors", "SeededRandom",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Benchmarks/MPIBenchmarks", swiftSettings: swiftFlags),
         // The convolution shapes of ResNet-50, shared by the kernel tests and the kernel benchmarks.
         .target(name: "ResNetShapes", swiftSettings: swiftFlags),
         .executableTarget(name: "KernelBenchmarks",
