@@ -161,6 +161,62 @@ final class DataParallelTests: XCTestCase {
         XCTAssertTrue(a == b, "2-rank features differ from 1-process features")
     }
 
+    /// A feature store written by two ranks is the one a single process writes; training from it (memory-mapped, each
+    /// rank reading its rows) prints what training on computed features prints; fp16 stores train; a store that does
+    /// not belong to the run is refused by name.
+    func testFeatureStoreWrittenByRanksTrainsLikeComputedFeatures() throws {
+        let data = try data(count: 20)
+        let one = try run(ranks: nil, in: p("s"), ["features"] + data + ["--no-feature-cache", "--store", "--out", "one.rnfstore"])
+        let two = try run(ranks: 2, in: p("s"), ["features"] + data + ["--no-feature-cache", "--store", "--out", "two.rnfstore"])
+        XCTAssertEqual(one.status, 0, one.stderr)
+        XCTAssertEqual(two.status, 0, two.stderr)
+        let storeOne = try Data(contentsOf: URL(fileURLWithPath: p("s/one.rnfstore")))
+        XCTAssertEqual(storeOne.count, 4096 + 20 * 2048 * 4)
+        XCTAssertTrue(storeOne == (try Data(contentsOf: URL(fileURLWithPath: p("s/two.rnfstore")))))
+        XCTAssertEqual(try String(contentsOfFile: p("s/one.index.json"), encoding: .utf8),
+                       try String(contentsOfFile: p("s/two.index.json"), encoding: .utf8))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: p("s")).filter { $0.hasPrefix(".") }, [],
+                       "the ranks' part files are removed")
+
+        let train = ["train"] + data + ["--freeze-backbone", "--epochs", "2", "--output", "m.safetensors"]
+        let computed = try run(ranks: nil, in: p("computed"), train + ["--no-feature-cache", "--batch-size", "8"])
+        let fromStore = try run(ranks: 2, in: p("stored"), train + ["--features", p("s/one.rnfstore"), "--batch-size", "4"])
+        XCTAssertEqual(computed.status, 0, computed.stderr)
+        XCTAssertEqual(fromStore.status, 0, fromStore.stderr)
+        XCTAssertEqual(fromStore.stdout, computed.stdout)
+
+        let half = try run(ranks: nil, in: p("s"), ["features"] + data + ["--no-feature-cache", "--store", "--feature-dtype", "fp16",
+                                                                          "--out", "half.rnfstore"])
+        XCTAssertEqual(half.status, 0, half.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: p("s/half.rnfstore"))).count, 4096 + 20 * 2048 * 2)
+        let fromHalf = try run(ranks: nil, in: p("half"), train + ["--features", p("s/half.rnfstore")])
+        XCTAssertEqual(fromHalf.status, 0, fromHalf.stderr)
+        XCTAssertEqual(fromHalf.stdout.split(separator: "\n").count, 4, fromHalf.stdout)
+
+        // Not this run's store: other images, no index, a cut file, the wrong mode. One line each, nothing written.
+        _ = try DemoDataGenerator(seed: 12).write(to: folder.appendingPathComponent("other"), count: 12)
+        let otherData = ["--images-dir", p("other/images"), "--csv-path", p("other/labels.csv"), "--weights", "none"]
+        try FileManager.default.copyItem(atPath: p("s/one.rnfstore"), toPath: p("s/orphan.rnfstore"))
+        let cut = try Data(contentsOf: URL(fileURLWithPath: p("s/one.rnfstore"))).prefix(5000)
+        try cut.write(to: URL(fileURLWithPath: p("s/cut.rnfstore")))
+        try FileManager.default.copyItem(atPath: p("s/one.index.json"), toPath: p("s/cut.index.json"))
+        let refusals: [([String], String)] = [
+            (["train"] + otherData + ["--freeze-backbone", "--features", p("s/one.rnfstore")], "20 rows, labels.csv lists 12 images"),
+            (train + ["--features", p("s/orphan.rnfstore")], "the store's index cannot be read"),
+            (train + ["--features", p("s/cut.rnfstore")], "header says 20 rows"),
+            (["train"] + data + ["--features", p("s/one.rnfstore")], "it needs --freeze-backbone"),
+        ]
+        for (arguments, expected) in refusals {
+            let r = try run(ranks: nil, in: p("refused"), arguments + ["--output", "m.safetensors"])
+            XCTAssertEqual(r.status, 1, "\(arguments): \(r.stderr)")
+            let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("resnet50: error: ") }
+            XCTAssertEqual(errors.count, 1, r.stderr)
+            XCTAssertTrue(errors.first?.hasPrefix("resnet50: error: --features ") ?? false, r.stderr)
+            XCTAssertTrue(r.stderr.contains(expected), "\(expected) not in \(r.stderr)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: p("refused/m.safetensors")))
+        }
+    }
+
     /// Rank 1 killed at the start of epoch 2: the job stops with rank 0's message naming the checkpoint of epoch 1,
     /// an earlier run's model is untouched, and the checkpoint resumes with one process (the same global batch) to
     /// the transcript of an uninterrupted one-process run.
