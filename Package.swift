@@ -67,6 +67,7 @@ let package = Package(
         // Data parallelism: the job's ranks, collectives that give up when mpirun stops the job, and the bucketed
         // gradient all-reduce that overlaps backward.
         .target(name: "DataParallel", dependencies: ["CMPI", "Tensors"], swiftSettings: swiftFlags),
+        .testTarget(name: "DataParallelUnitTests", dependencies: ["DataParallel", "Tensors"], swiftSettings: swiftFlags),
         // Cached backbone features on disk for training sets larger than memory: a checked fixed header, rows
         // memory-mapped and copied out by index, touched pages handed back so resident memory stays flat.
         // FileIO only: the trainer and the benchmarks sit above it.

@@ -165,19 +165,14 @@ func parameterSets(_ model: FusionModel) -> (all: [Tensor], head: [Tensor]) {
     return (named.map(\.1), head)
 }
 
-/// Bucket sizes in floats, in the order they are reduced, by GradientReducer's rule with its default sizes
-/// (reverse registration order; the first bucket closes at 1 MiB, the others at 25 MiB). The scaling model needs
+/// Bucket sizes in floats, in the order they are reduced, by GradientReducer's own rule. The scaling model needs
 /// the last bucket: it holds the first layers' gradients, ready only when backward ends, so it can never overlap.
-func bucketSizes(_ parameters: [Tensor], bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20) -> [Int] {
-    var sizes = [Int](), size = 0
-    for parameter in parameters.reversed() {
-        size += parameter.count
-        if size * MemoryLayout<Float>.stride >= (sizes.isEmpty ? firstBucketBytes : bucketBytes) {
-            sizes.append(size)
-            size = 0
-        }
+func bucketSizes(_ parameters: [Tensor]) -> [Int] {
+    var sizes = [Int](), next = parameters.count
+    for members in GradientReducer.bucketParameterCounts(parameters.map(\.count)) {
+        sizes.append(parameters[next - members ..< next].map(\.count).reduce(0, +))
+        next -= members
     }
-    if size > 0 { sizes.append(size) }
     return sizes
 }
 

@@ -37,24 +37,43 @@ public final class GradientReducer {
     public init(parameters: [Tensor], group: ProcessGroup, bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20) {
         self.parameters = parameters
         self.group = group
-        var current: [(parameter: Int, offset: Int)] = [], size = 0
-        func close() {
-            guard !current.isEmpty else { return }
+        var next = parameters.count
+        for count in Self.bucketParameterCounts(parameters.map(\.count), bucketBytes: bucketBytes, firstBucketBytes: firstBucketBytes) {
+            let members = (next - count ..< next).reversed()
+            var offsets = [(parameter: Int, offset: Int)](), size = 0
+            for index in members {
+                offsets.append((index, size))
+                size += parameters[index].count
+            }
             let storage = UnsafeMutablePointer<Float>.allocate(capacity: max(size, 1))
-            buckets.append(Bucket(members: current, storage: storage, count: size, pending: current.count, request: nil))
-            current = []
-            size = 0
+            buckets.append(Bucket(members: offsets, storage: storage, count: size, pending: offsets.count, request: nil))
+            next -= count
         }
-        for index in parameters.indices.reversed() {
-            current.append((index, size))
-            size += parameters[index].count
-            let limit = buckets.isEmpty ? firstBucketBytes : bucketBytes
-            if size * MemoryLayout<Float>.stride >= limit { close() }
-        }
-        close()
         for (b, bucket) in buckets.enumerated() {
             for member in bucket.members { bucketOf[ObjectIdentifier(parameters[member.parameter])] = b }
         }
+    }
+
+    /// The bucketing rule, in one place (the scaling model of `bench-mpi` uses it too): parameters in reverse order,
+    /// a bucket closed once it holds `firstBucketBytes` (the first) or `bucketBytes` (the others). A model whose
+    /// gradients all fit in `bucketBytes` is one bucket: its backward is too short to hide anything, and one
+    /// all-reduce pays the network's latency once (the frozen-backbone head: 2.2 MB).
+    /// - Parameter counts: each parameter's element count, in registration order.
+    /// - Returns: how many parameters each bucket holds, in the order buckets are reduced.
+    public static func bucketParameterCounts(_ counts: [Int], bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20) -> [Int] {
+        let bytes = MemoryLayout<Float>.stride
+        guard counts.reduce(0, +) * bytes > bucketBytes else { return counts.isEmpty ? [] : [counts.count] }
+        var result = [Int](), members = 0, size = 0
+        for count in counts.reversed() {
+            members += 1
+            size += count
+            if size * bytes >= (result.isEmpty ? firstBucketBytes : bucketBytes) {
+                result.append(members)
+                (members, size) = (0, 0)
+            }
+        }
+        if members > 0 { result.append(members) }
+        return result
     }
 
     deinit {
