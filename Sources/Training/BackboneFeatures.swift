@@ -19,9 +19,17 @@ func backboneFeatures(model: FusionModel, dataset: ImageDataset, indices: [Int],
     var features = [Float](repeating: 0, count: indices.count * width)
     let keys = indices.map { FeatureCache.imageKey(dataset.samples[$0].imageURL) ?? dataset.samples[$0].imageURL.path }
     let cached = cache?.lookup(keys) ?? Array(repeating: nil, count: indices.count)
+    // Ranks on different machines read different caches: a row counts as cached only where every rank has it, so
+    // every rank computes the same list of missing images (the gather below depends on it).
+    var cachedEverywhere = cached.map { $0 == nil ? 0 : 1 }
+    group.sum(&cachedEverywhere)
     var missing = [Int]()  // positions in `indices`
     for (position, row) in cached.enumerated() {
-        if let row { features.replaceSubrange(position * width ..< (position + 1) * width, with: row) } else { missing.append(position) }
+        if let row, cachedEverywhere[position] == group.size {
+            features.replaceSubrange(position * width ..< (position + 1) * width, with: row)
+        } else {
+            missing.append(position)
+        }
     }
     guard !missing.isEmpty else { return (features, 0, indices.count) }
     let wasTraining = model.backbone.training

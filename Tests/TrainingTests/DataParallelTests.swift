@@ -117,6 +117,18 @@ final class DataParallelTests: XCTestCase {
             XCTAssertLessThanOrEqual(d.max, 12 * 1e-3 / 4, file)
             XCTAssertLessThanOrEqual(Double(d.far), 1e-3 * Double(d.count), "\(file): \(d.far) of \(d.count) values differ by > 1e-5")
         }
+        // Ranks on different machines read different feature caches: rank 0's holds every row, rank 1's nothing.
+        // Only rows cached on every rank count as cached, so both compute the same missing rows and train the same.
+        let warm = try run(ranks: nil, in: p("warm"), common + ["--batch-size", "8", "--feature-cache", p("cache0")]
+            .filter { $0 != "--no-feature-cache" })
+        XCTAssertEqual(warm.status, 0, warm.stderr)
+        let exe = try ResNet50Executable.url().path
+        let cached = common.filter { $0 != "--no-feature-cache" } + ["--batch-size", "4"]
+        let mixed = try run(mpirunArguments: ["--oversubscribe", "-np", "1", exe] + cached + ["--feature-cache", p("cache0"), ":",
+                                              "-np", "1", exe] + cached + ["--feature-cache", p("cache1")], in: p("mixed"))
+        XCTAssertEqual(mixed.status, 0, mixed.stderr)
+        XCTAssertEqual(mixed.stdout, one.stdout)
+
         // Rank 0 alone writes: no second set of files, nothing left staged.
         let written = try FileManager.default.contentsOfDirectory(atPath: p("two")).filter { !$0.hasPrefix(".") }.sorted()
         XCTAssertEqual(written, ["m.best.safetensors", "m.curves.svg", "m.epochs.csv", "m.pr.svg", "m.resume.safetensors",
