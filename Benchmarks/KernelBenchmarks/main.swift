@@ -108,14 +108,15 @@ func percentOfFMAPeak(_ gflops: Double) -> String { fmt(100 * gflops / fmaPeakRa
 
 // ----------------------------------------------------------------------------------- sgemm ceiling
 // The machine's rate: a 2048³ sgemm threaded by OpenBLAS itself, and split into column blocks over our
-// OpenMP threads with a single-threaded sgemm on each (how the kernels call it), once with OpenBLAS and once
-// with our AVX-512 GEMM when the CPU has it. The best is 100%.
+// OpenMP threads with a single-threaded sgemm on each (how the kernels call it), once with OpenBLAS, once
+// with our AVX2 GEMM and once with our AVX-512 GEMM when the CPU has it. The best is 100%.
 let gemmSize = 2048
 let gemmA = filled(gemmSize * gemmSize, seed: 1), gemmB = filled(gemmSize * gemmSize, seed: 2)
 let gemmC = filled(gemmSize * gemmSize, seed: 3)
 let gemmFlops = 2.0 * pow(Double(gemmSize), 3)
 let kernelsBackend = ck_get_gemm_backend()
 let openblas = Int32(CK_GEMM_OPENBLAS.rawValue), avx512 = Int32(CK_GEMM_AVX512.rawValue)
+let avx2 = Int32(CK_GEMM_AVX2.rawValue)
 
 ck_set_gemm_backend(openblas)
 ck_set_blas_threads(Int32(threads))
@@ -148,9 +149,10 @@ func splitGemmRate(backend: Int32) -> Double {
 }
 let blasRate = gemmFlops / blasThreadedSeconds / 1e9
 let blasSplitRate = splitGemmRate(backend: openblas)
+let avx2Rate: Double? = ck_set_gemm_backend(avx2) == CK_OK.rawValue ? splitGemmRate(backend: avx2) : nil
 let ownRate: Double? = ck_set_gemm_backend(avx512) == CK_OK.rawValue ? splitGemmRate(backend: avx512) : nil
 ck_set_gemm_backend(kernelsBackend)
-let peak = max(blasRate, blasSplitRate, ownRate ?? 0)
+let peak = max(blasRate, blasSplitRate, avx2Rate ?? 0, ownRate ?? 0)
 gemmA.deallocate(); gemmB.deallocate(); gemmC.deallocate()
 
 let coreType = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { ", OPENBLAS_CORETYPE=\($0)" } ?? ""
@@ -162,8 +164,10 @@ print("FMA peak: \(fmt(fmaPeakRate, 1)) GFLOP/s (\(fmaPeak.threads) threads, "
       + (fmaPeak.vector_bits == 512 ? "; RESNETFUSION_ISA=avx2 measures the AVX2 peak)" : ")"))
 print("sgemm 2048³ GFLOP/s (% of FMA peak): OpenBLAS threaded \(fmt(blasRate, 1)) (\(percentOfFMAPeak(blasRate))), "
       + "OpenBLAS split over OpenMP \(fmt(blasSplitRate, 1)) (\(percentOfFMAPeak(blasSplitRate)))"
+      + (avx2Rate.map { ", AVX2 GEMM split over OpenMP \(fmt($0, 1)) (\(percentOfFMAPeak($0)))" } ?? "")
       + (ownRate.map { ", AVX-512 GEMM split over OpenMP \(fmt($0, 1)) (\(percentOfFMAPeak($0)))" } ?? "") + coreType)
-print("kernels use the \(kernelsBackend == avx512 ? "AVX-512 GEMM" : "OpenBLAS sgemm") (RESNETFUSION_GEMM=openblas picks OpenBLAS); "
+let backendName = kernelsBackend == avx512 ? "AVX-512 GEMM" : kernelsBackend == avx2 ? "AVX2 GEMM" : "OpenBLAS sgemm"
+print("kernels use the \(backendName) (RESNETFUSION_GEMM=openblas picks OpenBLAS); "
       + "100% = \(fmt(peak, 1)) GFLOP/s")
 print("")
 
