@@ -108,14 +108,15 @@ func percentOfFMAPeak(_ gflops: Double) -> String { fmt(100 * gflops / fmaPeakRa
 
 // ----------------------------------------------------------------------------------- sgemm ceiling
 // The machine's rate: a 2048³ sgemm threaded by OpenBLAS itself, and split into column blocks over our
-// OpenMP threads with a single-threaded sgemm on each (how the kernels call it), once with OpenBLAS and once
-// with our AVX-512 GEMM when the CPU has it. The best is 100%.
+// OpenMP threads with a single-threaded sgemm on each (how the kernels call it), once with OpenBLAS, once
+// with our AVX2 GEMM and once with our AVX-512 GEMM when the CPU has it. The best is 100%.
 let gemmSize = 2048
 let gemmA = filled(gemmSize * gemmSize, seed: 1), gemmB = filled(gemmSize * gemmSize, seed: 2)
 let gemmC = filled(gemmSize * gemmSize, seed: 3)
 let gemmFlops = 2.0 * pow(Double(gemmSize), 3)
 let kernelsBackend = ck_get_gemm_backend()
 let openblas = Int32(CK_GEMM_OPENBLAS.rawValue), avx512 = Int32(CK_GEMM_AVX512.rawValue)
+let avx2 = Int32(CK_GEMM_AVX2.rawValue)
 
 ck_set_gemm_backend(openblas)
 ck_set_blas_threads(Int32(threads))
@@ -148,9 +149,10 @@ func splitGemmRate(backend: Int32) -> Double {
 }
 let blasRate = gemmFlops / blasThreadedSeconds / 1e9
 let blasSplitRate = splitGemmRate(backend: openblas)
+let avx2Rate: Double? = ck_set_gemm_backend(avx2) == CK_OK.rawValue ? splitGemmRate(backend: avx2) : nil
 let ownRate: Double? = ck_set_gemm_backend(avx512) == CK_OK.rawValue ? splitGemmRate(backend: avx512) : nil
 ck_set_gemm_backend(kernelsBackend)
-let peak = max(blasRate, blasSplitRate, ownRate ?? 0)
+let peak = max(blasRate, blasSplitRate, avx2Rate ?? 0, ownRate ?? 0)
 gemmA.deallocate(); gemmB.deallocate(); gemmC.deallocate()
 
 let coreType = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { ", OPENBLAS_CORETYPE=\($0)" } ?? ""
@@ -162,10 +164,65 @@ print("FMA peak: \(fmt(fmaPeakRate, 1)) GFLOP/s (\(fmaPeak.threads) threads, "
       + (fmaPeak.vector_bits == 512 ? "; RESNETFUSION_ISA=avx2 measures the AVX2 peak)" : ")"))
 print("sgemm 2048³ GFLOP/s (% of FMA peak): OpenBLAS threaded \(fmt(blasRate, 1)) (\(percentOfFMAPeak(blasRate))), "
       + "OpenBLAS split over OpenMP \(fmt(blasSplitRate, 1)) (\(percentOfFMAPeak(blasSplitRate)))"
+      + (avx2Rate.map { ", AVX2 GEMM split over OpenMP \(fmt($0, 1)) (\(percentOfFMAPeak($0)))" } ?? "")
       + (ownRate.map { ", AVX-512 GEMM split over OpenMP \(fmt($0, 1)) (\(percentOfFMAPeak($0)))" } ?? "") + coreType)
-print("kernels use the \(kernelsBackend == avx512 ? "AVX-512 GEMM" : "OpenBLAS sgemm") (RESNETFUSION_GEMM=openblas picks OpenBLAS); "
+let backendName = kernelsBackend == avx512 ? "AVX-512 GEMM" : kernelsBackend == avx2 ? "AVX2 GEMM" : "OpenBLAS sgemm"
+print("kernels use the \(backendName) (RESNETFUSION_GEMM=openblas picks OpenBLAS); "
       + "100% = \(fmt(peak, 1)) GFLOP/s")
 print("")
+
+// ------------------------------------------------------------------ sgemm on ResNet-50's products
+// Every backend this CPU runs, on the products the convolutions make: forward weight · col (NN),
+// backward-input weightᵀ · dy (TN), backward-weight dy · colᵀ (NT), each thread multiplying its own operands
+// with its share of the batch's columns side by side (as the implicit-GEMM and grouped paths do). Rates are
+// for the whole team; medians of --repeats runs. Separates the micro-kernels from the lowering around them.
+final class GemmProblem {
+    let ta: Int32, tb: Int32, m: Int32, n: Int32, k: Int32
+    let a: [UnsafeMutablePointer<Float>], b: [UnsafeMutablePointer<Float>], c: [UnsafeMutablePointer<Float>]
+    init(ta: Int32, tb: Int32, m: Int, n: Int, k: Int, threads: Int) {
+        self.ta = ta; self.tb = tb; self.m = Int32(m); self.n = Int32(n); self.k = Int32(k)
+        a = (0..<threads).map { filled(m * k, seed: UInt64(30 + $0)) }
+        b = (0..<threads).map { filled(k * n, seed: UInt64(40 + $0)) }
+        c = (0..<threads).map { filled(m * n, seed: UInt64(50 + $0)) }
+    }
+    deinit { (a + b + c).forEach { $0.deallocate() } }
+    func run() {
+        ck_parallel_for(Int32(a.count), { arg, index in
+            let g = Unmanaged<GemmProblem>.fromOpaque(arg!).takeUnretainedValue()
+            let t = Int(index)
+            ck_sgemm(g.ta, g.tb, g.m, g.n, g.k, 1, g.a[t], g.ta != 0 ? g.m : g.k, g.b[t], g.tb != 0 ? g.k : g.n, 0,
+                     g.c[t], g.n)
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+}
+if !options.reference {
+    let gemmBackends = [(openblas, "OpenBLAS"), (avx2, "AVX2"), (avx512, "AVX-512")]
+        .filter { ck_set_gemm_backend($0.0) == CK_OK.rawValue }
+    ck_set_gemm_backend(kernelsBackend)
+    print("sgemm GFLOP/s on ResNet-50's products (\(threads) threads, each m × n × k with n its share of the batch's columns)")
+    print(pad("product", 28) + lpad("", 3) + " | " + ["forward NN", "backward-input TN", "backward-weight NT"]
+        .map { lpad($0, 8 * gemmBackends.count) }.joined(separator: " |"))
+    print(pad("", 28) + lpad("", 3) + " | " + Array(repeating: gemmBackends.map { lpad($0.1, 8) }.joined(), count: 3)
+        .joined(separator: " |"))
+    for layer in resnet50ConvShapes where options.only.map({ layer.name.contains($0) }) ?? true {
+        let crs = layer.inChannels * layer.kernel * layer.kernel
+        let columns = max(1, options.batch * layer.outputSize * layer.outputSize / threads)
+        let products = [(Int32(0), Int32(0), layer.outChannels, columns, crs), (1, 0, crs, columns, layer.outChannels),
+                        (0, 1, layer.outChannels, crs, columns)]
+        var cells = [String]()
+        for (ta, tb, m, n, k) in products {
+            let problem = GemmProblem(ta: ta, tb: tb, m: m, n: n, k: k, threads: threads)
+            let flops = 2.0 * Double(m) * Double(n) * Double(k) * Double(threads)
+            cells.append(gemmBackends.map { backend -> String in
+                ck_set_gemm_backend(backend.0)
+                return lpad(fmt(flops / medianSeconds(repeats: options.repeats) { problem.run() } / 1e9, 1), 8)
+            }.joined())
+        }
+        ck_set_gemm_backend(kernelsBackend)
+        print(pad(layer.name, 28) + lpad("\(layer.occurrences)", 3) + " | " + cells.joined(separator: " |"))
+    }
+    print("")
+}
 
 // ------------------------------------------------------------------------------------ convolutions
 let forwardKernel = kernels.conv2d_forward

@@ -3,7 +3,7 @@
 // float32, NCHW, row-major, contiguous. Every kernel is a function over caller-owned buffers. Memory:
 //   - a kernel that needs scratch memory has a `..._workspace_size` companion that reports how many bytes
 //     it wants; the caller passes that buffer in, and the kernel keeps nothing of it after returning;
-//   - the one exception is the AVX-512 matrix product (gemm.c) under the convolutions and linear layers: each
+//   - the one exception is our packed matrix product (gemm.c, AVX-512 or AVX2) under the convolutions and linear layers: each
 //     thread that runs it allocates one packing buffer (about 670 KB) on its first call, keeps it for its
 //     next calls and frees it when the thread exits. If that allocation fails the product runs through
 //     OpenBLAS instead, whose working memory OpenBLAS itself manages. No other kernel allocates.
@@ -244,27 +244,29 @@ void ck_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha
               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
 /// C_i = alpha·op(A)·B_i + beta·C_i for i < count, with B_i = b + i·stride_b (k × n, row stride ldb) and
-/// C_i = c + i·stride_c (m × n, row stride ldc): one weight matrix applied to several images. The AVX-512
-/// backend runs it as one product with the images' columns side by side, so A is packed once and
+/// C_i = c + i·stride_c (m × n, row stride ldc): one weight matrix applied to several images. The packed
+/// backends (AVX-512, AVX2) run it as one product with the images' columns side by side, so A is packed once and
 /// images with few pixels (7×7) still fill whole register tiles.
 void ck_sgemm_images(int transpose_a, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                      int ldb, size_t stride_b, float beta, float *c, int ldc, size_t stride_c, int count);
 
 typedef enum {
-    CK_GEMM_AUTO = 0,      // AVX-512 when the CPU has it (and RESNETFUSION_GEMM is not "openblas", and
-                           // RESNETFUSION_ISA is not "avx2"), else OpenBLAS
+    CK_GEMM_AUTO = 0,      // OpenBLAS when RESNETFUSION_GEMM is "openblas"; else AVX-512 when the CPU has it
+                           // (and RESNETFUSION_ISA is not "avx2"), else AVX2
     CK_GEMM_OPENBLAS = 1,  // cblas_sgemm, with whatever kernels OpenBLAS chose (OPENBLAS_CORETYPE)
     CK_GEMM_AVX512 = 2,    // our packed GEMM with an AVX-512 micro-kernel
+    CK_GEMM_AVX2 = 3,      // the same packed GEMM with an AVX2 + FMA micro-kernel (any x86-64-v3 CPU)
 } ck_gemm_backend;
-/// The packing buffers of the AVX-512 backend are the per-thread allocation described at the top of this file.
+/// The packing buffers of the AVX-512 and AVX2 backends are the per-thread allocation described at the top of
+/// this file (one buffer per thread, shared by both).
 /// Chooses the backend of ck_sgemm for the whole process; not while a kernel runs. CK_ERR_BAD_SIZE when
 /// the CPU lacks what the backend needs (the current one is kept).
 int ck_set_gemm_backend(int backend);
-/// With 0, every kernel takes its AVX2 path as if the CPU had no AVX-512 (the sgemm backend becomes OpenBLAS);
+/// With 0, every kernel takes its AVX2 path as if the CPU had no AVX-512 (an AVX-512 sgemm backend becomes AVX2);
 /// with 1 (the default) AVX-512 is used where the CPU has it. For tests and benchmarks; not while a kernel
 /// runs. RESNETFUSION_ISA=avx2 in the environment does the same for a whole process.
 void ck_set_avx512_allowed(int allowed);
-/// The backend in use (CK_GEMM_OPENBLAS or CK_GEMM_AVX512); decided on first use as CK_GEMM_AUTO says.
+/// The backend in use (CK_GEMM_OPENBLAS, CK_GEMM_AVX512 or CK_GEMM_AVX2); decided on first use as CK_GEMM_AUTO says.
 int ck_get_gemm_backend(void);
 
 /// Runs fn(arg, i) for i in [0, count) on the OpenMP pool (static schedule).

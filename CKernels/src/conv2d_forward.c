@@ -1,6 +1,7 @@
 // conv2d forward: ck_conv2d_forward_f32 and its fused form choose, per shape, between Winograd F(2x2, 3x3)
 // (winograd.c) and a GEMM; the GEMM lowers the input one of three ways:
-//   - implicit GEMM (AVX-512 backend): the packed GEMM lowers input columns straight into its panels;
+//   - implicit GEMM (packed backends, AVX-512 or AVX2): the packed GEMM lowers input columns straight into
+//     its panels;
 //   - grouped: small images, several per ck_sgemm_images call (see ck_conv_group_images);
 //   - per image, by column blocks: im2col a cache-sized chunk, then sgemm (1x1 stride-1 layers need no
 //     lowering: x_n is its own column matrix, C × HW).
@@ -45,11 +46,16 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
 #if defined(__x86_64__)
     // Strided layers lower by gathers: measured faster on wide rows of spatial kernels (conv1, layer2.0 and
     // layer3.0 3x3/2), slower on 14×14 rows and on 1x1/2 downsamples, whose column matrix is small anyway.
-    if (!d.pointwise && ck_get_gemm_backend() == CK_GEMM_AVX512 && (shape->stride_width == 1 || (d.R > 1 && d.W >= 28))) {
+    // The backend is read once: the panel lowering's instructions must match the micro-kernel's tier.
+    const int backend = ck_get_gemm_backend();
+    const int packed = backend == CK_GEMM_AVX512 || backend == CK_GEMM_AVX2;
+    if (!d.pointwise && packed && (shape->stride_width == 1 || (d.R > 1 && d.W >= 28))) {
         // Implicit GEMM: the packed GEMM lowers the input straight into its panels. Each thread takes an
         // equal run of the batch's columns, in NC-sized pieces whose epilogue runs while they are in cache.
         const ck_im2col_panel lowering = {x, shape, d.P, d.Q};
-        const ck_gemm_b source = {.pack_panel = ck_im2col_pack_panel, .context = &lowering};
+        const ck_gemm_b source = {.pack_panel = backend == CK_GEMM_AVX512 ? ck_im2col_pack_panel
+                                                                          : ck_im2col_pack_panel_avx2,
+                                  .context = &lowering};
         const long total = (long)d.N * (long)d.PQ, panels = (total + CK_GEMM_NR - 1) / CK_GEMM_NR;
         const long piece = 512;
         int failed = 0;  // a thread without packing memory: the whole convolution takes the path below
@@ -61,7 +67,7 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
             if (end > total) end = total;
             for (long j = begin; j < end; j += piece) {
                 const long j_end = j + piece < end ? j + piece : end;
-                if (!ck_sgemm_packing(d.K, (int)d.PQ, (int)d.CRS, weight, (int)d.CRS, &source, y, (int)d.PQ,
+                if (!ck_sgemm_packing(backend, d.K, (int)d.PQ, (int)d.CRS, weight, (int)d.CRS, &source, y, (int)d.PQ,
                                       (size_t)d.K * d.PQ, j, j_end)) {
                     failed = 1;
                     break;

@@ -1,11 +1,14 @@
 // gemm.c — the matrix product under every convolution and linear layer.
 //
-// Two implementations behind ck_sgemm:
-//   - OpenBLAS (cblas_sgemm), single-threaded per call: used on CPUs without AVX-512 and whenever
-//     ck_set_gemm_backend(CK_GEMM_OPENBLAS) asks for it;
+// Three implementations behind ck_sgemm:
 //   - our own packed GEMM with an AVX-512 micro-kernel, chosen at run time by cpuid. OpenBLAS picks its
 //     kernels from OPENBLAS_CORETYPE, which a machine may pin to AVX2 (this workplace does); the CPU's
-//     own width then goes unused. Ours depends on the CPU alone.
+//     own width then goes unused. Ours depends on the CPU alone;
+//   - the same packed GEMM with an AVX2 + FMA micro-kernel, on CPUs without AVX-512 (x86-64-v3 is the
+//     build floor, so it is always available on x86-64). It lets the convolutions lower their input straight
+//     into the packed panels (implicit GEMM) on that tier too;
+//   - OpenBLAS (cblas_sgemm), single-threaded per call: when ck_set_gemm_backend(CK_GEMM_OPENBLAS) or
+//     RESNETFUSION_GEMM=openblas asks for it, and whenever a packing buffer cannot be allocated.
 //
 // The packed GEMM follows the Goto/BLIS layering: B is packed a KC×NC block at a time into NR-wide
 // column panels, A an MC×KC block at a time into MR-tall row panels, and a register-blocked MR×NR
@@ -30,7 +33,7 @@ static void openblas_sgemm(int transpose_a, int transpose_b, int m, int n, int k
                 transpose_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-#ifdef CK_HAVE_AVX512_GEMM
+#ifdef CK_HAVE_PACKED_GEMM
 
 static pthread_key_t pack_key;
 static pthread_once_t pack_key_once = PTHREAD_ONCE_INIT;
@@ -122,11 +125,102 @@ typedef void (*micro_kernel_fn)(int, const float *, const float *, float *, int,
 static const micro_kernel_fn micro_kernels[5] = {NULL, micro_kernel_1, micro_kernel_2, micro_kernel_3,
                                                  micro_kernel_4};
 
+// ------------------------------------------------------------------------ AVX2 + FMA micro-kernel
+// The first `count` (0..8) lanes of a ymm mask, for the partial columns of an edge tile.
+static inline __m256i avx2_lanes_below(int count) {
+    static const int32_t table[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256((const __m256i *)(table + 8 - count));
+}
+
+// C[0..rows) × [0..cols) = alpha·(A panel · B columns) + beta·C for one MR × 8·NV tile (NV = 1 or 2; cols
+// <= 8·NV) whose B columns are the first 8·NV of each NR-float row at b. 6 × 2 accumulators, 2 B vectors
+// and one broadcast: 15 of the 16 ymm registers. `beta == 0` never reads C.
+__attribute__((always_inline))
+static inline void avx2_tile(const int NV, int kc, const float *restrict a, const float *restrict b, float *c,
+                             int ldc, int rows, int cols, float alpha, float beta) {
+    __m256 acc[GEMM_MR][2];
+    #pragma clang loop unroll(full)
+    for (int i = 0; i < GEMM_MR; i++)
+        #pragma clang loop unroll(full)
+        for (int v = 0; v < 2; v++) acc[i][v] = _mm256_setzero_ps();
+    #pragma clang loop unroll_count(4)
+    for (int p = 0; p < kc; p++) {
+        __m256 bv[2];
+        #pragma clang loop unroll(full)
+        for (int v = 0; v < 2; v++) if (v < NV) bv[v] = _mm256_load_ps(b + v * 8);
+        #pragma clang loop unroll(full)
+        for (int i = 0; i < GEMM_MR; i++) {
+            __m256 ai = _mm256_broadcast_ss(a + i);
+            #pragma clang loop unroll(full)
+            for (int v = 0; v < 2; v++) if (v < NV) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
+        }
+        a += GEMM_MR;
+        b += GEMM_NR;
+    }
+    const __m256 alpha_v = _mm256_set1_ps(alpha), beta_v = _mm256_set1_ps(beta);
+    for (int i = 0; i < rows; i++) {
+        float *row = c + (size_t)i * ldc;
+        #pragma clang loop unroll(full)
+        for (int v = 0; v < 2; v++) {
+            if (v >= NV) continue;
+            const int left = cols - v * 8;
+            __m256 result = _mm256_mul_ps(alpha_v, acc[i][v]);
+            if (left >= 8) {
+                if (beta != 0.0f) result = _mm256_fmadd_ps(beta_v, _mm256_loadu_ps(row + v * 8), result);
+                _mm256_storeu_ps(row + v * 8, result);
+            } else if (left > 0) {
+                const __m256i mask = avx2_lanes_below(left);
+                if (beta != 0.0f) result = _mm256_fmadd_ps(beta_v, _mm256_maskload_ps(row + v * 8, mask), result);
+                _mm256_maskstore_ps(row + v * 8, mask, result);
+            }
+        }
+    }
+}
+
+__attribute__((noinline))
+static void avx2_tile_8(int kc, const float *a, const float *b, float *c, int ldc, int rows, int cols, float alpha,
+                        float beta) {
+    avx2_tile(1, kc, a, b, c, ldc, rows, cols, alpha, beta);
+}
+
+__attribute__((noinline))
+static void avx2_tile_16(int kc, const float *a, const float *b, float *c, int ldc, int rows, int cols, float alpha,
+                         float beta) {
+    avx2_tile(2, kc, a, b, c, ldc, rows, cols, alpha, beta);
+}
+
+// One packed A panel times one NR-wide packed B panel, as tiles of 16 columns (8 for a last run of at
+// most 8): the A panel (MR × KC, 6 KB) stays in L1 across the tiles, and each tile's B rows are one
+// 64-byte line of every NR-float panel row.
+static void avx2_panel_kernel(int kc, const float *a, const float *b, float *c, int ldc, int rows, int cols,
+                              float alpha, float beta) {
+    int q = 0;
+    for (; q + 16 <= cols; q += 16) avx2_tile_16(kc, a, b + q, c + q, ldc, rows, 16, alpha, beta);
+    if (q < cols) {
+        if (cols - q > 8) avx2_tile_16(kc, a, b + q, c + q, ldc, rows, cols - q, alpha, beta);
+        else avx2_tile_8(kc, a, b + q, c + q, ldc, rows, cols - q, alpha, beta);
+    }
+}
+
+// store_tile_part with AVX2 only.
+static void store_tile_part_avx2(float *c, int ldc, const float *tile, int rows, int cols, float alpha, float beta) {
+    const __m256 alpha_v = _mm256_set1_ps(alpha), beta_v = _mm256_set1_ps(beta);
+    for (int i = 0; i < rows; i++) {
+        for (int v = 0; v < cols; v += 8) {
+            const __m256i mask = avx2_lanes_below(cols - v < 8 ? cols - v : 8);
+            __m256 result = _mm256_mul_ps(alpha_v, _mm256_maskload_ps(tile + i * GEMM_NR + v, mask));
+            float *row = c + (size_t)i * ldc + v;
+            if (beta != 0.0f) result = _mm256_fmadd_ps(beta_v, _mm256_maskload_ps(row, mask), result);
+            _mm256_maskstore_ps(row, mask, result);
+        }
+    }
+}
+
 // Columns [j_begin, j_end) of C = alpha·op(A)·B + beta·C, where B's and C's columns are images of n
 // columns side by side: column J is column J mod n of C_i = c + i·stride_c, i = J / n, and of B_i (or
 // whatever source->pack_panel makes of it). A is packed once per block, and short images still fill
-// whole tiles.
-static int avx512_sgemm(int transpose_a, int m, int n, int k, float alpha, const float *a, int lda,
+// whole tiles. avx512 picks the micro-kernel and packing instructions; 0 runs no AVX-512 instruction.
+static int packed_sgemm(int avx512, int transpose_a, int m, int n, int k, float alpha, const float *a, int lda,
                         const ck_gemm_b *source, float beta, float *c, int ldc, size_t stride_c, long j_begin,
                         long j_end) {
     float *buffer = pack_buffer();
@@ -140,17 +234,17 @@ static int avx512_sgemm(int transpose_a, int m, int n, int k, float alpha, const
             int kc = k - p0 < k_step ? k - p0 : k_step;
             // The first K block applies the caller's beta; later blocks add to what it wrote.
             float block_beta = p0 == 0 ? beta : 1.0f;
-            ck_gemm_pack_b(packed_b, source, n, p0, kc, j0, nc);
+            ck_gemm_pack_b(packed_b, source, n, p0, kc, j0, nc, avx512);
             for (int i0 = 0; i0 < m; i0 += GEMM_MC) {
                 int mc = m - i0 < GEMM_MC ? m - i0 : GEMM_MC;
-                ck_gemm_pack_a(packed_a, a, lda, transpose_a, i0, mc, p0, kc);
+                ck_gemm_pack_a(packed_a, a, lda, transpose_a, i0, mc, p0, kc, avx512);
                 // A panel outer (it stays in L1), B panels inner (streamed from L2).
                 for (int r = 0; r < mc; r += GEMM_MR) {
                     int rows = mc - r < GEMM_MR ? mc - r : GEMM_MR;
                     const float *a_panel = packed_a + (size_t)r * kc;
                     for (int q = 0; q < nc; q += GEMM_NR) {
                         int cols = nc - q < GEMM_NR ? nc - q : GEMM_NR;
-                        micro_kernel_fn kernel = micro_kernels[(cols + 15) / 16];
+                        micro_kernel_fn kernel = avx512 ? micro_kernels[(cols + 15) / 16] : avx2_panel_kernel;
                         const float *b_panel = packed_b + (size_t)q * kc;
                         long J = j0 + q;
                         int column = (int)(J % n), image = (int)(J / n);
@@ -160,12 +254,13 @@ static int avx512_sgemm(int transpose_a, int m, int n, int k, float alpha, const
                             continue;
                         }
                         // The tile spans images: compute it aside, then add each image's part.
-                        float tile[GEMM_MR * GEMM_NR];
+                        _Alignas(64) float tile[GEMM_MR * GEMM_NR];
                         kernel(kc, a_panel, b_panel, tile, GEMM_NR, rows, cols, 1.0f, 0.0f);
                         for (int start = 0; start < cols;) {
                             int run = n - column < cols - start ? n - column : cols - start;
                             float *dst = c + (size_t)image * stride_c + (size_t)(i0 + r) * ldc + column;
-                            store_tile_part(dst, ldc, tile + start, rows, run, alpha, block_beta);
+                            if (avx512) store_tile_part(dst, ldc, tile + start, rows, run, alpha, block_beta);
+                            else store_tile_part_avx2(dst, ldc, tile + start, rows, run, alpha, block_beta);
                             start += run;
                             column = 0;
                             image++;
@@ -182,10 +277,11 @@ static int avx512_sgemm(int transpose_a, int m, int n, int k, float alpha, const
 void ck_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha,
               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
     if (m <= 0 || n <= 0) return;
-#ifdef CK_HAVE_AVX512_GEMM
+#ifdef CK_HAVE_PACKED_GEMM
     const ck_gemm_b source = {.b = b, .ldb = ldb, .transpose_b = transpose_b};
-    if (k > 0 && ck_get_gemm_backend() == CK_GEMM_AVX512 &&
-        avx512_sgemm(transpose_a, m, n, k, alpha, a, lda, &source, beta, c, ldc, 0, 0, n))
+    const int backend = ck_get_gemm_backend();
+    if (k > 0 && backend != CK_GEMM_OPENBLAS &&
+        packed_sgemm(backend == CK_GEMM_AVX512, transpose_a, m, n, k, alpha, a, lda, &source, beta, c, ldc, 0, 0, n))
         return;
 #endif
     openblas_sgemm(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -194,25 +290,28 @@ void ck_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha
 void ck_sgemm_images(int transpose_a, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                      int ldb, size_t stride_b, float beta, float *c, int ldc, size_t stride_c, int count) {
     if (m <= 0 || n <= 0 || count <= 0) return;
-#ifdef CK_HAVE_AVX512_GEMM
+#ifdef CK_HAVE_PACKED_GEMM
     const ck_gemm_b source = {.b = b, .ldb = ldb, .stride_b = stride_b};
-    if (k > 0 && ck_get_gemm_backend() == CK_GEMM_AVX512 &&
-        avx512_sgemm(transpose_a, m, n, k, alpha, a, lda, &source, beta, c, ldc, stride_c, 0, (long)n * count))
+    const int backend = ck_get_gemm_backend();
+    if (k > 0 && backend != CK_GEMM_OPENBLAS &&
+        packed_sgemm(backend == CK_GEMM_AVX512, transpose_a, m, n, k, alpha, a, lda, &source, beta, c, ldc, stride_c,
+                     0, (long)n * count))
         return;
 #endif
     for (int i = 0; i < count; i++)
         openblas_sgemm(transpose_a, 0, m, n, k, alpha, a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
 }
 
-int ck_sgemm_packing(int m, int n, int k, const float *a, int lda, const ck_gemm_b *source, float *c, int ldc,
-                     size_t stride_c, long j_begin, long j_end) {
-#ifdef CK_HAVE_AVX512_GEMM
+int ck_sgemm_packing(int backend, int m, int n, int k, const float *a, int lda, const ck_gemm_b *source, float *c,
+                     int ldc, size_t stride_c, long j_begin, long j_end) {
+#ifdef CK_HAVE_PACKED_GEMM
+    if (backend != CK_GEMM_AVX512 && backend != CK_GEMM_AVX2) return 0;
     if (m <= 0 || n <= 0 || j_end <= j_begin) return 1;
     if (k <= 0) return 0;  // C = 0 is the caller's to write (conv2d never has an empty K)
-    return ck_get_gemm_backend() == CK_GEMM_AVX512 &&
-           avx512_sgemm(0, m, n, k, 1.0f, a, lda, source, 0.0f, c, ldc, stride_c, j_begin, j_end);
+    return packed_sgemm(backend == CK_GEMM_AVX512, 0, m, n, k, 1.0f, a, lda, source, 0.0f, c, ldc, stride_c, j_begin,
+                        j_end);
 #else
-    (void)m; (void)n; (void)k; (void)a; (void)lda; (void)source; (void)c; (void)ldc; (void)stride_c;
+    (void)backend; (void)m; (void)n; (void)k; (void)a; (void)lda; (void)source; (void)c; (void)ldc; (void)stride_c;
     (void)j_begin; (void)j_end;
     return 0;
 #endif

@@ -1,7 +1,8 @@
-// Which implementation runs ck_sgemm (OpenBLAS or the AVX-512 packed GEMM of gemm.c), and whether the
-// kernels with AVX-512 paths take them: chosen once per process from the CPU (cpu_features(), which applies
-// RESNETFUSION_ISA) and RESNETFUSION_GEMM, changed by ck_set_gemm_backend and ck_set_avx512_allowed.
-#include "internal.h"
+// Which implementation runs ck_sgemm (the packed GEMM of gemm.c with its AVX-512 or its AVX2 micro-kernel,
+// or OpenBLAS), and whether the kernels with AVX-512 paths take them: chosen once per process from the CPU
+// (cpu_features(), which applies RESNETFUSION_ISA) and RESNETFUSION_GEMM, changed by ck_set_gemm_backend and
+// ck_set_avx512_allowed.
+#include "gemm_pack.h"
 #include "cpu_features.h"
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -14,7 +15,8 @@ static _Atomic int backend_set_by_disallow = 0;  // the AVX-512 GEMM was switche
 void ck_set_avx512_allowed(int allowed) {
     avx512_allowed = allowed != 0;
     if (!avx512_allowed && gemm_backend == CK_GEMM_AVX512) {
-        gemm_backend = CK_GEMM_OPENBLAS;
+        // What CK_GEMM_AUTO picks on a CPU without AVX-512.
+        gemm_backend = CK_GEMM_AVX2;
         backend_set_by_disallow = 1;
     } else if (avx512_allowed && backend_set_by_disallow) {
         gemm_backend = -1;  // choose again, as CK_GEMM_AUTO says
@@ -32,10 +34,21 @@ int ck_set_gemm_backend(int backend) {
         // RESNETFUSION_GEMM=openblas keeps OpenBLAS for a whole process (benchmarks compare the two).
         const char *forced = getenv("RESNETFUSION_GEMM");
         int want_openblas = forced && strcmp(forced, "openblas") == 0;
-        gemm_backend = (!want_openblas && ck_cpu_has_avx512()) ? CK_GEMM_AVX512 : CK_GEMM_OPENBLAS;
+#ifdef CK_HAVE_PACKED_GEMM
+        // AVX2 + FMA is the build floor (the start-up check refuses older CPUs), so the packed GEMM always runs.
+        gemm_backend = want_openblas ? CK_GEMM_OPENBLAS : ck_cpu_has_avx512() ? CK_GEMM_AVX512 : CK_GEMM_AVX2;
+#else
+        (void)want_openblas;
+        gemm_backend = CK_GEMM_OPENBLAS;
+#endif
     } else if (backend == CK_GEMM_AVX512) {
         if (!ck_cpu_has_avx512()) return CK_ERR_BAD_SIZE;
         gemm_backend = CK_GEMM_AVX512;
+    } else if (backend == CK_GEMM_AVX2) {
+#ifndef CK_HAVE_PACKED_GEMM
+        return CK_ERR_BAD_SIZE;
+#endif
+        gemm_backend = CK_GEMM_AVX2;
     } else if (backend == CK_GEMM_OPENBLAS) {
         gemm_backend = CK_GEMM_OPENBLAS;
     } else {

@@ -1,8 +1,10 @@
-// Packing for the AVX-512 GEMM (gemm.c): blocks of op(A) into MR-tall row panels and of op(B) into
+// Packing for the packed GEMM (gemm.c): blocks of op(A) into MR-tall row panels and of op(B) into
 // NR-wide column panels, zero-padded at the edges so that the micro-kernel never branches on sizes.
+// Each routine that uses AVX-512 has an AVX2 twin producing the same bytes: the AVX2 tier must never
+// execute a target("avx512f") function.
 #include "gemm_pack.h"
 
-#ifdef CK_HAVE_AVX512_GEMM
+#ifdef CK_HAVE_PACKED_GEMM
 // One full panel of untransposed A: panel[p·6 + i] = a[i·lda + p]. Eight values of p at a time: the six
 // rows' runs of 8 (48 floats in three registers) are interleaved by permutes into three full stores,
 // twice as fast as the element-by-element copy.
@@ -36,7 +38,8 @@ static void pack_a_panel6(float *restrict panel, const float *a, int lda, int kc
 
 // Packs rows [i0, i0+mc) × columns [p0, p0+kc) of op(A) into MR-tall panels: panel r holds, for each
 // p, the MR values op(A)[i0 + r·MR + 0..MR-1][p0 + p], zero past row mc.
-void ck_gemm_pack_a(float *restrict dst, const float *a, int lda, int transpose_a, int i0, int mc, int p0, int kc) {
+void ck_gemm_pack_a(float *restrict dst, const float *a, int lda, int transpose_a, int i0, int mc, int p0, int kc,
+                    int avx512) {
     for (int r = 0; r < mc; r += GEMM_MR) {
         int rows = mc - r < GEMM_MR ? mc - r : GEMM_MR;
         float *panel = dst + (size_t)r * kc;
@@ -48,7 +51,7 @@ void ck_gemm_pack_a(float *restrict dst, const float *a, int lda, int transpose_
                 for (int i = 0; i < rows; i++) out[i] = src[i];
                 for (int i = rows; i < GEMM_MR; i++) out[i] = 0.0f;
             }
-        } else if (rows == GEMM_MR) {
+        } else if (rows == GEMM_MR && avx512) {
             pack_a_panel6(panel, a + (size_t)(i0 + r) * lda + p0, lda, kc);
         } else {
             for (int i = 0; i < rows; i++) {
@@ -97,7 +100,7 @@ static inline void transpose_16x16(__m512 rows[16]) {
 // the NR values op(B)[p0 + p][j0 + q·NR + 0..NR-1], zero past column nc. Untransposed B may be a row of
 // images side by side: columns [i·n, (i+1)·n) come from b + i·stride_b (one image when nc <= n).
 __attribute__((target("avx512f")))
-void ck_gemm_pack_b(float *restrict dst, const ck_gemm_b *source, int n, int p0, int kc, long j0, int nc) {
+static void pack_b_avx512(float *restrict dst, const ck_gemm_b *source, int n, int p0, int kc, long j0, int nc) {
     const float *b = source->b;
     const int ldb = source->ldb;
     const size_t stride_b = source->stride_b;
@@ -144,5 +147,78 @@ void ck_gemm_pack_b(float *restrict dst, const ck_gemm_b *source, int n, int p0,
             }
         }
     }
+}
+
+// rows[i][j] becomes rows[j][i] for 8×8: unpacks pair rows, shuffles gather groups of four, 128-bit lane
+// permutes join the halves.
+static inline void transpose_8x8(__m256 r[8]) {
+    __m256 t[8], s[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 8; g += 4) {
+        s[g] = _mm256_shuffle_ps(t[g], t[g + 2], 0x44);
+        s[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], 0xEE);
+        s[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+        s[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+    }
+    for (int e = 0; e < 4; e++) {
+        r[e] = _mm256_permute2f128_ps(s[e], s[4 + e], 0x20);
+        r[4 + e] = _mm256_permute2f128_ps(s[e], s[4 + e], 0x31);
+    }
+}
+
+// The first `count` (0..8) lanes of a ymm mask: -1 where the lane is taken.
+static inline __m256i lanes_below(int count) {
+    static const int32_t table[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256((const __m256i *)(table + 8 - count));
+}
+
+// ck_gemm_pack_b with AVX2 only: the same panels as pack_b_avx512.
+static void pack_b_avx2(float *restrict dst, const ck_gemm_b *source, int n, int p0, int kc, long j0, int nc) {
+    const float *b = source->b;
+    const int ldb = source->ldb;
+    const size_t stride_b = source->stride_b;
+    for (int q = 0; q < nc; q += GEMM_NR) {
+        int cols = nc - q < GEMM_NR ? nc - q : GEMM_NR;
+        float *panel = dst + (size_t)q * kc;
+        if (source->pack_panel) {
+            source->pack_panel(source->context, panel, p0, kc, j0 + q, cols);
+        } else if (!source->transpose_b) {
+            for (int start = 0; start < cols;) {
+                int column = (int)((j0 + q + start) % n), image = (int)((j0 + q + start) / n);
+                int run = n - column < cols - start ? n - column : cols - start;
+                const float *src = b + (size_t)image * stride_b + (size_t)p0 * ldb + column;
+                for (int p = 0; p < kc; p++)
+                    memcpy(panel + (size_t)p * GEMM_NR + start, src + (size_t)p * ldb, sizeof(float) * (size_t)run);
+                start += run;
+            }
+            if (cols < GEMM_NR)
+                for (int p = 0; p < kc; p++) memset(panel + (size_t)p * GEMM_NR + cols, 0, sizeof(float) * (GEMM_NR - cols));
+        } else {
+            // op(B)[p][j] = b[j·ldb + p]: 8×8 tiles transposed in registers, reading runs of p. Masked
+            // loads never touch memory past the depth; columns past cols are zeros.
+            for (int p = 0; p < kc; p += 8) {
+                int depth = kc - p < 8 ? kc - p : 8;
+                const __m256i depth_mask = lanes_below(depth);
+                for (int v = 0; v < GEMM_NR; v += 8) {
+                    __m256 tile[8];
+                    for (int j = 0; j < 8; j++) {
+                        tile[j] = v + j < cols
+                            ? _mm256_maskload_ps(b + (size_t)(j0 + q + v + j) * ldb + p0 + p, depth_mask)
+                            : _mm256_setzero_ps();
+                    }
+                    transpose_8x8(tile);
+                    for (int i = 0; i < depth; i++) _mm256_store_ps(panel + (size_t)(p + i) * GEMM_NR + v, tile[i]);
+                }
+            }
+        }
+    }
+}
+
+void ck_gemm_pack_b(float *restrict dst, const ck_gemm_b *source, int n, int p0, int kc, long j0, int nc, int avx512) {
+    if (avx512) pack_b_avx512(dst, source, n, p0, kc, j0, nc);
+    else pack_b_avx2(dst, source, n, p0, kc, j0, nc);
 }
 #endif

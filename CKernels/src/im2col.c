@@ -93,23 +93,17 @@ static inline void next_row(int *c, int *kh, int *kw, int R, int S) {
     }
 }
 
-// One packed GEMM panel straight from the images: what ck_im2col_columns would write, but only the
-// CK_GEMM_NR columns and kc rows the micro-kernel is about to use, so the column matrix never exists.
 // A panel's columns run along output rows, possibly over several rows and images: one segment per
-// (image, output row) piece. Only called by the AVX-512 GEMM backend.
-__attribute__((target("avx512f")))
-void ck_im2col_pack_panel(const void *context, float *panel, int p0, int kc, long j0, int cols) {
-    const ck_im2col_panel *ctx = context;
+// (image, output row) piece. Returns the segment count; zeroes the panel's columns past cols.
+typedef struct { const float *image; int oh, ow0, run, start; } panel_segment;
+static int panel_segments(const ck_im2col_panel *ctx, float *panel, int kc, long j0, int cols,
+                          panel_segment segments[CK_GEMM_NR]) {
     const ck_conv2d_shape *s = ctx->shape;
-    const int C = s->in_channels, H = s->in_height, W = s->in_width, R = s->kernel_height, S = s->kernel_width;
-    const int sh = s->stride_height, sw = s->stride_width, ph = s->pad_height, pw = s->pad_width;
+    const int C = s->in_channels, H = s->in_height, W = s->in_width;
     const int Q = ctx->Q;
     const long PQ = (long)ctx->P * Q;
-    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     if (cols < CK_GEMM_NR)
         for (int p = 0; p < kc; p++) memset(panel + (size_t)p * CK_GEMM_NR + cols, 0, sizeof(float) * (CK_GEMM_NR - cols));
-    // The panel's pieces of output rows: (image, output row, first output column, length, panel column).
-    struct { const float *image; int oh, ow0, run, start; } segments[CK_GEMM_NR];
     int segment_count = 0;
     for (int start = 0; start < cols;) {
         const long J = j0 + start;
@@ -123,6 +117,21 @@ void ck_im2col_pack_panel(const void *context, float *panel, int p0, int kc, lon
         segment_count++;
         start += run;
     }
+    return segment_count;
+}
+
+// One packed GEMM panel straight from the images: what ck_im2col_columns would write, but only the
+// CK_GEMM_NR columns and kc rows the micro-kernel is about to use, so the column matrix never exists.
+// Only called by the AVX-512 GEMM backend (ck_im2col_pack_panel_avx2 is the AVX2 backend's).
+__attribute__((target("avx512f")))
+void ck_im2col_pack_panel(const void *context, float *panel, int p0, int kc, long j0, int cols) {
+    const ck_im2col_panel *ctx = context;
+    const ck_conv2d_shape *s = ctx->shape;
+    const int H = s->in_height, W = s->in_width, R = s->kernel_height, S = s->kernel_width;
+    const int sh = s->stride_height, sw = s->stride_width, ph = s->pad_height, pw = s->pad_width;
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    panel_segment segments[CK_GEMM_NR];
+    const int segment_count = panel_segments(ctx, panel, kc, j0, cols, segments);
     // Segment by segment (its source rows stay hot), rows (c, kh, kw) in order: counted rather than divided
     // out per row.
     for (int g = 0; g < segment_count; g++) {
@@ -165,6 +174,47 @@ void ck_im2col_pack_panel(const void *context, float *panel, int p0, int kc, lon
                     values = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, iw, src_row, 4);
                 }
                 _mm512_mask_storeu_ps(dst + v, in_run, values);
+            }
+        }
+    }
+}
+
+// ck_im2col_pack_panel with AVX2 only (the AVX2 GEMM backend): the same panel. Stride 1 copies each row's
+// in-bounds run with memcpy between zeroed borders; other strides read element by element (AVX2 has no
+// masked gather worth its latency on a handful of lanes).
+void ck_im2col_pack_panel_avx2(const void *context, float *panel, int p0, int kc, long j0, int cols) {
+    const ck_im2col_panel *ctx = context;
+    const ck_conv2d_shape *s = ctx->shape;
+    const int H = s->in_height, W = s->in_width, R = s->kernel_height, S = s->kernel_width;
+    const int sh = s->stride_height, sw = s->stride_width, ph = s->pad_height, pw = s->pad_width;
+    panel_segment segments[CK_GEMM_NR];
+    const int segment_count = panel_segments(ctx, panel, kc, j0, cols, segments);
+    for (int g = 0; g < segment_count; g++) {
+        const int run = segments[g].run, ow0 = segments[g].ow0;
+        int kw = p0 % S, kh = (p0 / S) % R, c = p0 / (R * S);
+        for (int p = 0; p < kc; p++, next_row(&c, &kh, &kw, R, S)) {
+            float *dst = panel + (size_t)p * CK_GEMM_NR + segments[g].start;
+            const int ih = segments[g].oh * sh - ph + kh;
+            if (ih < 0 || ih >= H) {
+                memset(dst, 0, sizeof(float) * (size_t)run);
+                continue;
+            }
+            const float *src_row = segments[g].image + ((size_t)c * H + ih) * W;
+            const int iw0 = ow0 * sw - pw + kw;  // input column of the segment's first output
+            if (sw == 1) {
+                // Outputs [lo, hi) of the run read inside the row.
+                int lo = iw0 < 0 ? -iw0 : 0, hi = W - iw0;
+                if (lo > run) lo = run;
+                if (hi > run) hi = run;
+                if (hi < lo) hi = lo;
+                if (lo > 0) memset(dst, 0, sizeof(float) * (size_t)lo);
+                if (hi > lo) memcpy(dst + lo, src_row + iw0 + lo, sizeof(float) * (size_t)(hi - lo));
+                if (run > hi) memset(dst + hi, 0, sizeof(float) * (size_t)(run - hi));
+            } else {
+                for (int v = 0; v < run; v++) {
+                    const int iw = iw0 + v * sw;
+                    dst[v] = iw >= 0 && iw < W ? src_row[iw] : 0.0f;
+                }
             }
         }
     }

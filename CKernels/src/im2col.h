@@ -17,7 +17,9 @@ typedef struct {
     int P, Q;
 } ck_im2col_panel;
 #if defined(__x86_64__)
-// A ck_pack_panel_fn (internal.h) over the column matrix of all images side by side.
+// A ck_pack_panel_fn (internal.h) over the column matrix of all images side by side: AVX-512 instructions
+// (for the AVX-512 GEMM backend) and AVX2 only (for the AVX2 GEMM backend), the same panel.
 void ck_im2col_pack_panel(const void *context, float *panel, int p0, int kc, long j0, int cols);
+void ck_im2col_pack_panel_avx2(const void *context, float *panel, int p0, int kc, long j0, int cols);
 #endif
 #endif

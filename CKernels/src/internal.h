@@ -43,10 +43,12 @@ typedef struct {
 } ck_gemm_b;
 
 // Columns [j_begin, j_end) of C = A·B (alpha 1, beta 0; A untransposed, m × k), with C made of images of
-// n columns at c + i·stride_c (row stride ldc). Returns 0, doing nothing, when the packed GEMM is not the
-// backend in use: the caller then lowers and calls ck_sgemm itself.
-int ck_sgemm_packing(int m, int n, int k, const float *a, int lda, const ck_gemm_b *source, float *c, int ldc,
-                     size_t stride_c, long j_begin, long j_end);
+// n columns at c + i·stride_c (row stride ldc), by the packed GEMM of `backend` (the caller read
+// ck_get_gemm_backend() once, and chose source->pack_panel's instructions to match it). Returns 0, doing
+// nothing, when backend is not a packed GEMM or its packing buffer is missing: the caller then lowers and
+// calls ck_sgemm itself.
+int ck_sgemm_packing(int backend, int m, int n, int k, const float *a, int lda, const ck_gemm_b *source, float *c,
+                     int ldc, size_t stride_c, long j_begin, long j_end);
 
 #define CK_REQUIRE(condition, status) \
     do { if (!(condition)) return (status); } while (0)

@@ -1,6 +1,7 @@
 import CKernels
 import CKernelsReference
 import Dispatch
+import Foundation
 import SeededRandom
 import XCTest
 
@@ -34,6 +35,36 @@ final class GemmTests: XCTestCase {
             }
         }
         return (relativeError(inside, insideRef), paddingKept)
+    }
+
+    /// The AVX2 packed GEMM set explicitly (it runs on every x86-64-v3 CPU, AVX-512 or not): every
+    /// combination of m, n, k around its 6×16 register tile, the 64-column panel and a few blocks, with A
+    /// both ways and alpha/beta variants (B's orientation and the alpha/beta pair rotate over the shapes).
+    func testAVX2BackendOnEdgeSizes() {
+        let saved = ck_get_gemm_backend()
+        defer { XCTAssertOK(ck_set_gemm_backend(saved)) }
+        XCTAssertOK(ck_set_gemm_backend(Int32(CK_GEMM_AVX2.rawValue)))
+        XCTAssertEqual(ck_get_gemm_backend(), Int32(CK_GEMM_AVX2.rawValue))
+        let sizes = [1, 5, 6, 7, 15, 16, 17, 63, 64, 65, 200]
+        let scalings: [(Float, Float)] = [(1, 0), (-0.5, 1), (1.5, 0.25)]
+        var rng = SplitMix64(seed: 41)
+        var index = 0
+        for m in sizes {
+            for n in sizes {
+                for k in sizes {
+                    for transposeA in [false, true] {
+                        let transposeB = index % 2 == 1
+                        let (alpha, beta) = scalings[(index / 2) % scalings.count]
+                        index += 1
+                        let (error, kept) = compare(m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB,
+                                                    alpha: alpha, beta: beta, rng: &rng)
+                        let what = "AVX2 m \(m) n \(n) k \(k) tA \(transposeA) tB \(transposeB) alpha \(alpha) beta \(beta)"
+                        XCTAssertLessThan(error, 1e-5, what)
+                        XCTAssertTrue(kept, "\(what): wrote past column n")
+                    }
+                }
+            }
+        }
     }
 
     func testMatchesReferenceOnEdgeAndBlockSizes() {
@@ -124,10 +155,16 @@ final class GemmTests: XCTestCase {
         XCTAssertEqual(ck_get_gemm_backend(), Int32(CK_GEMM_OPENBLAS.rawValue), "a rejected choice keeps the current one")
         XCTAssertOK(ck_set_gemm_backend(Int32(CK_GEMM_AUTO.rawValue)))
         let automatic = ck_get_gemm_backend()
-        XCTAssertTrue(automatic == Int32(CK_GEMM_OPENBLAS.rawValue) || automatic == Int32(CK_GEMM_AVX512.rawValue))
-        // Holding kernels to AVX2 takes the AVX-512 GEMM away; allowing AVX-512 again brings the automatic choice back.
+        // OpenBLAS only when RESNETFUSION_GEMM=openblas asks for it; otherwise the widest packed GEMM.
+        let forcedOpenBLAS = ProcessInfo.processInfo.environment["RESNETFUSION_GEMM"] == "openblas"
+        let hasAVX512 = ck_set_gemm_backend(Int32(CK_GEMM_AVX512.rawValue)) == CK_OK.rawValue
+        XCTAssertEqual(automatic, forcedOpenBLAS ? Int32(CK_GEMM_OPENBLAS.rawValue)
+                                                 : Int32((hasAVX512 ? CK_GEMM_AVX512 : CK_GEMM_AVX2).rawValue))
+        XCTAssertOK(ck_set_gemm_backend(Int32(CK_GEMM_AUTO.rawValue)))
+        // Holding kernels to AVX2 turns the AVX-512 GEMM into the AVX2 one (what an AVX2-only CPU picks);
+        // allowing AVX-512 again brings the automatic choice back.
         ck_set_avx512_allowed(0)
-        XCTAssertEqual(ck_get_gemm_backend(), Int32(CK_GEMM_OPENBLAS.rawValue))
+        XCTAssertEqual(ck_get_gemm_backend(), forcedOpenBLAS ? Int32(CK_GEMM_OPENBLAS.rawValue) : Int32(CK_GEMM_AVX2.rawValue))
         XCTAssertEqual(ck_set_gemm_backend(Int32(CK_GEMM_AVX512.rawValue)), CK_ERR_BAD_SIZE.rawValue)
         ck_set_avx512_allowed(1)
         XCTAssertEqual(ck_get_gemm_backend(), automatic)

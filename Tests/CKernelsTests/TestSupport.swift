@@ -58,12 +58,16 @@ func centralDifference(step h: Float, read: () -> Float, write: (Float) -> Void,
     return Float((plus - minus) / Double(2 * h))
 }
 
-/// The sgemm backends this CPU can run: OpenBLAS always, the AVX-512 packed GEMM when the CPU has it.
+/// The sgemm backends this CPU can run: OpenBLAS always, the AVX2 packed GEMM on x86-64 (the build floor),
+/// the AVX-512 packed GEMM when the CPU has it.
 func availableGemmBackends() -> [Int32] {
     let saved = ck_get_gemm_backend()
     defer { ck_set_gemm_backend(saved) }
     var backends = [Int32(CK_GEMM_OPENBLAS.rawValue)]
-    if ck_set_gemm_backend(Int32(CK_GEMM_AVX512.rawValue)) == CK_OK.rawValue { backends.append(Int32(CK_GEMM_AVX512.rawValue)) }
+    for backend in [Int32(CK_GEMM_AVX2.rawValue), Int32(CK_GEMM_AVX512.rawValue)]
+    where ck_set_gemm_backend(backend) == CK_OK.rawValue {
+        backends.append(backend)
+    }
     return backends
 }
 
