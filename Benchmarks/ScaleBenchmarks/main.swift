@@ -9,10 +9,9 @@
 // (a second run does not rewrite 8 GB) and builds them otherwise: features (rows × 2048, --dtype) and metadata
 // (rows × 84, fp32), uniform draws from SeededRandom; labels are drawn in memory (one byte per row).
 //
-// Subnormal floats are flushed to zero (FTZ + DAZ) in the children unless --keep-subnormals: on these random labels,
-// many of Adam's moments decay into the subnormal range, where each multiply takes a microcode assist; measured on
-// 10^5 rows, NN.Adam.step then took over 90% of the time and the epoch ran at ~120 frames/s instead of ~1300. That
-// is a cost of the optimizer on this data, not of reading the store, and it would swamp what this benchmark measures.
+// On these random labels many of Adam's moments decay into the subnormal range; NN's optimizers flush subnormals
+// in their step (it was 92% of an epoch, ~120 frames/s instead of ~1300, before they did), so this measures the
+// trainer's own optimizer as it runs.
 //
 // What grows with the rows in memory: the labels (1 byte per row) and the shuffled order (4 bytes per row), 5 MB at
 // 10^6 rows. Everything else is per batch; the stores' pages are handed back as they are read.
@@ -55,9 +54,6 @@ struct BenchScale: ParsableCommand {
     @Option(help: "Seed of the synthetic data, the shuffle and the head's initialisation.")
     var seed: UInt64 = 0
 
-    @Flag(help: "Keep subnormal floats (default: flush them to zero; see the top of this file).")
-    var keepSubnormals = false
-
     @Option(name: .customLong("one-size"), help: .hidden)
     var oneSize: Int?
 
@@ -70,7 +66,6 @@ struct BenchScale: ParsableCommand {
     func run() throws {
         do {
             if let oneSize {
-                if !keepSubnormals { flushSubnormalsToZero() }
                 let result = try measure(rows: oneSize, options: self)
                 let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
@@ -104,15 +99,6 @@ func peakResidentMegabytes() throws -> Double {
 }
 
 // MARK: One size (child process)
-
-/// Sets FTZ and DAZ in this thread's MXCSR (threads created later inherit it): subnormal results and inputs become
-/// zero, as `torch.set_flush_denormal(True)` does.
-func flushSubnormalsToZero() {
-    var environment = fenv_t()
-    fegetenv(&environment)
-    environment.__mxcsr |= 0x8040  // bit 15 flush-to-zero, bit 6 denormals-are-zero
-    fesetenv(&environment)
-}
 
 /// Opens the store at `url` when it has `rows` rows of `width` `type`; otherwise writes it anew, `rows` × `width`
 /// uniform [0, 1) draws of `seed` (what pooled ReLU features look like: non-negative, bounded).
@@ -235,13 +221,12 @@ func runChild(_ arguments: [String]) throws -> [String: Any] {
 func drive(_ options: BenchScale) throws {
     print("bench-scale: one epoch of the fusion head (Linear 2112→256→2, meta MLP 84→128→64, Adam), batch \(options.batchSize),")
     print("features \(featureWidth) \(options.dtype) and metadata \(metaDim) fp32 read from memory-mapped stores in shuffled order;")
-    print("one fresh process per size; subnormals \(options.keepSubnormals ? "kept" : "flushed to zero"). Stores in \(options.folder).")
+    print("one fresh process per size. Stores in \(options.folder).")
     var results: [[String: Any]] = []
     for rows in options.rows {
         note("\(rows) rows: starting")
         results.append(try runChild(["--one-size", String(rows), "--dtype", options.dtype.rawValue, "--folder", options.folder,
-                                     "--batch-size", String(options.batchSize), "--seed", String(options.seed)]
-                                        + (options.keepSubnormals ? ["--keep-subnormals"] : [])))
+                                     "--batch-size", String(options.batchSize), "--seed", String(options.seed)]))
     }
     func number(_ result: [String: Any], _ key: String) -> Double { (result[key] as? NSNumber)?.doubleValue ?? .nan }
     func cell(_ text: String, _ width: Int) -> String { String(repeating: " ", count: max(1, width - text.count)) + text }

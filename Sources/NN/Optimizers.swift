@@ -25,6 +25,25 @@ extension Optimizer {
     }
 }
 
+/// Runs `body` with subnormal floats flushed to zero: x86's MXCSR flush-to-zero and denormals-are-zero bits, as
+/// `torch.set_flush_denormal(True)` sets them, restored afterwards (the kernels' numerics stay as they are).
+///
+/// Why: the moments of a parameter whose gradient stays at zero (a dead unit) decay geometrically, m by β₁ = 0.9 a
+/// step, into the subnormal range, where every multiply takes a microcode assist. Measured with `bench-scale` (one
+/// epoch of the head, 30 000 frames, 3 750 steps): 141 frames/s with subnormals against 2 051 flushed. A flushed value
+/// is below 1.2e-38: the update it would have made (≤ lr·1e-38/eps ≈ 1e-33) is far below a weight's last bit.
+func withSubnormalsFlushed<R>(_ body: () throws -> R) rethrows -> R {
+    #if arch(x86_64)
+    var saved = fenv_t()
+    fegetenv(&saved)
+    var flushing = saved
+    flushing.__mxcsr |= 0x8040  // bit 15 flush-to-zero, bit 6 denormals-are-zero
+    fesetenv(&flushing)
+    defer { fesetenv(&saved) }
+    #endif
+    return try body()
+}
+
 /// A malformed optimizer state.
 public struct OptimizerStateError: Error, CustomStringConvertible {
     public let description: String
@@ -74,7 +93,9 @@ public final class Adam: Optimizer {
         Adam(parameters: parameters, learningRate: learningRate, betas: betas, eps: eps, weightDecay: weightDecay, decoupled: true)
     }
 
-    public func step() {
+    public func step() { withSubnormalsFlushed { update() } }
+
+    private func update() {
         for (index, parameter) in parameters.enumerated() {
             guard let grad = parameter.grad else { continue }
             steps[index] += 1
@@ -166,7 +187,9 @@ public final class SGD: Optimizer {
         momentumBuffers = Array(repeating: nil, count: self.parameters.count)
     }
 
-    public func step() {
+    public func step() { withSubnormalsFlushed { update() } }
+
+    private func update() {
         for (index, parameter) in parameters.enumerated() {
             guard let grad = parameter.grad else { continue }
             let (lr, mu, damp, wd, nesterov) = (learningRate, momentum, dampening, weightDecay, self.nesterov)

@@ -1,3 +1,4 @@
+import Foundation
 // OptimizerTests.swift — Adam/AdamW/SGD parameter trajectories against PyTorch's over 5 steps with fixed
 // gradients (Fixtures/optimizers.rnfx): relative error ≤ 1e-5 per step. Plus state save/restore.
 import NN
@@ -77,6 +78,31 @@ final class OptimizerTests: XCTestCase {
     }
 
     /// Plain SGD with weight decay, by hand: p ← p − lr·(g + λ·p).
+    /// Moments that decay into the subnormal range are flushed to zero inside the step (they made a step ~15x slower),
+    /// and the caller's floating-point mode is left as it was.
+    func testStepFlushesSubnormalMomentsAndRestoresTheFloatingPointMode() {
+        let parameter = Tensor(shape: [2], data: [1, 1], requiresGrad: true)
+        let adam = Adam(parameters: [parameter], learningRate: 1e-3)
+        parameter.grad = [1e-30, 1]
+        adam.step()
+        // m = 0.1·g = 1e-31, then 400 steps of zero gradient would take it to 1e-31·0.9^400 ≈ 5e-50, through the
+        // subnormal range. Flushed, it stops where its decrement (0.1·m) would be subnormal: at about 1e-37, normal.
+        for _ in 0 ..< 400 {
+            parameter.grad = [0, 0]
+            adam.step()
+        }
+        let state = adam.stateDict()
+        for key in ["state.0.exp_avg", "state.0.exp_avg_sq"] {
+            let values = state[key]!.floats
+            XCTAssertFalse(values.contains { $0 != 0 && !$0.isNormal }, "\(key) holds a subnormal: \(values)")
+        }
+        XCTAssertLessThan(abs(state["state.0.exp_avg"]!.floats[0]), 1e-36)
+        var environment = fenv_t()
+        fegetenv(&environment)
+        XCTAssertEqual(environment.__mxcsr & 0x8040, 0, "flush-to-zero must not leak out of step()")
+        XCTAssertEqual(Float.leastNonzeroMagnitude * 2 / 2, Float.leastNonzeroMagnitude, "subnormals work again outside step()")
+    }
+
     func testPlainSGDByHand() {
         let p = Tensor(shape: [3], data: [1, -2, 0.5], requiresGrad: true)
         let sgd = SGD(parameters: [p], learningRate: 0.1, weightDecay: 0.5)
