@@ -229,15 +229,15 @@ let forwardKernel = kernels.conv2d_forward
 let inputKernel = kernels.conv2d_backward_input
 let weightKernel = kernels.conv2d_backward_weight
 
-print("GFLOP/s counts direct-convolution FLOPs (2·MACs); forward is ck_conv2d_forward_f32's own choice, Winograd for 3x3"
-      + " stride-1 layers where it measures faster, so it can pass 100% of sgemm (and in principle of the FMA peak)")
+print("GFLOP/s counts direct-convolution FLOPs (2·MACs); forward and backward-input are the kernels' own choice, Winograd"
+      + " for 3x3 stride-1 layers where it measures faster, so they can pass 100% of sgemm (and in principle of the FMA peak)")
 print(pad("convolution", 28) + lpad("×", 3) + " | " + ["forward", "backward-input", "backward-weight"]
     .map { lpad($0, 31) }.joined(separator: " |"))
 print(pad("", 28) + lpad("", 3) + " | " + Array(repeating: lpad("ms  GFLOP/s  %sgemm  %peak", 31), count: 3).joined(separator: " |"))
 
 struct Totals { var seconds = 0.0; var flops = 0.0 }
 var forwardTotal = Totals(), backwardTotal = Totals(), pointwiseEarly = Totals()
-var winogradRows = [(name: String, gemm: Double, winograd: Double, flops: Double)]()
+var winogradRows = [(name: String, seconds: [(gemm: Double, winograd: Double)], flops: Double)]()  // forward, backward-input
 let batch = options.batch
 for layer in resnet50ConvShapes where options.only.map({ layer.name.contains($0) }) ?? true {
     var shape = ck_conv2d_shape(batch: Int32(batch), in_channels: Int32(layer.inChannels),
@@ -269,7 +269,13 @@ for layer in resnet50ConvShapes where options.only.map({ layer.name.contains($0)
         let twg = medianSeconds(repeats: repeats) {
             check(ck_conv2d_forward_winograd_f32(y, x, w, nil, &shape, workspace, bytes), "winograd forward")
         }
-        winogradRows.append((layer.name, tg, twg, flops))
+        ck_conv2d_set_winograd(Int32(CK_WINOGRAD_NEVER))
+        let tig = medianSeconds(repeats: repeats) { check(inputKernel(dx, y, w, &shape, workspace, bytes), "gemm backward input") }
+        ck_conv2d_set_winograd(Int32(CK_WINOGRAD_AUTO))
+        let tiw = medianSeconds(repeats: repeats) {
+            check(ck_conv2d_backward_input_winograd_f32(dx, y, w, &shape, workspace, bytes), "winograd backward input")
+        }
+        winogradRows.append((layer.name, [(tg, twg), (tig, tiw)], flops))
     }
     if layer.kernel == 1 && layer.stride == 1 && !layer.name.hasPrefix("layer4") {
         pointwiseEarly.seconds += tf * occurrences; pointwiseEarly.flops += flops * occurrences
@@ -296,15 +302,18 @@ summary("all ResNet-50 convolutions, backward input + weight", backwardTotal)
 print(pad("forward convolutions per image", 58) + lpad(fmt(forwardTotal.seconds * 1e3 / Double(batch), 1), 9) + " ms")
 print("")
 if !winogradRows.isEmpty {
-    print("3x3 stride-1 forward (GFLOP/s counts direct-convolution FLOPs, so Winograd can pass 100%)")
-    print(pad("", 28) + lpad("im2col ms", 11) + lpad("GFLOP/s", 9) + lpad("%peak", 7) + lpad("Winograd ms", 13)
-          + lpad("GFLOP/s", 9) + lpad("%peak", 7) + lpad("speed-up", 10))
+    print("3x3 stride-1 layers, GEMM (im2col or implicit) vs Winograd F(2x2, 3x3); GFLOP/s and %peak count"
+          + " direct-convolution FLOPs, so Winograd can pass 100%")
+    let half = lpad("GEMM ms", 9) + lpad("Wino ms", 9) + lpad("GFLOP/s", 9) + lpad("%peak", 7) + lpad("speed-up", 9)
+    print(pad("", 28) + " |" + lpad("forward", 43) + " |" + lpad("backward-input", 43))
+    print(pad("", 28) + " |" + half + " |" + half)
     for row in winogradRows {
-        let gemmRate = row.flops / row.gemm / 1e9, winogradRate = row.flops / row.winograd / 1e9
-        print(pad(row.name, 28) + lpad(fmt(row.gemm * 1e3, 2), 11) + lpad(fmt(gemmRate, 1), 9)
-              + lpad(percentOfFMAPeak(gemmRate), 7) + lpad(fmt(row.winograd * 1e3, 2), 13)
-              + lpad(fmt(winogradRate, 1), 9) + lpad(percentOfFMAPeak(winogradRate), 7)
-              + lpad(fmt(row.gemm / row.winograd, 2) + "x", 10))
+        let cells = row.seconds.map { pair -> String in
+            let rate = row.flops / pair.winograd / 1e9
+            return lpad(fmt(pair.gemm * 1e3, 2), 9) + lpad(fmt(pair.winograd * 1e3, 2), 9) + lpad(fmt(rate, 1), 9)
+                + lpad(percentOfFMAPeak(rate), 7) + lpad(fmt(pair.gemm / pair.winograd, 2) + "x", 9)
+        }
+        print(pad(row.name, 28) + " |" + cells.joined(separator: " |"))
     }
     print("")
 }

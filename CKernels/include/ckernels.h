@@ -22,7 +22,8 @@
 // same argument checks (the ck_..._check functions below), so the tests can check one against the other and
 // the Swift side can swap whole tables (ck_kernel_table, at the end) at run time. The two forward strategies
 // ck_conv2d_forward_gemm_f32 and ck_conv2d_forward_winograd_f32 are ck_conv2d_forward_f32 with its choice
-// forced; their twin is ck_conv2d_forward_f32_ref.
+// forced; their twin is ck_conv2d_forward_f32_ref. ck_conv2d_backward_input_winograd_f32's is
+// ck_conv2d_backward_input_f32_ref.
 //
 // Threads: OpenMP is the only thread pool. OpenBLAS is kept single-threaded (ck_set_num_threads) and
 // called from inside OpenMP regions on per-thread blocks, so the two never oversubscribe the cores.
@@ -67,7 +68,7 @@ int ck_get_num_threads(void);
 
 // ---------------------------------------------------------------------------------------------------
 // conv2d (conv2d_shape.c: checks and workspace; conv2d_forward.c, conv2d_epilogue.c, winograd.c,
-// winograd_avx512.c, conv2d_backward.c, im2col.c). Dilation 1, groups 1, zero padding.
+// winograd_avx512.c, winograd_avx2.c, conv2d_backward.c, im2col.c). Dilation 1, groups 1, zero padding.
 
 typedef struct {
     int batch;          // N
@@ -107,9 +108,9 @@ int ck_conv2d_forward_f32(float *y, const float *x, const float *weight, const f
 int ck_conv2d_forward_fused_f32(float *y, const float *x, const float *weight, const float *bias,
                                 const float *residual, int relu, const ck_conv2d_shape *shape,
                                 void *workspace, size_t workspace_bytes);
-/// When ck_conv2d_forward_f32 uses Winograd on the shapes it handles: CK_WINOGRAD_AUTO (the default) where
-/// it measures faster — AVX-512 (its transforms are vectorised there) and at least 14×14 outputs (layer1–3
-/// of ResNet-50: 1.3–1.7x; on 7×7 the GEMM wins); CK_WINOGRAD_NEVER; CK_WINOGRAD_ALWAYS.
+/// When ck_conv2d_forward_f32 and ck_conv2d_backward_input_f32 use Winograd on the shapes it handles:
+/// CK_WINOGRAD_AUTO (the default) where it measures faster — at least 14×14 outputs on AVX-512 (layer1–3 of
+/// ResNet-50; on 7×7 its GEMM is as fast), at least 7×7 on AVX2; CK_WINOGRAD_NEVER; CK_WINOGRAD_ALWAYS.
 enum { CK_WINOGRAD_NEVER = 0, CK_WINOGRAD_ALWAYS = 1, CK_WINOGRAD_AUTO = 2 };
 void ck_conv2d_set_winograd(int mode);
 /// The same through im2col + sgemm for every shape.
@@ -123,6 +124,11 @@ int ck_conv2d_forward_winograd_f32(float *y, const float *x, const float *weight
 /// dx is (N, C, H, W); dy is (N, K, P, Q); weight is (K, C, R, S).
 int ck_conv2d_backward_input_f32(float *dx, const float *dy, const float *weight,
                                  const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
+
+/// The same through Winograd F(2x2, 3x3) (a 3x3 stride-1 layer's backward-input is such a convolution, of dy
+/// with the filters transposed and turned 180°); CK_ERR_BAD_SIZE unless 3x3, stride 1, padding 1.
+int ck_conv2d_backward_input_winograd_f32(float *dx, const float *dy, const float *weight,
+                                          const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
 
 /// dweight += Σ_n dy_n ⋆ x_n; dbias += Σ_{n,p,q} dy. Accumulates.
 /// dweight is (K, C, R, S); dbias is (K) or NULL; dy is (N, K, P, Q); x is (N, C, H, W).

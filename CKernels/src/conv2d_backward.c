@@ -2,16 +2,32 @@
 // sgemm with OpenMP. With at least as many images as threads, each thread takes whole images (grouped when
 // they are small); with fewer, threads split each image: backward-input by input channels (their col2im
 // writes never overlap), backward-weight by output channels.
+// A 3x3 stride-1 padding-1 layer's backward-input is itself such a convolution, of dy with the filters
+// transposed and turned 180°; where the forward takes Winograd (ck_winograd_chosen), so does it.
 // Twins: ck_conv2d_backward_input_f32_ref and ck_conv2d_backward_weight_f32_ref (CKernelsReference/conv2d_ref.c).
 #include "conv2d.h"
 #include "im2col.h"
+#include "winograd.h"
 
-int ck_conv2d_backward_input_f32(float *dx, const float *dy, const float *weight,
-                                 const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+// dx = conv(dy, g') with g'(c, k) = weight(k, c) turned 180°, padding 1: an (N, K, P, Q) → (N, C, H, W)
+// convolution whose workspace is the forward's (ck_winograd_workspace_floats is symmetric in C and K).
+static int backward_input_winograd(float *dx, const float *dy, const float *weight, const ck_conv_dims *d, int threads,
+                                   void *workspace) {
+    const ck_conv2d_shape transposed = {
+        .batch = d->N, .in_channels = d->K, .in_height = d->P, .in_width = d->Q, .out_channels = d->C,
+        .kernel_height = 3, .kernel_width = 3, .stride_height = 1, .stride_width = 1, .pad_height = 1, .pad_width = 1};
+    const ck_winograd_filters filters = {weight, 9, d->CRS, 1};
+    const ck_conv_epilogue none = {NULL, NULL, 0};
+    return ck_winograd_forward(dx, dy, &filters, &none, &transposed, d->H, d->W, threads, (float *)workspace);
+}
+
+static int backward_input(float *dx, const float *dy, const float *weight, const ck_conv2d_shape *shape,
+                          void *workspace, size_t workspace_bytes, int winograd) {
     ck_conv_dims d;
     int threads;
     int status = ck_conv_begin(shape, dx && dy && weight, 0, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
+    if (winograd) return backward_input_winograd(dx, dy, weight, &d, threads, workspace);
 
     const size_t RS = (size_t)d.R * d.S;
     if (d.group > 1) {
@@ -63,6 +79,17 @@ int ck_conv2d_backward_input_f32(float *dx, const float *dy, const float *weight
         }
     }
     return CK_OK;
+}
+
+int ck_conv2d_backward_input_f32(float *dx, const float *dy, const float *weight,
+                                 const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    return backward_input(dx, dy, weight, shape, workspace, workspace_bytes, ck_winograd_chosen(shape));
+}
+
+int ck_conv2d_backward_input_winograd_f32(float *dx, const float *dy, const float *weight,
+                                          const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    if (shape && !ck_winograd_applies(shape)) return CK_ERR_BAD_SIZE;
+    return backward_input(dx, dy, weight, shape, workspace, workspace_bytes, 1);
 }
 
 static void accumulate_bias_grad(float *dbias, const float *dy, const ck_conv_dims *d, int threads) {

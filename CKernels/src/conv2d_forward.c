@@ -11,21 +11,6 @@
 #include "im2col.h"
 #include "winograd.h"
 
-// Winograd for 3x3 stride-1 layers only where it measures faster (make bench-kernels prints both).
-static _Atomic int winograd_mode = CK_WINOGRAD_AUTO;
-
-void ck_conv2d_set_winograd(int mode) {
-    winograd_mode = mode == CK_WINOGRAD_NEVER || mode == CK_WINOGRAD_ALWAYS ? mode : CK_WINOGRAD_AUTO;
-}
-
-static int conv_uses_winograd(const ck_conv2d_shape *shape) {
-    if (!shape || !ck_winograd_applies(shape)) return 0;
-    const int mode = winograd_mode;
-    if (mode != CK_WINOGRAD_AUTO) return mode == CK_WINOGRAD_ALWAYS;
-    const long outputs = (long)ck_conv2d_output_height(shape) * ck_conv2d_output_width(shape);
-    return ck_cpu_has_avx512() && outputs >= 196;
-}
-
 static int conv_forward_winograd(float *y, const float *x, const float *weight, const ck_conv_epilogue *epilogue,
                                  const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
     if (shape && !ck_winograd_applies(shape)) return CK_ERR_BAD_SIZE;
@@ -33,7 +18,8 @@ static int conv_forward_winograd(float *y, const float *x, const float *weight, 
     int threads;
     int status = ck_conv_begin(shape, y && x && weight, 1, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
-    return ck_winograd_forward(y, x, weight, epilogue, shape, d.P, d.Q, threads, (float *)workspace);
+    const ck_winograd_filters filters = {weight, d.CRS, 9, 0};
+    return ck_winograd_forward(y, x, &filters, epilogue, shape, d.P, d.Q, threads, (float *)workspace);
 }
 
 static int conv_forward_gemm(float *y, const float *x, const float *weight, const ck_conv_epilogue *epilogue,
@@ -155,7 +141,7 @@ int ck_conv2d_forward_fused_f32(float *y, const float *x, const float *weight, c
                                 const float *residual, int relu, const ck_conv2d_shape *shape,
                                 void *workspace, size_t workspace_bytes) {
     const ck_conv_epilogue epilogue = {bias, residual, relu};
-    if (conv_uses_winograd(shape))
+    if (ck_winograd_chosen(shape))
         return conv_forward_winograd(y, x, weight, &epilogue, shape, workspace, workspace_bytes);
     return conv_forward_gemm(y, x, weight, &epilogue, shape, workspace, workspace_bytes);
 }

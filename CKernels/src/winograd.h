@@ -1,27 +1,44 @@
-// Winograd F(2x2, 3x3) forward, internal to conv2d_forward.c's choice of strategy.
+// Winograd F(2x2, 3x3), internal to the conv2d kernels: the forward of 3x3 stride-1 padding-1 layers, and their
+// backward-input, which is itself such a convolution (of dy, with the filters transposed and turned 180°).
 #ifndef CKERNELS_WINOGRAD_H
 #define CKERNELS_WINOGRAD_H
 #include "conv2d.h"
+#include <immintrin.h>
 
 // 1 for 3x3, stride 1, padding 1: the shapes the Winograd path handles.
 int ck_winograd_applies(const ck_conv2d_shape *shape);
-// Floats of workspace for `threads` threads; 0 on overflow.
+// 1 when this layer's forward and backward-input should take the Winograd path (ck_conv2d_set_winograd).
+int ck_winograd_chosen(const ck_conv2d_shape *shape);
+// Floats of workspace for `threads` threads; 0 on overflow. The same for a layer and for its backward-input
+// (it is symmetric in C and K).
 size_t ck_winograd_workspace_floats(const ck_conv2d_shape *shape, int threads);
-// y is (N, K, P, Q); x is (N, C, H, W); weight is (K, C, 3, 3).
-int ck_winograd_forward(float *y, const float *x, const float *weight, const ck_conv_epilogue *epilogue,
+
+// Where the Winograd convolution's filter g(k, c) of output channel k and input channel c is:
+// weight + k·k_stride + c·c_stride, its 9 taps in row-major order, or in reverse when `reversed`.
+// The forward reads a layer's own (K, C, 3, 3) weight (C·9, 9, 0); the backward-input reads the same
+// weight as (C, K) filters turned 180° (9, C·9, 1).
+typedef struct {
+    const float *weight;
+    size_t k_stride, c_stride;
+    int reversed;
+} ck_winograd_filters;
+
+// y is (N, K, P, Q); x is (N, C, H, W); `shape` is the Winograd convolution's own (C, K as it sees them).
+int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *filters, const ck_conv_epilogue *epilogue,
                         const ck_conv2d_shape *shape, int P, int Q, int threads, float *workspace);
 
-#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-#define CK_HAVE_AVX512_WINOGRAD 1
-#include <immintrin.h>
-// The vectorised transforms (winograd_avx512.c), taken when ck_cpu_has_avx512(); same results as the scalar ones.
-// U for kernel k and input channels [c0, c0 + 16) (fewer at the end); returns how many channels it did.
-int ck_winograd_transform_kernels_16(float *U, const float *weight, int K, int C, int k, int c0);
-// V for global tiles [tile_begin, tile_end).
+// The vectorised transforms (winograd_avx512.c, winograd_avx2.c: one per CPU tier, one tile or channel per lane).
+// kernels: U for output channel k and input channels [c0, c0 + lanes) (fewer at the end); returns how many
+// it did, 0 when it cannot (a filter stride too large for a 32-bit gather index): the caller loops instead.
+// inputs: V for global tiles [tile_begin, tile_end). outputs: y from M for those tiles, with the epilogue.
+int ck_winograd_transform_kernels_avx512(float *U, const ck_winograd_filters *f, int K, int C, int k, int c0);
 void ck_winograd_transform_inputs_avx512(float *V, const float *x, const ck_conv2d_shape *s, int tiles_h, int tiles_w,
                                          int tile_begin, int tile_end);
-// y from M for global tiles [tile_begin, tile_end), with the epilogue.
 void ck_winograd_transform_outputs_avx512(float *y, const float *M, const ck_conv_epilogue *e, const ck_conv2d_shape *s,
                                           int P, int Q, int tiles_h, int tiles_w, int tile_begin, int tile_end);
-#endif
+int ck_winograd_transform_kernels_avx2(float *U, const ck_winograd_filters *f, int K, int C, int k, int c0);
+void ck_winograd_transform_inputs_avx2(float *V, const float *x, const ck_conv2d_shape *s, int tiles_h, int tiles_w,
+                                       int tile_begin, int tile_end);
+void ck_winograd_transform_outputs_avx2(float *y, const float *M, const ck_conv_epilogue *e, const ck_conv2d_shape *s,
+                                        int P, int Q, int tiles_h, int tiles_w, int tile_begin, int tile_end);
 #endif

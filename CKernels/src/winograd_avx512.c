@@ -1,28 +1,28 @@
-// The AVX-512 transforms of the Winograd F(2x2, 3x3) forward (winograd.c): kernels 16 input channels at a
-// time, inputs and outputs 16 neighbouring tiles of one tile row at a time (one tile per lane).
+// The AVX-512 transforms of Winograd F(2x2, 3x3) (winograd.c): kernels 16 input channels at a time, inputs and
+// outputs 16 neighbouring tiles of one tile row at a time (one tile per lane). winograd_avx2.c is the 8-lane twin.
 #include "winograd.h"
 
-#ifdef CK_HAVE_AVX512_WINOGRAD
-// transform_kernels for 16 input channels at a time (one per lane): 9 gathers, U rows written contiguously.
+// U for 16 input channels at a time (one per lane): 9 gathers, U rows written contiguously.
 __attribute__((target("avx512f")))
-int ck_winograd_transform_kernels_16(float *U, const float *weight, int K, int C, int k, int c0) {
+int ck_winograd_transform_kernels_avx512(float *U, const ck_winograd_filters *f, int K, int C, int k, int c0) {
+    if (f->c_stride > (size_t)(INT32_MAX / 16)) return 0;  // lane offsets must fit the gather's 32-bit index
     const size_t KC = (size_t)K * C;
     const int count = C - c0 < 16 ? C - c0 : 16;
     const __mmask16 in_run = (__mmask16)((1u << count) - 1);
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i nine = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(9));
-    const float *g = weight + ((size_t)k * C + c0) * 9;
+    const __m512i offsets = _mm512_mullo_epi32(lanes, _mm512_set1_epi32((int)f->c_stride));
+    const float *taps = f->weight + (size_t)k * f->k_stride + (size_t)c0 * f->c_stride;
     const __m512 half = _mm512_set1_ps(0.5f);
+#define TAP(i) _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in_run, offsets, taps + (f->reversed ? 8 - (i) : (i)), 4)
     __m512 t[4][3];  // G g
     for (int col = 0; col < 3; col++) {
-        const __m512 g0 = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in_run, nine, g + col, 4);
-        const __m512 g1 = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in_run, nine, g + 3 + col, 4);
-        const __m512 g2 = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in_run, nine, g + 6 + col, 4);
+        const __m512 g0 = TAP(col), g1 = TAP(3 + col), g2 = TAP(6 + col);
         t[0][col] = g0;
         t[1][col] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(g0, g1), g2));
         t[2][col] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(g0, g1), g2));
         t[3][col] = g2;
     }
+#undef TAP
     for (int i = 0; i < 4; i++) {
         const __m512 a = t[i][0], b = t[i][1], cc = t[i][2];
         const __m512 u[4] = {a, _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(a, b), cc)),
@@ -160,4 +160,3 @@ void ck_winograd_transform_outputs_avx512(float *y, const float *M, const ck_con
         t += count;
     }
 }
-#endif

@@ -94,8 +94,9 @@ final class ConvolutionTests: XCTestCase {
         } }
     }
 
-    /// Winograd F(2x2, 3x3) on its own: odd and even sizes (partial last tiles), 1x1 and 2x2 planes, batch
-    /// 1 to 5, thread counts that split images and that split tiles; and its refusal of other shapes.
+    /// Winograd F(2x2, 3x3) on its own, forward and backward-input, with each instruction set's transforms: odd
+    /// and even sizes (partial last tiles and 8- or 16-tile runs), 1x1 and 2x2 planes, batch 1 to 5, C ≠ K, thread
+    /// counts that split images and that split tiles; and its refusal of other shapes.
     func testWinogradMatchesReference() {
         var rng = SplitMix64(seed: 77)
         forEachInstructionSet { avx512 in
@@ -103,7 +104,7 @@ final class ConvolutionTests: XCTestCase {
             ck_set_num_threads(Int32(threads))
             // The last two have more tiles per thread than one chunk holds (64+64 channels: 256 tiles).
             for (n, c, h, w, k) in [(1, 3, 5, 5, 2), (2, 4, 8, 8, 3), (5, 2, 7, 9, 4), (1, 1, 1, 1, 1), (3, 6, 2, 3, 5),
-                                    (2, 70, 14, 14, 33), (2, 64, 36, 35, 64), (1, 64, 56, 56, 64)] {
+                                    (2, 70, 14, 14, 33), (2, 64, 36, 35, 64), (1, 64, 56, 56, 64), (1, 17, 3, 40, 9), (2, 9, 33, 17, 20)] {
                 var s = convShape(batch: n, inChannels: c, height: h, width: w, outChannels: k, kernel: 3, stride: 1, pad: 1)
                 let x = randomArray(n * c * h * w, &rng), wt = randomArray(k * c * 9, &rng), b = randomArray(k, &rng)
                 let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
@@ -111,6 +112,12 @@ final class ConvolutionTests: XCTestCase {
                 XCTAssertOK(ck_conv2d_forward_winograd_f32(&y, x, wt, b, &s, workspace.buffer, workspace.bytes))
                 XCTAssertOK(ck_conv2d_forward_f32_ref(&yRef, x, wt, b, &s, nil, 0))
                 XCTAssertLessThanOrEqual(relativeError(y, yRef), 1e-4, "winograd \((n, c, h, w, k)) threads \(threads) avx512 \(avx512)")
+                let dy = randomArray(y.count, &rng)
+                var dx = [Float](repeating: .nan, count: x.count), dxRef = dx
+                XCTAssertOK(ck_conv2d_backward_input_winograd_f32(&dx, dy, wt, &s, workspace.buffer, workspace.bytes))
+                XCTAssertOK(ck_conv2d_backward_input_f32_ref(&dxRef, dy, wt, &s, nil, 0))
+                XCTAssertLessThanOrEqual(relativeError(dx, dxRef), 1e-4,
+                                         "winograd backward-input \((n, c, h, w, k)) threads \(threads) avx512 \(avx512)")
             }
         }
         }
@@ -120,6 +127,10 @@ final class ConvolutionTests: XCTestCase {
         var y = [Float](repeating: 0, count: 18)
         XCTAssertEqual(ck_conv2d_forward_winograd_f32(&y, [Float](repeating: 1, count: 72), [Float](repeating: 1, count: 36),
                                                       nil, &strided, workspace.buffer, workspace.bytes),
+                       CK_ERR_BAD_SIZE.rawValue)
+        var dx = [Float](repeating: 0, count: 72)
+        XCTAssertEqual(ck_conv2d_backward_input_winograd_f32(&dx, y, [Float](repeating: 1, count: 36), &strided,
+                                                             workspace.buffer, workspace.bytes),
                        CK_ERR_BAD_SIZE.rawValue)
     }
 
