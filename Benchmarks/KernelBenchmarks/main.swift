@@ -229,7 +229,7 @@ let forwardKernel = kernels.conv2d_forward
 let inputKernel = kernels.conv2d_backward_input
 let weightKernel = kernels.conv2d_backward_weight
 
-print("GFLOP/s counts direct-convolution FLOPs (2·MACs); forward and backward-input are the kernels' own choice, Winograd"
+print("GFLOP/s counts direct-convolution FLOPs (2·MACs); each column is the kernel's own choice, Winograd"
       + " for 3x3 stride-1 layers where it measures faster, so they can pass 100% of sgemm (and in principle of the FMA peak)")
 print(pad("convolution", 28) + lpad("×", 3) + " | " + ["forward", "backward-input", "backward-weight"]
     .map { lpad($0, 31) }.joined(separator: " |"))
@@ -237,7 +237,7 @@ print(pad("", 28) + lpad("", 3) + " | " + Array(repeating: lpad("ms  GFLOP/s  %s
 
 struct Totals { var seconds = 0.0; var flops = 0.0 }
 var forwardTotal = Totals(), backwardTotal = Totals(), pointwiseEarly = Totals()
-var winogradRows = [(name: String, seconds: [(gemm: Double, winograd: Double)], flops: Double)]()  // forward, backward-input
+var winogradRows = [(name: String, seconds: [(gemm: Double, winograd: Double)], flops: Double)]()  // forward, input, weight
 let batch = options.batch
 for layer in resnet50ConvShapes where options.only.map({ layer.name.contains($0) }) ?? true {
     var shape = ck_conv2d_shape(batch: Int32(batch), in_channels: Int32(layer.inChannels),
@@ -275,7 +275,15 @@ for layer in resnet50ConvShapes where options.only.map({ layer.name.contains($0)
         let tiw = medianSeconds(repeats: repeats) {
             check(ck_conv2d_backward_input_winograd_f32(dx, y, w, &shape, workspace, bytes), "winograd backward input")
         }
-        winogradRows.append((layer.name, [(tg, twg), (tig, tiw)], flops))
+        ck_conv2d_set_winograd(Int32(CK_WINOGRAD_NEVER))
+        let twgemm = medianSeconds(repeats: repeats) {
+            check(weightKernel(dw, nil, y, x, &shape, workspace, bytes), "gemm backward weight")
+        }
+        ck_conv2d_set_winograd(Int32(CK_WINOGRAD_AUTO))
+        let tww = medianSeconds(repeats: repeats) {
+            check(ck_conv2d_backward_weight_winograd_f32(dw, nil, y, x, &shape, workspace, bytes), "winograd backward weight")
+        }
+        winogradRows.append((layer.name, [(tg, twg), (tig, tiw), (twgemm, tww)], flops))
     }
     if layer.kernel == 1 && layer.stride == 1 && !layer.name.hasPrefix("layer4") {
         pointwiseEarly.seconds += tf * occurrences; pointwiseEarly.flops += flops * occurrences
@@ -305,8 +313,8 @@ if !winogradRows.isEmpty {
     print("3x3 stride-1 layers, GEMM (im2col or implicit) vs Winograd F(2x2, 3x3); GFLOP/s and %peak count"
           + " direct-convolution FLOPs, so Winograd can pass 100%")
     let half = lpad("GEMM ms", 9) + lpad("Wino ms", 9) + lpad("GFLOP/s", 9) + lpad("%peak", 7) + lpad("speed-up", 9)
-    print(pad("", 28) + " |" + lpad("forward", 43) + " |" + lpad("backward-input", 43))
-    print(pad("", 28) + " |" + half + " |" + half)
+    print(pad("", 28) + " |" + ["forward", "backward-input", "backward-weight"].map { lpad($0, 43) }.joined(separator: " |"))
+    print(pad("", 28) + " |" + Array(repeating: half, count: 3).joined(separator: " |"))
     for row in winogradRows {
         let cells = row.seconds.map { pair -> String in
             let rate = row.flops / pair.winograd / 1e9

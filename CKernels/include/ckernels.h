@@ -22,8 +22,8 @@
 // same argument checks (the ck_..._check functions below), so the tests can check one against the other and
 // the Swift side can swap whole tables (ck_kernel_table, at the end) at run time. The two forward strategies
 // ck_conv2d_forward_gemm_f32 and ck_conv2d_forward_winograd_f32 are ck_conv2d_forward_f32 with its choice
-// forced; their twin is ck_conv2d_forward_f32_ref. ck_conv2d_backward_input_winograd_f32's is
-// ck_conv2d_backward_input_f32_ref.
+// forced; their twin is ck_conv2d_forward_f32_ref. The backward kernels' Winograd forms twin with the plain ones'
+// twins.
 //
 // Threads: OpenMP is the only thread pool. OpenBLAS is kept single-threaded (ck_set_num_threads) and
 // called from inside OpenMP regions on per-thread blocks, so the two never oversubscribe the cores.
@@ -108,9 +108,10 @@ int ck_conv2d_forward_f32(float *y, const float *x, const float *weight, const f
 int ck_conv2d_forward_fused_f32(float *y, const float *x, const float *weight, const float *bias,
                                 const float *residual, int relu, const ck_conv2d_shape *shape,
                                 void *workspace, size_t workspace_bytes);
-/// When ck_conv2d_forward_f32 and ck_conv2d_backward_input_f32 use Winograd on the shapes it handles:
-/// CK_WINOGRAD_AUTO (the default) where it measures faster — at least 14×14 outputs on AVX-512 (layer1–3 of
-/// ResNet-50; on 7×7 its GEMM is as fast), at least 7×7 on AVX2; CK_WINOGRAD_NEVER; CK_WINOGRAD_ALWAYS.
+/// When ck_conv2d_forward_f32, ck_conv2d_backward_input_f32 and ck_conv2d_backward_weight_f32 use Winograd on the shapes it handles:
+/// CK_WINOGRAD_AUTO (the default) where it measures faster — at least 14×14 outputs (layer1–3 of ResNet-50), and
+/// 7×7 too for the forward and backward-input on CPUs without AVX-512; CK_WINOGRAD_NEVER; CK_WINOGRAD_ALWAYS. Until
+/// this is called, RESNETFUSION_WINOGRAD=never or =always in the environment sets the mode.
 enum { CK_WINOGRAD_NEVER = 0, CK_WINOGRAD_ALWAYS = 1, CK_WINOGRAD_AUTO = 2 };
 void ck_conv2d_set_winograd(int mode);
 /// The same through im2col + sgemm for every shape.
@@ -134,6 +135,11 @@ int ck_conv2d_backward_input_winograd_f32(float *dx, const float *dy, const floa
 /// dweight is (K, C, R, S); dbias is (K) or NULL; dy is (N, K, P, Q); x is (N, C, H, W).
 int ck_conv2d_backward_weight_f32(float *dweight, float *dbias, const float *dy, const float *x,
                                   const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
+
+/// The same through Winograd F(2x2, 3x3) (the forward's adjoint in the filters: 16 products that reduce over
+/// tiles); CK_ERR_BAD_SIZE unless 3x3, stride 1, padding 1.
+int ck_conv2d_backward_weight_winograd_f32(float *dweight, float *dbias, const float *dy, const float *x,
+                                           const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
 
 // ---------------------------------------------------------------------------------------------------
 // batchnorm2d (batchnorm.c), PyTorch semantics: y = (x − mean) / sqrt(var + eps) · gamma + beta.

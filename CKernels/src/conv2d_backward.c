@@ -3,7 +3,8 @@
 // they are small); with fewer, threads split each image: backward-input by input channels (their col2im
 // writes never overlap), backward-weight by output channels.
 // A 3x3 stride-1 padding-1 layer's backward-input is itself such a convolution, of dy with the filters
-// transposed and turned 180°; where the forward takes Winograd (ck_winograd_chosen), so does it.
+// transposed and turned 180°, and its backward-weight the Winograd forward's adjoint: both take Winograd where
+// it measures faster (ck_winograd_chosen, winograd.c).
 // Twins: ck_conv2d_backward_input_f32_ref and ck_conv2d_backward_weight_f32_ref (CKernelsReference/conv2d_ref.c).
 #include "conv2d.h"
 #include "im2col.h"
@@ -83,7 +84,7 @@ static int backward_input(float *dx, const float *dy, const float *weight, const
 
 int ck_conv2d_backward_input_f32(float *dx, const float *dy, const float *weight,
                                  const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
-    return backward_input(dx, dy, weight, shape, workspace, workspace_bytes, ck_winograd_chosen(shape));
+    return backward_input(dx, dy, weight, shape, workspace, workspace_bytes, ck_winograd_chosen(shape, 0));
 }
 
 int ck_conv2d_backward_input_winograd_f32(float *dx, const float *dy, const float *weight,
@@ -107,12 +108,17 @@ static void accumulate_bias_grad(float *dbias, const float *dy, const ck_conv_di
     }
 }
 
-int ck_conv2d_backward_weight_f32(float *dweight, float *dbias, const float *dy, const float *x,
-                                  const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+static int backward_weight(float *dweight, float *dbias, const float *dy, const float *x, const ck_conv2d_shape *shape,
+                           void *workspace, size_t workspace_bytes, int winograd) {
     ck_conv_dims d;
     int threads;
     int status = ck_conv_begin(shape, dweight && dy && x, 1, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
+    if (winograd) {
+        ck_winograd_backward_weight(dweight, dy, x, shape, d.P, d.Q, threads, (float *)workspace);
+        if (dbias) accumulate_bias_grad(dbias, dy, &d, threads);
+        return CK_OK;
+    }
 
     const size_t weight_count = (size_t)d.K * d.CRS;
     if (d.N >= threads) {
@@ -175,4 +181,15 @@ int ck_conv2d_backward_weight_f32(float *dweight, float *dbias, const float *dy,
     }
     if (dbias) accumulate_bias_grad(dbias, dy, &d, threads);
     return CK_OK;
+}
+
+int ck_conv2d_backward_weight_f32(float *dweight, float *dbias, const float *dy, const float *x,
+                                  const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    return backward_weight(dweight, dbias, dy, x, shape, workspace, workspace_bytes, ck_winograd_chosen(shape, 1));
+}
+
+int ck_conv2d_backward_weight_winograd_f32(float *dweight, float *dbias, const float *dy, const float *x,
+                                           const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    if (shape && !ck_winograd_applies(shape)) return CK_ERR_BAD_SIZE;
+    return backward_weight(dweight, dbias, dy, x, shape, workspace, workspace_bytes, 1);
 }

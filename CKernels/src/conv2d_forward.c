@@ -141,7 +141,7 @@ int ck_conv2d_forward_fused_f32(float *y, const float *x, const float *weight, c
                                 const float *residual, int relu, const ck_conv2d_shape *shape,
                                 void *workspace, size_t workspace_bytes) {
     const ck_conv_epilogue epilogue = {bias, residual, relu};
-    if (ck_winograd_chosen(shape))
+    if (ck_winograd_chosen(shape, 0))
         return conv_forward_winograd(y, x, weight, &epilogue, shape, workspace, workspace_bytes);
     return conv_forward_gemm(y, x, weight, &epilogue, shape, workspace, workspace_bytes);
 }

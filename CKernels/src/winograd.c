@@ -13,6 +13,7 @@
 // driver; the transforms proper are in winograd_avx512.c and winograd_avx2.c. Entered from conv2d_forward.c and conv2d_backward.c.
 #include "winograd.h"
 #include <stdint.h>
+#include <stdlib.h>
 
 // Tiles of one thread's share are transformed and multiplied in chunks whose V and M stay cache-sized.
 static int chunk_tiles(int C, int K) {
@@ -28,33 +29,46 @@ int ck_winograd_applies(const ck_conv2d_shape *s) {
            s->pad_height == 1 && s->pad_width == 1;
 }
 
-// Winograd for 3x3 stride-1 layers only where it measures faster (make bench-kernels prints both).
-static _Atomic int winograd_mode = CK_WINOGRAD_AUTO;
+// Winograd for 3x3 stride-1 layers only where it measures faster (make bench-kernels prints both). -1: not
+// decided yet; then RESNETFUSION_WINOGRAD=never|always sets it for a whole process (to compare whole models).
+static _Atomic int winograd_mode = -1;
+
+static int mode_from_environment(void) {
+    const char *forced = getenv("RESNETFUSION_WINOGRAD");
+    if (forced && strcmp(forced, "never") == 0) return CK_WINOGRAD_NEVER;
+    if (forced && strcmp(forced, "always") == 0) return CK_WINOGRAD_ALWAYS;
+    return CK_WINOGRAD_AUTO;
+}
 
 void ck_conv2d_set_winograd(int mode) {
     winograd_mode = mode == CK_WINOGRAD_NEVER || mode == CK_WINOGRAD_ALWAYS ? mode : CK_WINOGRAD_AUTO;
 }
 
-int ck_winograd_chosen(const ck_conv2d_shape *shape) {
+int ck_winograd_chosen(const ck_conv2d_shape *shape, int weight_gradient) {
     if (!shape || !ck_winograd_applies(shape)) return 0;
-    const int mode = winograd_mode;
+    int mode = winograd_mode;
+    if (mode < 0) winograd_mode = mode = mode_from_environment();
     if (mode != CK_WINOGRAD_AUTO) return mode == CK_WINOGRAD_ALWAYS;
-    // Measured (make bench-kernels, batch 8): on 14×14 and larger planes Winograd is 1.4–1.8x the GEMM, forward
-    // and backward-input, on both tiers. On 7×7 (layer4) it is 1.3–1.4x on AVX2 but 0.97–1.37x on AVX-512, whose
-    // GEMM is relatively faster: there the choice stays with the GEMM.
+    // Measured (make bench-kernels, batch 8): on 14×14 and larger planes Winograd is 1.4–1.9x the GEMM in all three
+    // kernels, on both tiers. On 7×7 (layer4) the forward and backward-input are 1.1–1.4x on AVX2 but 0.97–1.37x on
+    // AVX-512, whose GEMM is relatively faster, and the weight gradient 1.0x on AVX2 and 0.87x on AVX-512: there
+    // the GEMM keeps them.
     const long outputs = (long)ck_conv2d_output_height(shape) * ck_conv2d_output_width(shape);
-    return outputs >= (ck_cpu_has_avx512() ? 196 : 49);
+    return outputs >= (weight_gradient || ck_cpu_has_avx512() ? 196 : 49);
 }
 
+// U (or the weight gradient's first accumulator, M), then per thread its V and M chunks, then the weight
+// gradient's accumulators of the other threads.
 size_t ck_winograd_workspace_floats(const ck_conv2d_shape *s, int threads) {
     const size_t C = (size_t)s->in_channels, K = (size_t)s->out_channels;
     const size_t chunk = (size_t)chunk_tiles((int)C, (int)K);
     const size_t kernels = ck_mul_size(ck_mul_size(16, K), C);
     const size_t per_thread = ck_mul_size(ck_mul_size(16 * chunk, C + K), (size_t)threads);
-    if (!kernels || !per_thread || kernels + per_thread < kernels) return 0;
-    return kernels + per_thread;
+    const size_t accumulators = ck_mul_size(kernels, (size_t)(threads > 1 ? threads - 1 : 0));
+    if (!kernels || !per_thread || (threads > 1 && !accumulators)) return 0;
+    const size_t total = kernels + per_thread + accumulators;
+    return total < kernels + per_thread ? 0 : total;
 }
-
 
 // The transforms this CPU runs: 512 (AVX-512) or 256 (AVX2 + FMA, the build floor).
 static int vector_bits(void) { return ck_cpu_has_avx512() ? 512 : 256; }
@@ -125,6 +139,72 @@ int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *fil
             // y tile = Aᵀ m A (+ the epilogue), Aᵀ = [1 1 1 0; 0 1 −1 −1], clipped at the image's last row/column.
             if (bits == 512) ck_winograd_transform_outputs_avx512(y, M, epilogue, s, P, Q, tiles_h, tiles_w, t0, t1);
             else ck_winograd_transform_outputs_avx2(y, M, epilogue, s, P, Q, tiles_h, tiles_w, t0, t1);
+        }
+    }
+    return CK_OK;
+}
+
+// ---------------------------------------------------------------------------------------------- weight gradient
+// The forward's adjoint in g: y_t = Aᵀ [Σ_c (G g_kc Gᵀ) ⊙ V_ct] A gives
+//   dg_kc = Gᵀ [Σ_t (A dy_kt Aᵀ) ⊙ V_ct] G,
+// so the 16 products M_ξ (K × C) = Ŷ_ξ (K × tiles) · V_ξ (C × tiles)ᵀ reduce over tiles: long, cache-friendly
+// reductions where the direct backward-weight reduces over one image's pixels (49 on layer4).
+
+int ck_winograd_backward_weight(float *dweight, const float *dy, const float *x, const ck_conv2d_shape *s, int P, int Q,
+                                int threads, float *workspace) {
+    const int C = s->in_channels, K = s->out_channels;
+    const int tiles_h = (P + 1) / 2, tiles_w = (Q + 1) / 2;
+    const int total_tiles = s->batch * tiles_h * tiles_w;
+    const int chunk = chunk_tiles(C, K);
+    const size_t KC = (size_t)K * C, kernels = 16 * KC;
+    const size_t per_thread_floats = (size_t)16 * ((size_t)C + (size_t)K) * (size_t)chunk;
+    float *per_thread = workspace + kernels;
+    float *other_accumulators = per_thread + (size_t)threads * per_thread_floats;
+    const int bits = vector_bits();
+    #pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num(), team = omp_get_num_threads();
+        float *M = t == 0 ? workspace : other_accumulators + (size_t)(t - 1) * kernels;
+        float *V = per_thread + (size_t)t * per_thread_floats;
+        float *Y = V + (size_t)16 * C * chunk;
+        int begin, end;
+        ck_block_range(total_tiles, team, t, &begin, &end);
+        for (int t0 = begin; t0 < end; t0 += chunk) {
+            const int t1 = end < t0 + chunk ? end : t0 + chunk, width = t1 - t0;
+            if (bits == 512) ck_winograd_transform_inputs_avx512(V, x, s, tiles_h, tiles_w, t0, t1);
+            else ck_winograd_transform_inputs_avx2(V, x, s, tiles_h, tiles_w, t0, t1);
+            // Ŷ_ξ[k][t − t0] = (A dy Aᵀ)_ξ for each tile's 2x2 of dy (zero past P, Q), A = [1 0; 1 1; 1 −1; 0 −1].
+            if (bits == 512) ck_winograd_transform_output_gradients_avx512(Y, dy, s, P, Q, tiles_h, tiles_w, t0, t1);
+            else ck_winograd_transform_output_gradients_avx2(Y, dy, s, P, Q, tiles_h, tiles_w, t0, t1);
+            const float beta = t0 == begin ? 0.0f : 1.0f;  // the first chunk starts the accumulator
+            for (int xi = 0; xi < 16; xi++)
+                ck_sgemm(0, 1, K, C, width, 1.0f, Y + (size_t)xi * K * width, width, V + (size_t)xi * C * width, width,
+                         beta, M + (size_t)xi * KC, C);
+        }
+        if (begin >= end) memset(M, 0, sizeof(float) * kernels);  // a thread without tiles adds nothing
+        #pragma omp barrier
+        // dweight += Gᵀ (Σ_threads M) G, G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1], each thread a run of (k, c).
+        size_t i0 = KC * (size_t)t / (size_t)team, i1 = KC * (size_t)(t + 1) / (size_t)team;
+        for (size_t kc = i0; kc < i1; kc++) {
+            float m[4][4];
+            for (int xi = 0; xi < 16; xi++) {
+                float sum = workspace[(size_t)xi * KC + kc];
+                for (int other = 1; other < team; other++)
+                    sum += other_accumulators[(size_t)(other - 1) * kernels + (size_t)xi * KC + kc];
+                m[xi / 4][xi % 4] = sum;
+            }
+            float gm[3][4];  // Gᵀ m
+            for (int j = 0; j < 4; j++) {
+                gm[0][j] = m[0][j] + 0.5f * (m[1][j] + m[2][j]);
+                gm[1][j] = 0.5f * (m[1][j] - m[2][j]);
+                gm[2][j] = 0.5f * (m[1][j] + m[2][j]) + m[3][j];
+            }
+            float *g = dweight + kc * 9;
+            for (int i = 0; i < 3; i++) {
+                g[3 * i + 0] += gm[i][0] + 0.5f * (gm[i][1] + gm[i][2]);
+                g[3 * i + 1] += 0.5f * (gm[i][1] - gm[i][2]);
+                g[3 * i + 2] += 0.5f * (gm[i][1] + gm[i][2]) + gm[i][3];
+            }
         }
     }
     return CK_OK;

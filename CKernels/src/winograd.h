@@ -7,8 +7,9 @@
 
 // 1 for 3x3, stride 1, padding 1: the shapes the Winograd path handles.
 int ck_winograd_applies(const ck_conv2d_shape *shape);
-// 1 when this layer's forward and backward-input should take the Winograd path (ck_conv2d_set_winograd).
-int ck_winograd_chosen(const ck_conv2d_shape *shape);
+// 1 when this layer's forward and backward-input (weight_gradient 0) or its backward-weight (1) should take the
+// Winograd path (ck_conv2d_set_winograd).
+int ck_winograd_chosen(const ck_conv2d_shape *shape, int weight_gradient);
 // Floats of workspace for `threads` threads; 0 on overflow. The same for a layer and for its backward-input
 // (it is symmetric in C and K).
 size_t ck_winograd_workspace_floats(const ck_conv2d_shape *shape, int threads);
@@ -27,18 +28,28 @@ typedef struct {
 int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *filters, const ck_conv_epilogue *epilogue,
                         const ck_conv2d_shape *shape, int P, int Q, int threads, float *workspace);
 
+// dweight (K, C, 3, 3) += the weight gradient of the layer `shape` (3x3, stride 1, padding 1): dy is (N, K, P, Q),
+// x is (N, C, H, W). Accumulates, as ck_conv2d_backward_weight_f32 does.
+int ck_winograd_backward_weight(float *dweight, const float *dy, const float *x, const ck_conv2d_shape *shape, int P,
+                                int Q, int threads, float *workspace);
+
 // The vectorised transforms (winograd_avx512.c, winograd_avx2.c: one per CPU tier, one tile or channel per lane).
 // kernels: U for output channel k and input channels [c0, c0 + lanes) (fewer at the end); returns how many
 // it did, 0 when it cannot (a filter stride too large for a 32-bit gather index): the caller loops instead.
 // inputs: V for global tiles [tile_begin, tile_end). outputs: y from M for those tiles, with the epilogue.
+// output_gradients: Ŷ = A dy Aᵀ for those tiles (the weight gradient's, winograd.c).
 int ck_winograd_transform_kernels_avx512(float *U, const ck_winograd_filters *f, int K, int C, int k, int c0);
 void ck_winograd_transform_inputs_avx512(float *V, const float *x, const ck_conv2d_shape *s, int tiles_h, int tiles_w,
                                          int tile_begin, int tile_end);
 void ck_winograd_transform_outputs_avx512(float *y, const float *M, const ck_conv_epilogue *e, const ck_conv2d_shape *s,
                                           int P, int Q, int tiles_h, int tiles_w, int tile_begin, int tile_end);
+void ck_winograd_transform_output_gradients_avx512(float *Y, const float *dy, const ck_conv2d_shape *s, int P, int Q,
+                                                   int tiles_h, int tiles_w, int tile_begin, int tile_end);
 int ck_winograd_transform_kernels_avx2(float *U, const ck_winograd_filters *f, int K, int C, int k, int c0);
 void ck_winograd_transform_inputs_avx2(float *V, const float *x, const ck_conv2d_shape *s, int tiles_h, int tiles_w,
                                        int tile_begin, int tile_end);
 void ck_winograd_transform_outputs_avx2(float *y, const float *M, const ck_conv_epilogue *e, const ck_conv2d_shape *s,
                                         int P, int Q, int tiles_h, int tiles_w, int tile_begin, int tile_end);
+void ck_winograd_transform_output_gradients_avx2(float *Y, const float *dy, const ck_conv2d_shape *s, int P, int Q,
+                                                 int tiles_h, int tiles_w, int tile_begin, int tile_end);
 #endif

@@ -169,3 +169,51 @@ void ck_winograd_transform_outputs_avx2(float *y, const float *M, const ck_conv_
         t += count;
     }
 }
+
+// Output-gradient columns q0 + 2·l + j (j = 0, 1) of `count` tiles along one dy row, 0 at and past Q.
+static inline void gradient_columns(const float *row, int q0, int Q, int count, __m256 *even, __m256 *odd) {
+    if (count == 8 && q0 + 16 <= Q) {
+        deinterleave(_mm256_loadu_ps(row + q0), _mm256_loadu_ps(row + q0 + 8), even, odd);
+        return;
+    }
+    const __m256i even_index = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m256i odd_index = _mm256_add_epi32(even_index, _mm256_set1_epi32(1));
+    const __m256i in_run = lanes_below(count), limit = _mm256_set1_epi32(Q - q0);
+    *even = gather_or_zero(row + q0, even_index, _mm256_and_si256(in_run, _mm256_cmpgt_epi32(limit, even_index)));
+    *odd = gather_or_zero(row + q0, odd_index, _mm256_and_si256(in_run, _mm256_cmpgt_epi32(limit, odd_index)));
+}
+
+void ck_winograd_transform_output_gradients_avx2(float *Y, const float *dy, const ck_conv2d_shape *s, int P, int Q,
+                                                 int tiles_h, int tiles_w, int tile_begin, int tile_end) {
+    const int K = s->out_channels;
+    const int width = tile_end - tile_begin, per_image = tiles_h * tiles_w;
+    const size_t plane_stride = (size_t)K * width;
+    for (int t = tile_begin; t < tile_end;) {
+        const int n = t / per_image, r = t % per_image, tile_row = r / tiles_w, tile_col = r % tiles_w;
+        const int count = tile_run(tile_col, tiles_w, t, tile_end);
+        const __m256i in_run = lanes_below(count);
+        const int p0 = tile_row * 2, q0 = tile_col * 2;
+        for (int k = 0; k < K; k++) {
+            const float *plane = dy + ((size_t)n * K + k) * P * Q;
+            __m256 g[2][2];
+            gradient_columns(plane + (size_t)p0 * Q, q0, Q, count, &g[0][0], &g[0][1]);
+            if (p0 + 1 < P) gradient_columns(plane + (size_t)(p0 + 1) * Q, q0, Q, count, &g[1][0], &g[1][1]);
+            else g[1][0] = g[1][1] = _mm256_setzero_ps();
+            __m256 a[4][2];  // A g
+            for (int j = 0; j < 2; j++) {
+                a[0][j] = g[0][j];
+                a[1][j] = _mm256_add_ps(g[0][j], g[1][j]);
+                a[2][j] = _mm256_sub_ps(g[0][j], g[1][j]);
+                a[3][j] = _mm256_sub_ps(_mm256_setzero_ps(), g[1][j]);
+            }
+            float *out = Y + (size_t)k * width + (t - tile_begin);
+            for (int i = 0; i < 4; i++) {
+                _mm256_maskstore_ps(out + (size_t)(4 * i + 0) * plane_stride, in_run, a[i][0]);
+                _mm256_maskstore_ps(out + (size_t)(4 * i + 1) * plane_stride, in_run, _mm256_add_ps(a[i][0], a[i][1]));
+                _mm256_maskstore_ps(out + (size_t)(4 * i + 2) * plane_stride, in_run, _mm256_sub_ps(a[i][0], a[i][1]));
+                _mm256_maskstore_ps(out + (size_t)(4 * i + 3) * plane_stride, in_run, _mm256_sub_ps(_mm256_setzero_ps(), a[i][1]));
+            }
+        }
+        t += count;
+    }
+}

@@ -160,3 +160,60 @@ void ck_winograd_transform_outputs_avx512(float *y, const float *M, const ck_con
         t += count;
     }
 }
+
+// Output-gradient columns q0 + 2·l + j (j = 0, 1) of `count` tiles along one dy row, 0 at and past Q.
+__attribute__((target("avx512f")))
+static inline void gradient_columns(const float *row, int q0, int Q, int count, __m512 *even, __m512 *odd) {
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i even_index = _mm512_add_epi32(lanes, lanes), odd_index = _mm512_add_epi32(even_index, _mm512_set1_epi32(1));
+    if (count == 16 && q0 + 32 <= Q) {
+        const __m512 a = _mm512_loadu_ps(row + q0), b = _mm512_loadu_ps(row + q0 + 16);
+        *even = _mm512_permutex2var_ps(a, even_index, b);
+        *odd = _mm512_permutex2var_ps(a, odd_index, b);
+        return;
+    }
+    const __mmask16 in_run = (__mmask16)((1u << count) - 1);
+    const __m512i limit = _mm512_set1_epi32(Q - q0);
+    *even = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in_run & _mm512_cmplt_epi32_mask(even_index, limit), even_index,
+                                     row + q0, 4);
+    *odd = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in_run & _mm512_cmplt_epi32_mask(odd_index, limit), odd_index,
+                                    row + q0, 4);
+}
+
+__attribute__((target("avx512f")))
+void ck_winograd_transform_output_gradients_avx512(float *Y, const float *dy, const ck_conv2d_shape *s, int P, int Q,
+                                                   int tiles_h, int tiles_w, int tile_begin, int tile_end) {
+    const int K = s->out_channels;
+    const int width = tile_end - tile_begin, per_image = tiles_h * tiles_w;
+    const size_t plane_stride = (size_t)K * width;
+    for (int t = tile_begin; t < tile_end;) {
+        const int n = t / per_image, r = t % per_image, tile_row = r / tiles_w, tile_col = r % tiles_w;
+        const int count = tiles_w - tile_col < tile_end - t ? (tiles_w - tile_col < 16 ? tiles_w - tile_col : 16)
+                                                            : (tile_end - t < 16 ? tile_end - t : 16);
+        const __mmask16 in_run = (__mmask16)((1u << count) - 1);
+        const int p0 = tile_row * 2, q0 = tile_col * 2;
+        for (int k = 0; k < K; k++) {
+            const float *plane = dy + ((size_t)n * K + k) * P * Q;
+            __m512 g[2][2];
+            gradient_columns(plane + (size_t)p0 * Q, q0, Q, count, &g[0][0], &g[0][1]);
+            if (p0 + 1 < P) gradient_columns(plane + (size_t)(p0 + 1) * Q, q0, Q, count, &g[1][0], &g[1][1]);
+            else g[1][0] = g[1][1] = _mm512_setzero_ps();
+            __m512 a[4][2];  // A g
+            for (int j = 0; j < 2; j++) {
+                a[0][j] = g[0][j];
+                a[1][j] = _mm512_add_ps(g[0][j], g[1][j]);
+                a[2][j] = _mm512_sub_ps(g[0][j], g[1][j]);
+                a[3][j] = _mm512_sub_ps(_mm512_setzero_ps(), g[1][j]);
+            }
+            float *out = Y + (size_t)k * width + (t - tile_begin);
+            for (int i = 0; i < 4; i++) {
+                _mm512_mask_storeu_ps(out + (size_t)(4 * i + 0) * plane_stride, in_run, a[i][0]);
+                _mm512_mask_storeu_ps(out + (size_t)(4 * i + 1) * plane_stride, in_run, _mm512_add_ps(a[i][0], a[i][1]));
+                _mm512_mask_storeu_ps(out + (size_t)(4 * i + 2) * plane_stride, in_run, _mm512_sub_ps(a[i][0], a[i][1]));
+                _mm512_mask_storeu_ps(out + (size_t)(4 * i + 3) * plane_stride, in_run,
+                                      _mm512_sub_ps(_mm512_setzero_ps(), a[i][1]));
+            }
+        }
+        t += count;
+    }
+}

@@ -17,8 +17,8 @@ extern "C" {
 #endif
 
 // conv2d (conv2d_ref.c). The twin of ck_conv2d_forward_f32 is also the twin of its two strategies,
-// ck_conv2d_forward_gemm_f32 and ck_conv2d_forward_winograd_f32; ck_conv2d_backward_input_f32_ref also twins
-// ck_conv2d_backward_input_winograd_f32.
+// ck_conv2d_forward_gemm_f32 and ck_conv2d_forward_winograd_f32; the backward twins also twin the Winograd forms
+// ck_conv2d_backward_input_winograd_f32 and ck_conv2d_backward_weight_winograd_f32.
 int ck_conv2d_forward_f32_ref(float *y, const float *x, const float *weight, const float *bias,
                               const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
 int ck_conv2d_forward_fused_f32_ref(float *y, const float *x, const float *weight, const float *bias,

@@ -94,7 +94,7 @@ final class ConvolutionTests: XCTestCase {
         } }
     }
 
-    /// Winograd F(2x2, 3x3) on its own, forward and backward-input, with each instruction set's transforms: odd
+    /// Winograd F(2x2, 3x3) on its own, forward, backward-input and backward-weight, with each instruction set's transforms: odd
     /// and even sizes (partial last tiles and 8- or 16-tile runs), 1x1 and 2x2 planes, batch 1 to 5, C ≠ K, thread
     /// counts that split images and that split tiles; and its refusal of other shapes.
     func testWinogradMatchesReference() {
@@ -118,6 +118,14 @@ final class ConvolutionTests: XCTestCase {
                 XCTAssertOK(ck_conv2d_backward_input_f32_ref(&dxRef, dy, wt, &s, nil, 0))
                 XCTAssertLessThanOrEqual(relativeError(dx, dxRef), 1e-4,
                                          "winograd backward-input \((n, c, h, w, k)) threads \(threads) avx512 \(avx512)")
+                // Weight and bias gradients accumulate: start from the same non-zero values.
+                let start = randomArray(wt.count, &rng), biasStart = randomArray(k, &rng)
+                var dw = start, dwRef = start, db = biasStart, dbRef = biasStart
+                XCTAssertOK(ck_conv2d_backward_weight_winograd_f32(&dw, &db, dy, x, &s, workspace.buffer, workspace.bytes))
+                XCTAssertOK(ck_conv2d_backward_weight_f32_ref(&dwRef, &dbRef, dy, x, &s, nil, 0))
+                XCTAssertLessThanOrEqual(relativeError(dw, dwRef), 1e-4,
+                                         "winograd backward-weight \((n, c, h, w, k)) threads \(threads) avx512 \(avx512)")
+                XCTAssertLessThanOrEqual(relativeError(db, dbRef), 1e-4, "winograd bias gradient \((n, c, h, w, k))")
             }
         }
         }
@@ -131,6 +139,10 @@ final class ConvolutionTests: XCTestCase {
         var dx = [Float](repeating: 0, count: 72)
         XCTAssertEqual(ck_conv2d_backward_input_winograd_f32(&dx, y, [Float](repeating: 1, count: 36), &strided,
                                                              workspace.buffer, workspace.bytes),
+                       CK_ERR_BAD_SIZE.rawValue)
+        var dw = [Float](repeating: 0, count: 36)
+        XCTAssertEqual(ck_conv2d_backward_weight_winograd_f32(&dw, nil, y, [Float](repeating: 1, count: 72), &strided,
+                                                              workspace.buffer, workspace.bytes),
                        CK_ERR_BAD_SIZE.rawValue)
     }
 
