@@ -17,8 +17,11 @@ int ck_conv_check(const ck_conv2d_shape *s, ck_conv_dims *d);
 // Sets d->group for a team of `threads` (see conv2d_shape.c).
 void ck_conv_group_images(ck_conv_dims *d, int threads);
 
-// Floats of workspace each thread owns: column matrices for its group of images, then a private weight gradient.
+// Floats of workspace each thread owns: column matrices for its group of images, the group's dy rows side by side,
+// then a private weight gradient. 0 on overflow.
 size_t ck_conv_per_thread_floats(const ck_conv_dims *d);
+size_t ck_conv_columns_floats(const ck_conv_dims *d);
+size_t ck_conv_staged_dy_floats(const ck_conv_dims *d);
 
 // The checks every convolution entry point starts with: shape, pointers, thread count (read once) and
 // workspace. Pointwise forward and backward-input need no workspace; backward-weight always does.
@@ -50,8 +53,12 @@ static inline float *thread_columns(void *workspace, const ck_conv_dims *d, int 
     return (float *)workspace + (size_t)thread * ck_conv_per_thread_floats(d);
 }
 
+static inline float *thread_staged_dy(void *workspace, const ck_conv_dims *d, int thread) {
+    return thread_columns(workspace, d, thread) + ck_conv_columns_floats(d);
+}
+
 static inline float *thread_weight_grad(void *workspace, const ck_conv_dims *d, int thread) {
-    return thread_columns(workspace, d, thread) + (d->pointwise ? 0 : d->CRS * d->PQ * d->group);
+    return thread_staged_dy(workspace, d, thread) + ck_conv_staged_dy_floats(d);
 }
 
 // What a convolution's forward adds to its output block before it leaves cache: y = act(y + bias + residual).

@@ -131,7 +131,30 @@ static int backward_weight(float *dweight, float *dbias, const float *dy, const 
             int n0, n1;
             ck_block_range(d.N, team, t, &n0, &n1);
             float *col = thread_columns(workspace, &d, t);
-            for (int n = n0; n < n1; n++) {
+            if (d.group > 1) {
+                // Small images: a group's columns and dy rows side by side, so one product reduces over all their
+                // pixels (layer4's 49 alone leave the product waiting on loads and stores of dW).
+                float *staged_dy = thread_staged_dy(workspace, &d, t);
+                for (int n = n0; n < n1; n += d.group) {
+                    const int count = n1 - n < d.group ? n1 - n : d.group;
+                    const size_t width = (size_t)count * d.PQ;
+                    for (int i = 0; i < count; i++) {
+                        const float *xn = x + (size_t)(n + i) * d.C * d.HW;
+                        const float *dyn = dy + (size_t)(n + i) * d.K * d.PQ;
+                        for (int k = 0; k < d.K; k++)
+                            memcpy(staged_dy + k * width + i * d.PQ, dyn + k * d.PQ, sizeof(float) * d.PQ);
+                        if (d.pointwise) {
+                            for (int c = 0; c < d.C; c++)
+                                memcpy(col + c * width + i * d.PQ, xn + c * d.HW, sizeof(float) * d.PQ);
+                        } else {
+                            ck_im2col_columns(col + i * d.PQ, width, xn, shape, d.Q, 0, (int)d.PQ);
+                        }
+                    }
+                    ck_sgemm(0, 1, d.K, (int)d.CRS, (int)width, 1.0f, staged_dy, (int)width, col, (int)width, 1.0f,
+                             target, (int)d.CRS);
+                }
+            }
+            for (int n = n0; n < n1 && d.group == 1; n++) {
                 const float *xn = x + (size_t)n * d.C * d.HW;
                 const float *dyn = dy + (size_t)n * d.K * d.PQ;
                 if (d.pointwise) {
@@ -143,7 +166,7 @@ static int backward_weight(float *dweight, float *dbias, const float *dy, const 
                 const int chunk = lowering_chunk(&d);
                 for (int c0 = 0; c0 < (int)d.PQ; c0 += chunk) {
                     const int c1 = c0 + chunk < (int)d.PQ ? c0 + chunk : (int)d.PQ;
-                    ck_im2col_columns(col, xn, shape, d.Q, c0, c1);
+                    ck_im2col_columns(col, (size_t)(c1 - c0), xn, shape, d.Q, c0, c1);
                     ck_sgemm(0, 1, d.K, (int)d.CRS, c1 - c0, 1.0f, dyn + c0, (int)d.PQ, col, c1 - c0,
                              1.0f, target, (int)d.CRS);
                 }
@@ -170,7 +193,7 @@ static int backward_weight(float *dweight, float *dbias, const float *dy, const 
                 if (!d.pointwise) {
                     // Every thread lowers the whole image: cheaper than synchronising on a shared copy.
                     float *col = thread_columns(workspace, &d, t);
-                    ck_im2col_columns(col, xn, shape, d.Q, 0, (int)d.PQ);
+                    ck_im2col_columns(col, d.PQ, xn, shape, d.Q, 0, (int)d.PQ);
                     columns = col;
                 }
                 if (k1 > k0)

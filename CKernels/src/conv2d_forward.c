@@ -83,7 +83,8 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
             if (!d.pointwise) {
                 float *col = thread_columns(workspace, &d, omp_get_thread_num());
                 for (int i = 0; i < count; i++)
-                    ck_im2col_columns(col + (size_t)i * d.CRS * d.PQ, b + (size_t)i * stride_b, shape, d.Q, 0, (int)d.PQ);
+                    ck_im2col_columns(col + (size_t)i * d.CRS * d.PQ, d.PQ, b + (size_t)i * stride_b, shape, d.Q, 0,
+                                      (int)d.PQ);
                 b = col;
                 stride_b = d.CRS * d.PQ;
             }
@@ -121,7 +122,7 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
             const int chunk = lowering_chunk(&d);
             for (int c0 = j0; c0 < j1; c0 += chunk) {
                 const int c1 = c0 + chunk < j1 ? c0 + chunk : j1;
-                ck_im2col_columns(col, xn, shape, d.Q, c0, c1);
+                ck_im2col_columns(col, (size_t)(c1 - c0), xn, shape, d.Q, c0, c1);
                 ck_sgemm(0, 0, d.K, c1 - c0, (int)d.CRS, 1.0f, weight, (int)d.CRS, col, c1 - c0, 0.0f,
                          yn + (c0 - j0), (int)d.PQ);
             }

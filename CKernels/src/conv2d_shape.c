@@ -62,12 +62,22 @@ void ck_conv_group_images(ck_conv_dims *d, int threads) {
     d->group = d->N >= threads && wanted > 1 ? (wanted < share ? wanted : share) : 1;
 }
 
-// Per thread: column matrices for a group of images (none for pointwise) and a private weight gradient
-// for backward-weight's reduction. ck_conv_check has bounded each product; the group multiplies in checked.
+// Per thread: column matrices for a group of images (none for pointwise layers one image at a time), the
+// group's dy rows side by side (backward-weight, ck_conv_staged_dy), and a private weight gradient for
+// backward-weight's reduction. ck_conv_check has bounded each product; the group multiplies in checked.
+size_t ck_conv_columns_floats(const ck_conv_dims *d) {
+    return d->pointwise && d->group == 1 ? 0 : ck_mul_size(d->CRS * d->PQ, (size_t)d->group);
+}
+
+size_t ck_conv_staged_dy_floats(const ck_conv_dims *d) {
+    return d->group == 1 ? 0 : ck_mul_size((size_t)d->K * d->PQ, (size_t)d->group);
+}
+
 size_t ck_conv_per_thread_floats(const ck_conv_dims *d) {
-    size_t col = d->pointwise ? 0 : ck_mul_size(d->CRS * d->PQ, (size_t)d->group);
-    if (!d->pointwise && col == 0) return 0;
-    return col + (size_t)d->K * d->CRS;
+    const size_t col = ck_conv_columns_floats(d), staged = ck_conv_staged_dy_floats(d);
+    if ((col == 0 && !(d->pointwise && d->group == 1)) || (staged == 0 && d->group > 1)) return 0;
+    const size_t total = col + staged + (size_t)d->K * d->CRS;
+    return total < col + staged ? 0 : total;
 }
 
 // Every algorithm's workspace fits in one size, so callers query once per shape. 0 on overflow.

@@ -6,7 +6,7 @@
 
 // Writes columns [column_begin, column_end) of the column matrix into col, whose rows are
 // (column_end − column_begin) long. Splitting by columns lets threads share one image.
-void ck_im2col_columns(float *col, const float *x, const ck_conv2d_shape *s, int Q,
+void ck_im2col_columns(float *col, size_t ld, const float *x, const ck_conv2d_shape *s, int Q,
                        int column_begin, int column_end) {
     const int H = s->in_height, W = s->in_width, R = s->kernel_height, S = s->kernel_width;
     const int sh = s->stride_height, sw = s->stride_width, ph = s->pad_height, pw = s->pad_width;
@@ -15,7 +15,7 @@ void ck_im2col_columns(float *col, const float *x, const ck_conv2d_shape *s, int
     for (int row = 0; row < rows; row++) {
         const int kw = row % S, kh = (row / S) % R, c = row / (R * S);
         const float *plane = x + (size_t)c * H * W;
-        float *out = col + (size_t)row * width;
+        float *out = col + (size_t)row * ld;
         int j = column_begin;
         while (j < column_end) {
             const int p = j / Q, q0 = j % Q;

@@ -3,8 +3,8 @@
 #define CKERNELS_IM2COL_H
 #include "internal.h"
 
-// col is (C·R·S, column_end − column_begin); x is (C, H, W): one image.
-void ck_im2col_columns(float *col, const float *x, const ck_conv2d_shape *shape, int Q,
+// col is (C·R·S, column_end − column_begin), its rows ld floats apart; x is (C, H, W): one image.
+void ck_im2col_columns(float *col, size_t ld, const float *x, const ck_conv2d_shape *shape, int Q,
                        int column_begin, int column_end);
 // dx is (C, H, W), zeroed by the caller for the channel range; col is ((channel_end − channel_begin)·R·S, P·Q).
 void ck_col2im_channels(float *dx, const float *col, const ck_conv2d_shape *shape, int P, int Q,
