@@ -82,17 +82,30 @@ int ck_batchnorm2d_backward_f32_ref(float *dx, float *dgamma, float *dbeta,
                                     const float *dy, const float *x, const float *save_mean,
                                     const float *save_invstd, const float *gamma,
                                     int batch, int channels, int spatial) {
+    return ck_batchnorm2d_backward_fused_f32_ref(dx, dgamma, dbeta, NULL, dy, NULL, x, save_mean, save_invstd, gamma,
+                                                 batch, channels, spatial);
+}
+
+int ck_batchnorm2d_backward_fused_f32_ref(float *dx, float *dgamma, float *dbeta, float *dz,
+                                          const float *dy, const float *y, const float *x, const float *save_mean,
+                                          const float *save_invstd, const float *gamma,
+                                          int batch, int channels, int spatial) {
     int status = ck_batchnorm2d_check_sizes(batch, channels, spatial);
     if (status != CK_OK) return status;
     CK_REQUIRE(dy && x && save_mean && save_invstd && gamma, CK_ERR_NULL_POINTER);
     const double count = (double)batch * spatial;
+    const size_t total = (size_t)batch * channels * spatial;
+    // relu's backward first (the gradient passes where the forward's output is positive), as its own step.
+    if (dz)
+        for (size_t at = 0; at < total; at++) dz[at] = y && !(y[at] > 0.0f) ? 0.0f : dy[at];
     for (int c = 0; c < channels; c++) {
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
         for (int n = 0; n < batch; n++)
             for (int i = 0; i < spatial; i++) {
                 const size_t at = ((size_t)n * channels + c) * spatial + i;
-                sum_dy += dy[at];
-                sum_dy_xhat += (double)dy[at] * (x[at] - save_mean[c]) * save_invstd[c];
+                const float g = y && !(y[at] > 0.0f) ? 0.0f : dy[at];
+                sum_dy += g;
+                sum_dy_xhat += (double)g * (x[at] - save_mean[c]) * save_invstd[c];
             }
         if (dgamma) dgamma[c] += (float)sum_dy_xhat;
         if (dbeta) dbeta[c] += (float)sum_dy;
@@ -100,9 +113,9 @@ int ck_batchnorm2d_backward_f32_ref(float *dx, float *dgamma, float *dbeta,
         for (int n = 0; n < batch; n++)
             for (int i = 0; i < spatial; i++) {
                 const size_t at = ((size_t)n * channels + c) * spatial + i;
+                const float g = y && !(y[at] > 0.0f) ? 0.0f : dy[at];
                 const double xhat = (x[at] - save_mean[c]) * (double)save_invstd[c];
-                dx[at] = (float)(gamma[c] * save_invstd[c] *
-                                 (dy[at] - sum_dy / count - xhat * sum_dy_xhat / count));
+                dx[at] = (float)(gamma[c] * save_invstd[c] * (g - sum_dy / count - xhat * sum_dy_xhat / count));
             }
     }
     return CK_OK;

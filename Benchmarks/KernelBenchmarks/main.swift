@@ -342,15 +342,20 @@ for (channels, size) in [(64, 112), (256, 56), (2048, 7)] {
     let dgamma = filled(channels, seed: 18), dbeta = filled(channels, seed: 19)
     let floats = Double(count) * 4
     let label = "\(n)x\(channels)x\(size)x\(size)"
-    let backward = kernels.batchnorm2d_backward, infer = kernels.batchnorm2d_forward_infer
+    let backward = kernels.batchnorm2d_backward_fused, infer = kernels.batchnorm2d_forward_infer
     // Bytes: forward-train reads x twice (statistics, normalise) and writes y; backward reads dy and x
-    // twice and writes dx; inference reads x and writes y.
+    // twice and writes dx, and with the relu also reads y twice; inference reads x and writes y.
     memoryRow("batchnorm train forward \(label)", bytes: 3 * floats) {
         check(kernels.batchnorm2d_forward_train_fused(y, mean, invstd, runningMean, runningVar, x, gamma, beta, nil, 0,
                                                       Int32(n), Int32(channels), Int32(plane), 0.1, 1e-5), "bn")
     }
     memoryRow("batchnorm backward \(label)", bytes: 5 * floats) {
-        check(backward(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, Int32(n), Int32(channels), Int32(plane)), "bn backward")
+        check(backward(dx, dgamma, dbeta, nil, dy, nil, x, mean, invstd, gamma, Int32(n), Int32(channels), Int32(plane)),
+              "bn backward")
+    }
+    memoryRow("batchnorm + relu backward \(label)", bytes: 7 * floats) {
+        check(backward(dx, dgamma, dbeta, nil, dy, y, x, mean, invstd, gamma, Int32(n), Int32(channels), Int32(plane)),
+              "bn + relu backward")
     }
     memoryRow("batchnorm inference \(label)", bytes: 2 * floats) {
         check(infer(y, x, gamma, beta, runningMean, runningVar, Int32(n), Int32(channels), Int32(plane), 1e-5), "bn infer")

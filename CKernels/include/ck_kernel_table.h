@@ -34,10 +34,10 @@ typedef struct {
     int (* _Nonnull batchnorm2d_forward_infer)(float *y, const float *x, const float *gamma, const float *beta,
                                                const float *running_mean, const float *running_var,
                                                int batch, int channels, int spatial, float eps);
-    int (* _Nonnull batchnorm2d_backward)(float *dx, float *dgamma, float *dbeta,
-                                          const float *dy, const float *x, const float *save_mean,
-                                          const float *save_invstd, const float *gamma,
-                                          int batch, int channels, int spatial);
+    int (* _Nonnull batchnorm2d_backward_fused)(float *dx, float *dgamma, float *dbeta, float *dz,
+                                                const float *dy, const float *y, const float *x, const float *save_mean,
+                                                const float *save_invstd, const float *gamma,
+                                                int batch, int channels, int spatial);
     int (* _Nonnull batchnorm2d_backward_infer)(float *dx, float *dgamma, float *dbeta,
                                                 const float *dy, const float *x, const float *gamma,
                                                 const float *running_mean, const float *running_var,

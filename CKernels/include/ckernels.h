@@ -176,6 +176,15 @@ int ck_batchnorm2d_backward_f32(float *dx, float *dgamma, float *dbeta,
                                 const float *save_invstd, const float *gamma,
                                 int batch, int channels, int spatial);
 
+/// Backward of ck_batchnorm2d_forward_train_fused_f32 in one pass over the data: y is that forward's output when it
+/// applied relu (the gradient passes where y > 0, as relu's backward), NULL when it did not; dz, when not NULL,
+/// receives the gradient after the relu (what the residual's input gets). dx, dgamma, dbeta as in
+/// ck_batchnorm2d_backward_f32, which is this with y and dz NULL.
+int ck_batchnorm2d_backward_fused_f32(float *dx, float *dgamma, float *dbeta, float *dz,
+                                      const float *dy, const float *y, const float *x, const float *save_mean,
+                                      const float *save_invstd, const float *gamma,
+                                      int batch, int channels, int spatial);
+
 /// Backward of the inference forward (statistics are constants): dx = dy·gamma/sqrt(var + eps),
 /// dgamma += Σ dy·x̂, dbeta += Σ dy. dx overwritten; any output may be NULL.
 int ck_batchnorm2d_backward_infer_f32(float *dx, float *dgamma, float *dbeta,

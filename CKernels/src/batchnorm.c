@@ -122,40 +122,62 @@ int ck_batchnorm2d_backward_f32(float *dx, float *dgamma, float *dbeta,
                                 const float *dy, const float *x, const float *save_mean,
                                 const float *save_invstd, const float *gamma,
                                 int batch, int channels, int spatial) {
+    return ck_batchnorm2d_backward_fused_f32(dx, dgamma, dbeta, NULL, dy, NULL, x, save_mean, save_invstd, gamma, batch,
+                                             channels, spatial);
+}
+
+// One channel of the fused backward; `relu` is a constant at each call, so each loop compiles without the test.
+// g = relu ? (y > 0 ? dy : 0) : dy is the gradient at bn's output (after the shortcut's add, which passes it on).
+__attribute__((always_inline))
+static inline void backward_channel(const int relu, float *dx, float *dgamma, float *dbeta, float *dz, const float *dy,
+                                    const float *y, const float *x, float mean, float invstd, float gamma, int batch,
+                                    int channels, int spatial, int c) {
+    const double count = (double)batch * spatial;
+    double sum_g = 0.0, sum_g_xhat = 0.0;
+    for (int n = 0; n < batch; n++) {
+        const size_t offset = ((size_t)n * channels + c) * spatial;
+        float s = 0.0f, sx = 0.0f;
+        #pragma omp simd reduction(+ : s, sx)
+        for (int i = 0; i < spatial; i++) {
+            const float g = relu ? (y[offset + i] > 0.0f ? dy[offset + i] : 0.0f) : dy[offset + i];
+            if (dz) dz[offset + i] = g;
+            s += g;
+            sx += g * (x[offset + i] - mean);
+        }
+        sum_g += s;
+        sum_g_xhat += sx;
+    }
+    sum_g_xhat *= invstd;
+    if (dgamma) dgamma[c] += (float)sum_g_xhat;
+    if (dbeta) dbeta[c] += (float)sum_g;
+    if (!dx) return;
+    const float mean_g = (float)(sum_g / count), mean_g_xhat = (float)(sum_g_xhat / count);
+    const float scale = gamma * invstd;
+    for (int n = 0; n < batch; n++) {
+        const size_t offset = ((size_t)n * channels + c) * spatial;
+        #pragma omp simd
+        for (int i = 0; i < spatial; i++) {
+            const float g = relu ? (y[offset + i] > 0.0f ? dy[offset + i] : 0.0f) : dy[offset + i];
+            const float xhat = (x[offset + i] - mean) * invstd;
+            dx[offset + i] = scale * (g - mean_g - xhat * mean_g_xhat);
+        }
+    }
+}
+
+int ck_batchnorm2d_backward_fused_f32(float *dx, float *dgamma, float *dbeta, float *dz,
+                                      const float *dy, const float *y, const float *x, const float *save_mean,
+                                      const float *save_invstd, const float *gamma,
+                                      int batch, int channels, int spatial) {
     int status = ck_batchnorm2d_check_sizes(batch, channels, spatial);
     if (status != CK_OK) return status;
     CK_REQUIRE(dy && x && save_mean && save_invstd && gamma, CK_ERR_NULL_POINTER);
     ck_ensure_threads();
-    const double count = (double)batch * spatial;
     #pragma omp parallel for schedule(static) num_threads(ck_get_num_threads())
     for (int c = 0; c < channels; c++) {
-        const float mean = save_mean[c], invstd = save_invstd[c];
-        double sum_dy = 0.0, sum_dy_xhat = 0.0;
-        for (int n = 0; n < batch; n++) {
-            const size_t offset = ((size_t)n * channels + c) * spatial;
-            float s = 0.0f, sx = 0.0f;
-            #pragma omp simd reduction(+ : s, sx)
-            for (int i = 0; i < spatial; i++) {
-                s += dy[offset + i];
-                sx += dy[offset + i] * (x[offset + i] - mean);
-            }
-            sum_dy += s;
-            sum_dy_xhat += sx;
-        }
-        sum_dy_xhat *= invstd;
-        if (dgamma) dgamma[c] += (float)sum_dy_xhat;
-        if (dbeta) dbeta[c] += (float)sum_dy;
-        if (dx) {
-            const float mean_dy = (float)(sum_dy / count), mean_dy_xhat = (float)(sum_dy_xhat / count);
-            const float scale = gamma[c] * invstd;
-            for (int n = 0; n < batch; n++) {
-                const size_t offset = ((size_t)n * channels + c) * spatial;
-                for (int i = 0; i < spatial; i++) {
-                    const float xhat = (x[offset + i] - mean) * invstd;
-                    dx[offset + i] = scale * (dy[offset + i] - mean_dy - xhat * mean_dy_xhat);
-                }
-            }
-        }
+        if (y) backward_channel(1, dx, dgamma, dbeta, dz, dy, y, x, save_mean[c], save_invstd[c], gamma[c], batch,
+                                channels, spatial, c);
+        else backward_channel(0, dx, dgamma, dbeta, dz, dy, y, x, save_mean[c], save_invstd[c], gamma[c], batch,
+                              channels, spatial, c);
     }
     return CK_OK;
 }

@@ -10,7 +10,6 @@ void ck_im2col_columns(float *col, size_t ld, const float *x, const ck_conv2d_sh
                        int column_begin, int column_end) {
     const int H = s->in_height, W = s->in_width, R = s->kernel_height, S = s->kernel_width;
     const int sh = s->stride_height, sw = s->stride_width, ph = s->pad_height, pw = s->pad_width;
-    const int width = column_end - column_begin;
     const int rows = s->in_channels * R * S;
     for (int row = 0; row < rows; row++) {
         const int kw = row % S, kh = (row / S) % R, c = row / (R * S);

@@ -46,6 +46,10 @@ int ck_batchnorm2d_backward_f32_ref(float *dx, float *dgamma, float *dbeta,
                                     const float *dy, const float *x, const float *save_mean,
                                     const float *save_invstd, const float *gamma,
                                     int batch, int channels, int spatial);
+int ck_batchnorm2d_backward_fused_f32_ref(float *dx, float *dgamma, float *dbeta, float *dz,
+                                          const float *dy, const float *y, const float *x, const float *save_mean,
+                                          const float *save_invstd, const float *gamma,
+                                          int batch, int channels, int spatial);
 int ck_batchnorm2d_backward_infer_f32_ref(float *dx, float *dgamma, float *dbeta,
                                           const float *dy, const float *x, const float *gamma,
                                           const float *running_mean, const float *running_var,

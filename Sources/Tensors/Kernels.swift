@@ -112,6 +112,13 @@ func withMutableBaseAddresses<R>(_ a: inout [Float], _ b: inout [Float],
     a.withUnsafeMutableBufferPointer { ap in b.withUnsafeMutableBufferPointer { bp in body(ap.baseAddress, bp.baseAddress) } }
 }
 
+/// Calls `body` with an optional array's storage for writing, or with nil when there is no array.
+@inline(__always)
+func withOptionalMutableBaseAddress<R>(_ array: inout [Float]?, body: (UnsafeMutablePointer<Float>?) -> R) -> R {
+    guard array != nil else { return body(nil) }
+    return array!.withUnsafeMutableBufferPointer { body($0.baseAddress) }
+}
+
 /// Calls `body` with the values of two optional tensors for writing (nil for a missing tensor).
 @inline(__always)
 func withMutableBaseAddresses<R>(_ a: Tensor?, _ b: Tensor?,

@@ -65,23 +65,29 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
         guard Tensor.needsGrad(x, weight, bias, residual) else { return result }
         result.record("batchnorm2d", parents: [x, weight, bias] + (residual.map { [$0] } ?? [])) { output in
             let kernels = Kernels.table
-            // Through the relu (its mask is the output: y > 0) to the sum, whose gradient both the batch
-            // norm and the residual receive.
-            let dy = !applyRelu ? output : [Float](unsafeUninitializedCapacity: output.count) { dz, initialized in
-                withBaseAddresses(output, y) { input in
-                    Kernels.check(kernels.relu_backward(dz.baseAddress, input[0], input[1], output.count), "relu backward")
+            // One pass back through the relu (its mask is the output: y > 0) and the sum, whose gradient both the
+            // batch norm and the residual receive: the kernel writes that gradient (dz) only when the residual
+            // wants it.
+            let residualWantsGrad = residual?.requiresGrad ?? false
+            var dz: [Float]? = residualWantsGrad && applyRelu ? [Float](repeating: 0, count: output.count) : nil
+            withOptionalMutableBaseAddress(&dz) { dzOut in
+                if x.requiresGrad || weight.requiresGrad || bias.requiresGrad {
+                    withGradientBuffers(x: x, weight: weight, bias: bias) { dx, dg, db in
+                        withBaseAddresses(output, applyRelu ? y : nil, x.data, saveMean, saveInvstd, weight.data) { input in
+                            let status = kernels.batchnorm2d_backward_fused(dx, dg, db, dzOut, input[0], input[1], input[2],
+                                                                            input[3], input[4], input[5],
+                                                                            Int32(n), Int32(c), Int32(spatial))
+                            Kernels.check(status, "batchnorm2d backward")
+                        }
+                    }
+                } else if let dzOut {
+                    // Only the residual wants a gradient: relu's backward alone.
+                    withBaseAddresses(output, y) { input in
+                        Kernels.check(kernels.relu_backward(dzOut, input[0], input[1], output.count), "relu backward")
+                    }
                 }
-                initialized = output.count
             }
-            if let residual, residual.requiresGrad { residual.accumulateGrad(dy) }
-            guard x.requiresGrad || weight.requiresGrad || bias.requiresGrad else { return }
-            withGradientBuffers(x: x, weight: weight, bias: bias) { dx, dg, db in
-                withBaseAddresses(dy, x.data, saveMean, saveInvstd, weight.data) { input in
-                    let status = kernels.batchnorm2d_backward(dx, dg, db, input[0], input[1], input[2], input[3], input[4],
-                                                              Int32(n), Int32(c), Int32(spatial))
-                    Kernels.check(status, "batchnorm2d backward")
-                }
-            }
+            if let residual, residualWantsGrad { residual.accumulateGrad(dz ?? output) }
         }
         return result
     }

@@ -61,6 +61,52 @@ final class BatchNormTests: XCTestCase {
     }
 
     /// Central differences of L = Σ g·bn(x) through the batch statistics, h = 1e-2, L summed in double.
+    /// The backward through relu and bn in one pass, against its twin and against the two steps it replaces (relu's
+    /// backward, then bn's): dz bit for bit (a mask is exact), dx and the parameter gradients to 1e-4; y holds
+    /// zeros, negatives and a NaN (whose gradient is zero, as relu's); some outputs not wanted (NULL).
+    func testFusedBackwardMatchesTwoSteps() {
+        var rng = SplitMix64(seed: 11)
+        for (n, c, hw) in [(2, 3, 7), (8, 16, 49), (1, 5, 3136), (3, 2, 1)] {
+            let x = randomArray(n * c * hw, &rng, range: -3...3), dy = randomArray(x.count, &rng)
+            var y = randomArray(x.count, &rng).map { $0 < -0.5 ? 0 : $0 }
+            y[0] = .nan
+            let gamma = randomArray(c, &rng), mean = randomArray(c, &rng, range: -0.5...0.5)
+            let invstd = randomArray(c, &rng, range: 0.5...2)
+            let N = Int32(n), C = Int32(c), HW = Int32(hw)
+            var masked = [Float](repeating: .nan, count: x.count)
+            XCTAssertOK(ck_relu_backward_f32(&masked, dy, y, x.count))
+            let gStart = randomArray(c, &rng)
+            var dxSteps = [Float](repeating: .nan, count: x.count), dgSteps = gStart, dbSteps = gStart
+            XCTAssertOK(ck_batchnorm2d_backward_f32_ref(&dxSteps, &dgSteps, &dbSteps, masked, x, mean, invstd, gamma, N, C, HW))
+            for relu in [true, false] {
+                let expectedDx = relu ? dxSteps : nil
+                var dx = [Float](repeating: .nan, count: x.count), dg = gStart, db = gStart, dz = dx
+                var dxRef = dx, dgRef = gStart, dbRef = gStart, dzRef = dx
+                let mask: [Float]? = relu ? y : nil
+                XCTAssertOK(ck_batchnorm2d_backward_fused_f32(&dx, &dg, &db, &dz, dy, mask, x, mean, invstd, gamma, N, C, HW))
+                XCTAssertOK(ck_batchnorm2d_backward_fused_f32_ref(&dxRef, &dgRef, &dbRef, &dzRef, dy, mask, x, mean, invstd,
+                                                                  gamma, N, C, HW))
+                let label = "\((n, c, hw)) relu \(relu)"
+                XCTAssertEqual(dz, relu ? masked : dy, "dz \(label)")
+                XCTAssertEqual(dzRef, relu ? masked : dy, "twin's dz \(label)")
+                XCTAssertLessThanOrEqual(relativeError(dx, dxRef), 1e-4, "dx \(label)")
+                XCTAssertLessThanOrEqual(relativeError(dg, dgRef), 1e-4, "dgamma \(label)")
+                XCTAssertLessThanOrEqual(relativeError(db, dbRef), 1e-4, "dbeta \(label)")
+                if let expectedDx {
+                    XCTAssertLessThanOrEqual(relativeError(dx, expectedDx), 1e-4, "dx against two steps \(label)")
+                    XCTAssertLessThanOrEqual(relativeError(dg, dgSteps), 1e-4, "dgamma against two steps \(label)")
+                    XCTAssertLessThanOrEqual(relativeError(db, dbSteps), 1e-4, "dbeta against two steps \(label)")
+                }
+            }
+            // Only the parameter gradients wanted: dx and dz untouched.
+            var dg = gStart, db = gStart
+            XCTAssertOK(ck_batchnorm2d_backward_fused_f32(nil, &dg, &db, nil, dy, y, x, mean, invstd, gamma, N, C, HW))
+            XCTAssertLessThanOrEqual(relativeError(dg, dgSteps), 1e-4)
+            XCTAssertEqual(ck_batchnorm2d_backward_fused_f32(nil, &dg, &db, nil, nil, y, x, mean, invstd, gamma, N, C, HW),
+                           CK_ERR_NULL_POINTER.rawValue)
+        }
+    }
+
     /// bn → + residual → relu in one pass, against the reference's three steps; NaN passes the relu.
     func testFusedTrainForwardMatchesReference() {
         var rng = SplitMix64(seed: 5)

@@ -196,6 +196,15 @@ final class ConvolutionTests: XCTestCase {
                 XCTAssertLessThanOrEqual(e.gemmForward, 1e-4, "im2col forward \(layer.name) batch \(batch)")
                 XCTAssertLessThanOrEqual(e.input, 1e-3, "backward input \(layer.name) batch \(batch)")
                 XCTAssertLessThanOrEqual(e.weight, 1e-3, "backward weight \(layer.name) batch \(batch)")
+                if layer.kernel == 3 && layer.stride == 1 {
+                    // Winograd forced in all three kernels: the error bound it is held to, printed per shape.
+                    ck_conv2d_set_winograd(Int32(CK_WINOGRAD_ALWAYS))
+                    let w = compareWithReference(shape, bias: false, seed: UInt64(7 + i))
+                    ck_conv2d_set_winograd(Int32(CK_WINOGRAD_AUTO))
+                    print("Winograd relative error, \(layer.name) batch \(batch): forward \(w.forward), backward-input "
+                          + "\(w.input), backward-weight \(w.weight)")
+                    XCTAssertLessThanOrEqual(max(w.forward, w.input, w.weight), 1e-4, "winograd \(layer.name) batch \(batch)")
+                }
             }
         }
     }
