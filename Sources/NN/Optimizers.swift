@@ -44,6 +44,18 @@ func withSubnormalsFlushed<R>(_ body: () throws -> R) rethrows -> R {
     return try body()
 }
 
+/// Calls `body` on contiguous runs that cover 0..<count: one run below `minimumPerRun` elements a run, else one per
+/// kernel thread, run side by side. Each run has subnormals flushed on the thread that runs it (MXCSR is per
+/// thread). An update is elementwise, so the split changes no result. Measured in `bench-model`'s train step: Adam
+/// over ResNet-50's 25.6 M parameters was 4.5% of the step on one thread.
+func forEachRun(of count: Int, minimumPerRun: Int = 1 << 16, _ body: (Range<Int>) -> Void) {
+    let runs = max(1, min(Kernels.numThreads, count / minimumPerRun))
+    guard runs > 1 else { return withSubnormalsFlushed { body(0 ..< count) } }
+    DispatchQueue.concurrentPerform(iterations: runs) { run in
+        withSubnormalsFlushed { body(count * run / runs ..< count * (run + 1) / runs) }
+    }
+}
+
 /// A malformed optimizer state.
 public struct OptimizerStateError: Error, CustomStringConvertible {
     public let description: String
@@ -93,7 +105,7 @@ public final class Adam: Optimizer {
         Adam(parameters: parameters, learningRate: learningRate, betas: betas, eps: eps, weightDecay: weightDecay, decoupled: true)
     }
 
-    public func step() { withSubnormalsFlushed { update() } }
+    public func step() { update() }
 
     private func update() {
         for (index, parameter) in parameters.enumerated() {
@@ -113,7 +125,7 @@ public final class Adam: Optimizer {
                 grad.withUnsafeBufferPointer { g in
                     m.withUnsafeMutableBufferPointer { m in
                         v.withUnsafeMutableBufferPointer { v in
-                            for i in 0..<p.count {
+                            forEachRun(of: p.count) { run in for i in run {
                                 var gi = g[i]
                                 if wd != 0 {
                                     if decoupled { p[i] *= 1 - lr * wd } else { gi += wd * p[i] }
@@ -122,7 +134,7 @@ public final class Adam: Optimizer {
                                 v[i] = v[i] * b2 + (1 - b2) * gi * gi
                                 let denom = v[i].squareRoot() * invBc2Sqrt + eps
                                 p[i] -= stepSize * m[i] / denom
-                            }
+                            } }
                         }
                     }
                 }
@@ -187,7 +199,7 @@ public final class SGD: Optimizer {
         momentumBuffers = Array(repeating: nil, count: self.parameters.count)
     }
 
-    public func step() { withSubnormalsFlushed { update() } }
+    public func step() { update() }
 
     private func update() {
         for (index, parameter) in parameters.enumerated() {
@@ -201,14 +213,14 @@ public final class SGD: Optimizer {
             p.withUnsafeMutableBufferPointer { p in
                 grad.withUnsafeBufferPointer { g in
                     buffer.withUnsafeMutableBufferPointer { b in
-                        for i in 0..<p.count {
+                        forEachRun(of: p.count) { run in for i in run {
                             var d = g[i] + wd * p[i]
                             if mu != 0 {
                                 b[i] = firstStep ? d : mu * b[i] + (1 - damp) * d
                                 d = nesterov ? d + mu * b[i] : b[i]
                             }
                             p[i] -= lr * d
-                        }
+                        } }
                     }
                 }
             }

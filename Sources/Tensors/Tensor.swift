@@ -170,14 +170,17 @@ public final class Tensor {
             precondition(count == 1, "backward(): a seed gradient is needed for shape \(shape)")
             seed = [1]
         }
-        let order = topologicalOrder()
+        var order = topologicalOrder()
         // Hooked leaves: how many ops on the tape still owe each one a gradient.
         var pendingUses = [ObjectIdentifier: Int]()
         for node in order {
             for parent in node.parents where parent.gradientReady != nil { pendingUses[ObjectIdentifier(parent), default: 0] += 1 }
         }
         accumulateGrad(seed)
-        for node in order.reversed() {
+        // Last node first, each dropped from `order` once done: with its closure gone and its children done, nothing
+        // holds an intermediate node any more, so its values (the activation) are freed as backward passes it
+        // rather than all at the end (a lower peak: the parameter gradients grow while the activations shrink).
+        while let node = order.popLast() {
             guard let function = node.backwardFunction else { continue }
             if let g = node.grad {
                 precondition(g.count == node.count, "\(node.opName ?? "op"): gradient count \(g.count) for shape \(node.shape)")

@@ -77,7 +77,32 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(frozen.data, [5, 6])
     }
 
-    /// Plain SGD with weight decay, by hand: p ← p − lr·(g + λ·p).
+    /// A parameter large enough to be updated on several threads: every thread flushes subnormals (the mode is per
+    /// thread), and the result is bit for bit the one-thread result, for Adam and SGD with momentum.
+    func testLargeParametersUpdateOnThreadsAsOnOne() {
+        let count = 300_001
+        func run(threads: Int) -> (adam: [Float], sgd: [Float], moments: [Float]) {
+            Kernels.setNumThreads(threads)
+            defer { Kernels.setNumThreads(0) }
+            let first = (0 ..< count).map { Float($0 % 7) * 1e-30 + Float($0 % 3) }
+            let a = Tensor(shape: [count], data: [Float](repeating: 1, count: count), requiresGrad: true)
+            let b = Tensor(shape: [count], data: [Float](repeating: 1, count: count), requiresGrad: true)
+            let adam = Adam(parameters: [a], learningRate: 1e-3)
+            let sgd = SGD(parameters: [b], learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4)
+            for step in 0 ..< 400 {
+                let grad = step == 0 ? first : [Float](repeating: 0, count: count)
+                a.grad = grad; b.grad = grad
+                adam.step(); sgd.step()
+            }
+            return (a.data, b.data, adam.stateDict()["state.0.exp_avg"]!.floats)
+        }
+        let one = run(threads: 1), two = run(threads: 2)
+        XCTAssertEqual(one.adam, two.adam)
+        XCTAssertEqual(one.sgd, two.sgd)
+        XCTAssertEqual(one.moments, two.moments)
+        XCTAssertFalse(two.moments.contains { $0 != 0 && !$0.isNormal }, "a thread left subnormals in the moments")
+    }
+
     /// Moments that decay into the subnormal range are flushed to zero inside the step (they made a step ~15x slower),
     /// and the caller's floating-point mode is left as it was.
     func testStepFlushesSubnormalMomentsAndRestoresTheFloatingPointMode() {
@@ -103,6 +128,7 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(Float.leastNonzeroMagnitude * 2 / 2, Float.leastNonzeroMagnitude, "subnormals work again outside step()")
     }
 
+    /// Plain SGD with weight decay, by hand: p ← p − lr·(g + λ·p).
     func testPlainSGDByHand() {
         let p = Tensor(shape: [3], data: [1, -2, 0.5], requiresGrad: true)
         let sgd = SGD(parameters: [p], learningRate: 0.1, weightDecay: 0.5)
