@@ -28,6 +28,11 @@ size_t ck_conv_staged_dy_floats(const ck_conv_dims *d);
 int ck_conv_begin(const ck_conv2d_shape *shape, int pointers_present, int workspace_even_if_pointwise,
                   const void *workspace, size_t workspace_bytes, ck_conv_dims *d, int *threads);
 
+// Where the weights packed once per call go (after every algorithm's scratch) for this team size; NULL when the
+// workspace is missing or too short for them (allowed for pointwise forwards), so nothing is packed ahead.
+float *ck_conv_packed_weights(void *workspace, size_t workspace_bytes, const ck_conv2d_shape *shape,
+                              const ck_conv_dims *d, int threads);
+
 // Columns per lowering chunk: about 2 MiB of column matrix (L2-sized), at least 256 columns so each sgemm stays
 // wide enough to run at full rate.
 static inline int lowering_chunk(const ck_conv_dims *d) {

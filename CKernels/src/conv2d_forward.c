@@ -19,7 +19,34 @@ static int conv_forward_winograd(float *y, const float *x, const float *weight, 
     int status = ck_conv_begin(shape, y && x && weight, 1, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
     const ck_winograd_filters filters = {weight, d.CRS, 9, 0};
-    return ck_winograd_forward(y, x, &filters, epilogue, shape, d.P, d.Q, threads, (float *)workspace);
+    return ck_winograd_forward(y, x, &filters, epilogue, shape, d.P, d.Q, threads, (float *)workspace,
+                               ck_conv_packed_weights(workspace, workspace_bytes, shape, &d, threads));
+}
+
+// The weights (K × CRS) packed once for the packed GEMM of `backend`, the team splitting the blocks: otherwise every
+// thread packs them again for every piece of columns it multiplies (7.9% of inference, measured with perf).
+// NULL (nothing packed) without a packed backend or room in the workspace.
+static const float *prepack_weights(const float *weight, const ck_conv2d_shape *shape, const ck_conv_dims *d,
+                                    int backend, int threads, void *workspace, size_t workspace_bytes) {
+    if (backend != CK_GEMM_AVX512 && backend != CK_GEMM_AVX2) return NULL;
+    float *packed = ck_conv_packed_weights(workspace, workspace_bytes, shape, d, threads);
+    if (!packed) return NULL;
+    #pragma omp parallel num_threads(threads)
+    ck_gemm_prepack_a(packed, weight, (int)d->CRS, d->K, (int)d->CRS, backend, omp_get_thread_num(),
+                      omp_get_num_threads());
+    return packed;
+}
+
+// y (K × cols, rows ldc apart, images stride_c apart) = weight · B for `images` images of `cols` columns: through the
+// prepacked weights when there are some, else ck_sgemm_images.
+static void multiply_weights(int backend, const float *weight, const float *packed, const ck_conv_dims *d, int cols,
+                             const float *b, int ldb, size_t stride_b, float *y, int ldc, size_t stride_c, int images) {
+    const ck_gemm_b source = {.b = b, .ldb = ldb, .stride_b = stride_b};
+    if (packed && ck_sgemm_packing(backend, d->K, cols, (int)d->CRS, weight, (int)d->CRS, packed, &source, y, ldc,
+                                   stride_c, 0, (long)cols * images))
+        return;
+    ck_sgemm_images(0, d->K, cols, (int)d->CRS, 1.0f, weight, (int)d->CRS, b, ldb, stride_b, 0.0f, y, ldc, stride_c,
+                    images);
 }
 
 static int conv_forward_gemm(float *y, const float *x, const float *weight, const ck_conv_epilogue *epilogue,
@@ -28,12 +55,13 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
     int threads;
     int status = ck_conv_begin(shape, y && x && weight, 0, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
+    // The backend is read once: the panel lowering's instructions must match the micro-kernel's tier.
+    const int backend = ck_get_gemm_backend();
+    const float *packed_weights = prepack_weights(weight, shape, &d, backend, threads, workspace, workspace_bytes);
 
 #if defined(__x86_64__)
     // Strided layers lower by gathers: measured faster on wide rows of spatial kernels (conv1, layer2.0 and
     // layer3.0 3x3/2), slower on 14×14 rows and on 1x1/2 downsamples, whose column matrix is small anyway.
-    // The backend is read once: the panel lowering's instructions must match the micro-kernel's tier.
-    const int backend = ck_get_gemm_backend();
     const int packed = backend == CK_GEMM_AVX512 || backend == CK_GEMM_AVX2;
     if (!d.pointwise && packed && (shape->stride_width == 1 || (d.R > 1 && d.W >= 28))) {
         // Implicit GEMM: the packed GEMM lowers the input straight into its panels. Each thread takes an
@@ -53,8 +81,8 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
             if (end > total) end = total;
             for (long j = begin; j < end; j += piece) {
                 const long j_end = j + piece < end ? j + piece : end;
-                if (!ck_sgemm_packing(backend, d.K, (int)d.PQ, (int)d.CRS, weight, (int)d.CRS, &source, y, (int)d.PQ,
-                                      (size_t)d.K * d.PQ, j, j_end)) {
+                if (!ck_sgemm_packing(backend, d.K, (int)d.PQ, (int)d.CRS, weight, (int)d.CRS, packed_weights, &source,
+                                      y, (int)d.PQ, (size_t)d.K * d.PQ, j, j_end)) {
                     failed = 1;
                     break;
                 }
@@ -89,8 +117,8 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
                 stride_b = d.CRS * d.PQ;
             }
             const size_t out_offset = (size_t)n0 * d.K * d.PQ;
-            ck_sgemm_images(0, d.K, (int)d.PQ, (int)d.CRS, 1.0f, weight, (int)d.CRS, b, (int)d.PQ, stride_b, 0.0f,
-                            y + out_offset, (int)d.PQ, (size_t)d.K * d.PQ, count);
+            multiply_weights(backend, weight, packed_weights, &d, (int)d.PQ, b, (int)d.PQ, stride_b, y + out_offset,
+                             (int)d.PQ, (size_t)d.K * d.PQ, count);
             for (int i = 0; i < count; i++) {
                 const size_t offset = out_offset + (size_t)i * d.K * d.PQ;
                 ck_conv_apply_epilogue(y + offset, d.PQ, d.K, (int)d.PQ, epilogue,
@@ -114,7 +142,7 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
         float *yn = y + out_offset;
         const float *xn = x + (size_t)n * d.C * d.HW;
         if (d.pointwise) {
-            ck_sgemm(0, 0, d.K, width, d.C, 1.0f, weight, d.C, xn + j0, (int)d.HW, 0.0f, yn, (int)d.PQ);
+            multiply_weights(backend, weight, packed_weights, &d, width, xn + j0, (int)d.HW, 0, yn, (int)d.PQ, 0, 1);
         } else {
             // Lower and multiply a cache-sized run of columns at a time, so sgemm reads the column
             // matrix from L2 rather than from memory.
@@ -123,8 +151,8 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
             for (int c0 = j0; c0 < j1; c0 += chunk) {
                 const int c1 = c0 + chunk < j1 ? c0 + chunk : j1;
                 ck_im2col_columns(col, (size_t)(c1 - c0), xn, shape, d.Q, c0, c1);
-                ck_sgemm(0, 0, d.K, c1 - c0, (int)d.CRS, 1.0f, weight, (int)d.CRS, col, c1 - c0, 0.0f,
-                         yn + (c0 - j0), (int)d.PQ);
+                multiply_weights(backend, weight, packed_weights, &d, c1 - c0, col, c1 - c0, 0, yn + (c0 - j0),
+                                 (int)d.PQ, 0, 1);
             }
         }
         ck_conv_apply_epilogue(yn, d.PQ, d.K, width, epilogue,

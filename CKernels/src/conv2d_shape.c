@@ -80,8 +80,8 @@ size_t ck_conv_per_thread_floats(const ck_conv_dims *d) {
     return total < col + staged ? 0 : total;
 }
 
-// Every algorithm's workspace fits in one size, so callers query once per shape. 0 on overflow.
-static size_t workspace_bytes_for(const ck_conv2d_shape *shape, const ck_conv_dims *given, int threads) {
+// Scratch of every algorithm: per-thread columns and gradients, or Winograd's buffers. 0 on overflow.
+static size_t scratch_floats(const ck_conv2d_shape *shape, const ck_conv_dims *given, int threads) {
     ck_conv_dims grouped = *given, *d = &grouped;
     ck_conv_group_images(d, threads);
     size_t floats = ck_mul_size(ck_conv_per_thread_floats(d), (size_t)threads);
@@ -89,7 +89,37 @@ static size_t workspace_bytes_for(const ck_conv2d_shape *shape, const ck_conv_di
         size_t winograd = ck_winograd_workspace_floats(shape, threads);
         floats = winograd == 0 ? 0 : (winograd > floats ? winograd : floats);
     }
-    return ck_mul_size(floats, sizeof(float));
+    return floats;
+}
+
+// The weights packed once per call for the packed GEMM (ck_gemm_prepack_a): K × CRS for the GEMM forward; for a
+// Winograd layer, the 16 transformed kernels, (K × C) forward or (C × K) for its backward-input. 0 on overflow.
+static size_t packed_weight_floats(const ck_conv2d_shape *shape, const ck_conv_dims *d) {
+    size_t floats = ck_gemm_packed_a_floats(d->K, (int)d->CRS);
+    if (floats && ck_winograd_applies(shape)) {
+        const size_t forward = ck_mul_size(16, ck_gemm_packed_a_floats(d->K, d->C));
+        const size_t input = ck_mul_size(16, ck_gemm_packed_a_floats(d->C, d->K));
+        if (!forward || !input) return 0;
+        if (forward > floats) floats = forward;
+        if (input > floats) floats = input;
+    }
+    return floats;
+}
+
+// Every algorithm's workspace fits in one size, so callers query once per shape: the scratch, then the packed
+// weights. 0 on overflow.
+static size_t workspace_bytes_for(const ck_conv2d_shape *shape, const ck_conv_dims *d, int threads) {
+    const size_t scratch = scratch_floats(shape, d, threads), packed = packed_weight_floats(shape, d);
+    if (!scratch || !packed || scratch + packed < scratch) return 0;
+    return ck_mul_size(scratch + packed, sizeof(float));
+}
+
+float *ck_conv_packed_weights(void *workspace, size_t workspace_bytes, const ck_conv2d_shape *shape,
+                              const ck_conv_dims *d, int threads) {
+    // Pointwise forwards may run without a workspace (or with a short one): then nothing is packed ahead.
+    const size_t need = workspace_bytes_for(shape, d, threads);
+    if (!workspace || need == 0 || workspace_bytes < need) return NULL;
+    return (float *)workspace + scratch_floats(shape, d, threads);
 }
 
 size_t ck_conv2d_workspace_size(const ck_conv2d_shape *shape) {

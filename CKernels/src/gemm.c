@@ -216,20 +216,54 @@ static void store_tile_part_avx2(float *c, int ldc, const float *tile, int rows,
     }
 }
 
+// K in equal blocks of at most KC (576 = 2 × 288, not 256 + 256 + 64): fewer, fuller passes over C.
+static int k_block_step(int k) {
+    const int k_blocks = (k + GEMM_KC - 1) / GEMM_KC;
+    return (k + k_blocks - 1) / k_blocks;
+}
+
+// Rows of A as packed: whole MR-tall panels (MC is a multiple of MR, so every block but the last is whole too).
+static size_t padded_rows(int m) { return ((size_t)m + GEMM_MR - 1) / GEMM_MR * GEMM_MR; }
+
+size_t ck_gemm_packed_a_floats(int m, int k) {
+    if (m <= 0 || k <= 0) return 0;
+    return ck_mul_size(padded_rows(m), (size_t)k);
+}
+
+// Block (i0, p0) of a prepacked A: the K blocks one after another, each padded_rows(m) × kc, its row blocks in
+// order inside it.
+static const float *prepacked_block(const float *packed, int m, int i0, int p0, int kc) {
+    return packed + (size_t)p0 * padded_rows(m) + (size_t)i0 * kc;
+}
+
+void ck_gemm_prepack_a(float *packed, const float *a, int lda, int m, int k, int backend, int part, int parts) {
+    const int k_step = k_block_step(k);
+    int block = 0;
+    for (int p0 = 0; p0 < k; p0 += k_step) {
+        const int kc = k - p0 < k_step ? k - p0 : k_step;
+        for (int i0 = 0; i0 < m; i0 += GEMM_MC, block++) {
+            if (block % parts != part) continue;
+            const int mc = m - i0 < GEMM_MC ? m - i0 : GEMM_MC;
+            ck_gemm_pack_a((float *)prepacked_block(packed, m, i0, p0, kc), a, lda, 0, i0, mc, p0, kc,
+                           backend == CK_GEMM_AVX512);
+        }
+    }
+}
+
 // Columns [j_begin, j_end) of C = alpha·op(A)·B + beta·C, where B's and C's columns are images of n
 // columns side by side: column J is column J mod n of C_i = c + i·stride_c, i = J / n, and of B_i (or
-// whatever source->pack_panel makes of it). A is packed once per block, and short images still fill
-// whole tiles. avx512 picks the micro-kernel and packing instructions; 0 runs no AVX-512 instruction.
+// whatever source->pack_panel makes of it). A is packed once per block, or was packed for the whole product
+// beforehand (prepacked_a, ck_gemm_prepack_a; then op(A) = A), and short images still fill whole tiles.
+// avx512 picks the micro-kernel and packing instructions; 0 runs no AVX-512 instruction.
 static int packed_sgemm(int avx512, int transpose_a, int m, int n, int k, float alpha, const float *a, int lda,
-                        const ck_gemm_b *source, float beta, float *c, int ldc, size_t stride_c, long j_begin,
-                        long j_end) {
+                        const float *prepacked_a, const ck_gemm_b *source, float beta, float *c, int ldc,
+                        size_t stride_c, long j_begin, long j_end) {
     float *buffer = pack_buffer();
     if (!buffer) return 0;
     float *packed_a = buffer, *packed_b = buffer + (size_t)GEMM_MC * GEMM_KC;
     for (long j0 = j_begin; j0 < j_end; j0 += GEMM_NC) {
         int nc = j_end - j0 < GEMM_NC ? (int)(j_end - j0) : GEMM_NC;
-        // K in equal blocks of at most KC (576 = 2 × 288, not 256 + 256 + 64): fewer, fuller passes over C.
-        const int k_blocks = (k + GEMM_KC - 1) / GEMM_KC, k_step = (k + k_blocks - 1) / k_blocks;
+        const int k_step = k_block_step(k);
         for (int p0 = 0; p0 < k; p0 += k_step) {
             int kc = k - p0 < k_step ? k - p0 : k_step;
             // The first K block applies the caller's beta; later blocks add to what it wrote.
@@ -237,11 +271,13 @@ static int packed_sgemm(int avx512, int transpose_a, int m, int n, int k, float 
             ck_gemm_pack_b(packed_b, source, n, p0, kc, j0, nc, avx512);
             for (int i0 = 0; i0 < m; i0 += GEMM_MC) {
                 int mc = m - i0 < GEMM_MC ? m - i0 : GEMM_MC;
-                ck_gemm_pack_a(packed_a, a, lda, transpose_a, i0, mc, p0, kc, avx512);
+                const float *a_block = packed_a;
+                if (prepacked_a) a_block = prepacked_block(prepacked_a, m, i0, p0, kc);
+                else ck_gemm_pack_a(packed_a, a, lda, transpose_a, i0, mc, p0, kc, avx512);
                 // A panel outer (it stays in L1), B panels inner (streamed from L2).
                 for (int r = 0; r < mc; r += GEMM_MR) {
                     int rows = mc - r < GEMM_MR ? mc - r : GEMM_MR;
-                    const float *a_panel = packed_a + (size_t)r * kc;
+                    const float *a_panel = a_block + (size_t)r * kc;
                     for (int q = 0; q < nc; q += GEMM_NR) {
                         int cols = nc - q < GEMM_NR ? nc - q : GEMM_NR;
                         micro_kernel_fn kernel = avx512 ? micro_kernels[(cols + 15) / 16] : avx2_panel_kernel;
@@ -281,7 +317,7 @@ void ck_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha
     const ck_gemm_b source = {.b = b, .ldb = ldb, .transpose_b = transpose_b};
     const int backend = ck_get_gemm_backend();
     if (k > 0 && backend != CK_GEMM_OPENBLAS &&
-        packed_sgemm(backend == CK_GEMM_AVX512, transpose_a, m, n, k, alpha, a, lda, &source, beta, c, ldc, 0, 0, n))
+        packed_sgemm(backend == CK_GEMM_AVX512, transpose_a, m, n, k, alpha, a, lda, NULL, &source, beta, c, ldc, 0, 0, n))
         return;
 #endif
     openblas_sgemm(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -294,25 +330,25 @@ void ck_sgemm_images(int transpose_a, int m, int n, int k, float alpha, const fl
     const ck_gemm_b source = {.b = b, .ldb = ldb, .stride_b = stride_b};
     const int backend = ck_get_gemm_backend();
     if (k > 0 && backend != CK_GEMM_OPENBLAS &&
-        packed_sgemm(backend == CK_GEMM_AVX512, transpose_a, m, n, k, alpha, a, lda, &source, beta, c, ldc, stride_c,
-                     0, (long)n * count))
+        packed_sgemm(backend == CK_GEMM_AVX512, transpose_a, m, n, k, alpha, a, lda, NULL, &source, beta, c, ldc,
+                     stride_c, 0, (long)n * count))
         return;
 #endif
     for (int i = 0; i < count; i++)
         openblas_sgemm(transpose_a, 0, m, n, k, alpha, a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
 }
 
-int ck_sgemm_packing(int backend, int m, int n, int k, const float *a, int lda, const ck_gemm_b *source, float *c,
-                     int ldc, size_t stride_c, long j_begin, long j_end) {
+int ck_sgemm_packing(int backend, int m, int n, int k, const float *a, int lda, const float *packed_a,
+                     const ck_gemm_b *source, float *c, int ldc, size_t stride_c, long j_begin, long j_end) {
 #ifdef CK_HAVE_PACKED_GEMM
     if (backend != CK_GEMM_AVX512 && backend != CK_GEMM_AVX2) return 0;
     if (m <= 0 || n <= 0 || j_end <= j_begin) return 1;
     if (k <= 0) return 0;  // C = 0 is the caller's to write (conv2d never has an empty K)
-    return packed_sgemm(backend == CK_GEMM_AVX512, 0, m, n, k, 1.0f, a, lda, source, 0.0f, c, ldc, stride_c, j_begin,
-                        j_end);
+    return packed_sgemm(backend == CK_GEMM_AVX512, 0, m, n, k, 1.0f, a, lda, packed_a, source, 0.0f, c, ldc, stride_c,
+                        j_begin, j_end);
 #else
-    (void)backend; (void)m; (void)n; (void)k; (void)a; (void)lda; (void)source; (void)c; (void)ldc; (void)stride_c;
-    (void)j_begin; (void)j_end;
+    (void)backend; (void)m; (void)n; (void)k; (void)a; (void)lda; (void)packed_a; (void)source; (void)c; (void)ldc;
+    (void)stride_c; (void)j_begin; (void)j_end;
     return 0;
 #endif
 }

@@ -44,11 +44,19 @@ typedef struct {
 
 // Columns [j_begin, j_end) of C = A·B (alpha 1, beta 0; A untransposed, m × k), with C made of images of
 // n columns at c + i·stride_c (row stride ldc), by the packed GEMM of `backend` (the caller read
-// ck_get_gemm_backend() once, and chose source->pack_panel's instructions to match it). Returns 0, doing
+// ck_get_gemm_backend() once, and chose source->pack_panel's instructions to match it). packed_a, when not
+// NULL, is A packed beforehand by ck_gemm_prepack_a for this backend (a is then unused). Returns 0, doing
 // nothing, when backend is not a packed GEMM or its packing buffer is missing: the caller then lowers and
 // calls ck_sgemm itself.
-int ck_sgemm_packing(int backend, int m, int n, int k, const float *a, int lda, const ck_gemm_b *source, float *c,
-                     int ldc, size_t stride_c, long j_begin, long j_end);
+int ck_sgemm_packing(int backend, int m, int n, int k, const float *a, int lda, const float *packed_a,
+                     const ck_gemm_b *source, float *c, int ldc, size_t stride_c, long j_begin, long j_end);
+
+// A product's whole A (m × k, untransposed), packed once for every ck_sgemm_packing call that multiplies by it:
+// a convolution's weights are packed once per call instead of once per thread and column piece. Floats it
+// takes (0 on overflow); then the blocks numbered part, part + parts, … of it (threads split the packing), for
+// the packed GEMM of `backend`.
+size_t ck_gemm_packed_a_floats(int m, int k);
+void ck_gemm_prepack_a(float *packed, const float *a, int lda, int m, int k, int backend, int part, int parts);
 
 #define CK_REQUIRE(condition, status) \
     do { if (!(condition)) return (status); } while (0)

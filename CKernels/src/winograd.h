@@ -25,8 +25,9 @@ typedef struct {
 } ck_winograd_filters;
 
 // y is (N, K, P, Q); x is (N, C, H, W); `shape` is the Winograd convolution's own (C, K as it sees them).
+// packed_kernels: room for 16 kernels packed for the GEMM (16 × ck_gemm_packed_a_floats(K, C)), or NULL.
 int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *filters, const ck_conv_epilogue *epilogue,
-                        const ck_conv2d_shape *shape, int P, int Q, int threads, float *workspace);
+                        const ck_conv2d_shape *shape, int P, int Q, int threads, float *workspace, float *packed_kernels);
 
 // dweight (K, C, 3, 3) += the weight gradient of the layer `shape` (3x3, stride 1, padding 1): dy is (N, K, P, Q),
 // x is (N, C, H, W). Accumulates, as ck_conv2d_backward_weight_f32 does.
