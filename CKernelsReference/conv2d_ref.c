@@ -46,6 +46,29 @@ int ck_conv2d_forward_f32_ref(float *y, const float *x, const float *weight, con
     return CK_OK;
 }
 
+// The reference packs nothing ahead: its size is 0, its pack refuses after the shape check, and its packed forward
+// is the fused forward with the buffer ignored.
+size_t ck_conv2d_packed_weights_size_ref(const ck_conv2d_shape *shape) {
+    (void)shape;
+    return 0;
+}
+
+int ck_conv2d_pack_weights_f32_ref(void *packed, size_t packed_bytes, const float *weight, const ck_conv2d_shape *shape,
+                                   void *workspace, size_t workspace_bytes) {
+    (void)packed_bytes; (void)workspace; (void)workspace_bytes;
+    int status = ck_conv2d_check_shape(shape);
+    if (status != CK_OK) return status;
+    CK_REQUIRE(packed && weight, CK_ERR_NULL_POINTER);
+    return CK_ERR_BAD_SIZE;
+}
+
+int ck_conv2d_forward_fused_packed_f32_ref(float *y, const float *x, const float *weight, const void *packed,
+                                           size_t packed_bytes, const float *bias, const float *residual, int relu,
+                                           const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+    (void)packed; (void)packed_bytes;
+    return ck_conv2d_forward_fused_f32_ref(y, x, weight, bias, residual, relu, shape, workspace, workspace_bytes);
+}
+
 int ck_conv2d_forward_fused_f32_ref(float *y, const float *x, const float *weight, const float *bias,
                                     const float *residual, int relu, const ck_conv2d_shape *shape,
                                     void *workspace, size_t workspace_bytes) {

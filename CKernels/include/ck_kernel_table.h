@@ -22,6 +22,13 @@ typedef struct {
     int (* _Nonnull conv2d_forward_fused)(float *y, const float *x, const float *weight, const float *bias,
                                           const float *residual, int relu, const ck_conv2d_shape *shape,
                                           void *workspace, size_t workspace_bytes);
+    size_t (* _Nonnull conv2d_packed_weights_size)(const ck_conv2d_shape *shape);
+    int (* _Nonnull conv2d_pack_weights)(void *packed, size_t packed_bytes, const float *weight,
+                                         const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
+    int (* _Nonnull conv2d_forward_fused_packed)(float *y, const float *x, const float *weight, const void *packed,
+                                                 size_t packed_bytes, const float *bias, const float *residual,
+                                                 int relu, const ck_conv2d_shape *shape, void *workspace,
+                                                 size_t workspace_bytes);
     int (* _Nonnull conv2d_backward_input)(float *dx, const float *dy, const float *weight,
                                            const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
     int (* _Nonnull conv2d_backward_weight)(float *dweight, float *dbias, const float *dy, const float *x,

@@ -108,6 +108,20 @@ int ck_conv2d_forward_f32(float *y, const float *x, const float *weight, const f
 int ck_conv2d_forward_fused_f32(float *y, const float *x, const float *weight, const float *bias,
                                 const float *residual, int relu, const ck_conv2d_shape *shape,
                                 void *workspace, size_t workspace_bytes);
+/// Weights packed ahead, for a layer whose weights stay the same across calls (inference): the forward otherwise
+/// packs them for the GEMM (and, for Winograd, transforms them) on every call. Bytes the packed form takes for
+/// this shape with the current GEMM backend and Winograd choice; 0 when nothing is packed ahead (OpenBLAS).
+size_t ck_conv2d_packed_weights_size(const ck_conv2d_shape *shape);
+/// Packs weight (K, C, R, S) into packed (as many bytes as ck_conv2d_packed_weights_size said), with a header naming
+/// what it was packed for. workspace as for the forward. CK_ERR_BAD_SIZE when there is nothing to pack.
+int ck_conv2d_pack_weights_f32(void *packed, size_t packed_bytes, const float *weight, const ck_conv2d_shape *shape,
+                               void *workspace, size_t workspace_bytes);
+/// ck_conv2d_forward_fused_f32 with the weights packed ahead by ck_conv2d_pack_weights_f32 from these weights
+/// (packed may be NULL). A buffer packed for another choice (the GEMM backend or the Winograd mode changed since)
+/// is ignored, never misread: the forward then packs as usual.
+int ck_conv2d_forward_fused_packed_f32(float *y, const float *x, const float *weight, const void *packed,
+                                       size_t packed_bytes, const float *bias, const float *residual, int relu,
+                                       const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
 /// When ck_conv2d_forward_f32, ck_conv2d_backward_input_f32 and ck_conv2d_backward_weight_f32 use Winograd on the shapes it handles:
 /// CK_WINOGRAD_AUTO (the default) where it measures faster — at least 14×14 outputs (layer1–3 of ResNet-50), and
 /// 7×7 too for the forward and backward-input on CPUs without AVX-512; CK_WINOGRAD_NEVER; CK_WINOGRAD_ALWAYS. Until

@@ -20,7 +20,7 @@ static int backward_input_winograd(float *dx, const float *dy, const float *weig
     const ck_winograd_filters filters = {weight, 9, d->CRS, 1};
     const ck_conv_epilogue none = {NULL, NULL, 0};
     return ck_winograd_forward(dx, dy, &filters, &none, &transposed, d->H, d->W, threads, (float *)workspace,
-                               packed_kernels);
+                               packed_kernels, 0);
 }
 
 static int backward_input(float *dx, const float *dy, const float *weight, const ck_conv2d_shape *shape,

@@ -11,16 +11,86 @@
 #include "im2col.h"
 #include "winograd.h"
 
-static int conv_forward_winograd(float *y, const float *x, const float *weight, const ck_conv_epilogue *epilogue,
-                                 const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+// ------------------------------------------------------------------------------ weights packed ahead
+// A buffer of weights packed ahead (ck_conv2d_pack_weights_f32) starts with what it was packed for. A forward
+// uses it only when that is its own choice now (the GEMM backend or the Winograd mode may have changed since)
+// and packs as usual otherwise, so a stale buffer costs time, never a wrong result.
+#define PACKED_MAGIC 0x57504b43u  // "CKPW"
+#define PACKED_HEADER_BYTES 64
+typedef struct {
+    uint32_t magic;
+    int32_t backend, winograd, K, C, R, S;
+    uint64_t floats;
+} packed_header;
+_Static_assert(sizeof(packed_header) <= PACKED_HEADER_BYTES, "the header fits its 64 bytes");
+
+// Floats of the packed weights: the GEMM's K × CRS, or Winograd's 16 transformed K × C kernels. 0 on overflow.
+static size_t packed_floats_for(const ck_conv_dims *d, int winograd) {
+    return winograd ? ck_mul_size(16, ck_gemm_packed_a_floats(d->K, d->C)) : ck_gemm_packed_a_floats(d->K, (int)d->CRS);
+}
+
+size_t ck_conv2d_packed_weights_size(const ck_conv2d_shape *shape) {
+    ck_conv_dims d;
+    if (ck_conv_check(shape, &d) != CK_OK) return 0;
+    const int backend = ck_get_gemm_backend();
+    if (backend != CK_GEMM_AVX512 && backend != CK_GEMM_AVX2) return 0;
+    const size_t bytes = ck_mul_size(packed_floats_for(&d, ck_winograd_chosen(shape, 0)), sizeof(float));
+    if (!bytes || bytes + PACKED_HEADER_BYTES < bytes) return 0;
+    return bytes + PACKED_HEADER_BYTES;
+}
+
+// The packed weights when the buffer holds them for this call's choice; NULL otherwise.
+static const float *packed_weights_for(const void *packed, size_t packed_bytes, const ck_conv_dims *d, int backend,
+                                       int winograd) {
+    if (!packed || packed_bytes < PACKED_HEADER_BYTES) return NULL;
+    const packed_header *h = packed;
+    const size_t floats = packed_floats_for(d, winograd);
+    if (h->magic != PACKED_MAGIC || h->backend != backend || h->winograd != winograd || h->K != d->K || h->C != d->C ||
+        h->R != d->R || h->S != d->S || floats == 0 || h->floats != floats ||
+        (packed_bytes - PACKED_HEADER_BYTES) / sizeof(float) < floats)
+        return NULL;
+    return (const float *)((const char *)packed + PACKED_HEADER_BYTES);
+}
+
+int ck_conv2d_pack_weights_f32(void *packed, size_t packed_bytes, const float *weight, const ck_conv2d_shape *shape,
+                               void *workspace, size_t workspace_bytes) {
+    ck_conv_dims d;
+    int threads;
+    int status = ck_conv_begin(shape, packed && weight, 1, workspace, workspace_bytes, &d, &threads);
+    if (status != CK_OK) return status;
+    const size_t need = ck_conv2d_packed_weights_size(shape);
+    if (need == 0) return CK_ERR_BAD_SIZE;  // nothing to pack for this GEMM backend
+    if (packed_bytes < need) return CK_ERR_WORKSPACE;
+    const int backend = ck_get_gemm_backend(), winograd = ck_winograd_chosen(shape, 0);
+    float *data = (float *)((char *)packed + PACKED_HEADER_BYTES);
+    if (winograd) {
+        const ck_winograd_filters filters = {weight, d.CRS, 9, 0};
+        ck_winograd_pack_kernels(data, &filters, d.K, d.C, backend, threads, (float *)workspace);
+    } else {
+        #pragma omp parallel num_threads(threads)
+        ck_gemm_prepack_a(data, weight, (int)d.CRS, d.K, (int)d.CRS, backend, omp_get_thread_num(),
+                          omp_get_num_threads());
+    }
+    memset(packed, 0, PACKED_HEADER_BYTES);
+    const packed_header header = {PACKED_MAGIC, backend, winograd, d.K, d.C, d.R, d.S, packed_floats_for(&d, winograd)};
+    memcpy(packed, &header, sizeof header);
+    return CK_OK;
+}
+
+// ------------------------------------------------------------------------------------------ forward
+static int conv_forward_winograd(float *y, const float *x, const float *weight, const void *packed, size_t packed_bytes,
+                                 const ck_conv_epilogue *epilogue, const ck_conv2d_shape *shape, void *workspace,
+                                 size_t workspace_bytes) {
     if (shape && !ck_winograd_applies(shape)) return CK_ERR_BAD_SIZE;
     ck_conv_dims d;
     int threads;
     int status = ck_conv_begin(shape, y && x && weight, 1, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
     const ck_winograd_filters filters = {weight, d.CRS, 9, 0};
-    return ck_winograd_forward(y, x, &filters, epilogue, shape, d.P, d.Q, threads, (float *)workspace,
-                               ck_conv_packed_weights(workspace, workspace_bytes, shape, &d, threads));
+    const float *given = packed_weights_for(packed, packed_bytes, &d, ck_get_gemm_backend(), 1);
+    float *region = given ? (float *)given : ck_conv_packed_weights(workspace, workspace_bytes, shape, &d, threads);
+    return ck_winograd_forward(y, x, &filters, epilogue, shape, d.P, d.Q, threads, (float *)workspace, region,
+                               given != NULL);
 }
 
 // The weights (K × CRS) packed once for the packed GEMM of `backend`, the team splitting the blocks: otherwise every
@@ -49,21 +119,23 @@ static void multiply_weights(int backend, const float *weight, const float *pack
                     images);
 }
 
-static int conv_forward_gemm(float *y, const float *x, const float *weight, const ck_conv_epilogue *epilogue,
-                             const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
+static int conv_forward_gemm(float *y, const float *x, const float *weight, const void *packed, size_t packed_bytes,
+                             const ck_conv_epilogue *epilogue, const ck_conv2d_shape *shape, void *workspace,
+                             size_t workspace_bytes) {
     ck_conv_dims d;
     int threads;
     int status = ck_conv_begin(shape, y && x && weight, 0, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
     // The backend is read once: the panel lowering's instructions must match the micro-kernel's tier.
     const int backend = ck_get_gemm_backend();
-    const float *packed_weights = prepack_weights(weight, shape, &d, backend, threads, workspace, workspace_bytes);
+    const float *packed_weights = packed_weights_for(packed, packed_bytes, &d, backend, 0);
+    if (!packed_weights) packed_weights = prepack_weights(weight, shape, &d, backend, threads, workspace, workspace_bytes);
 
 #if defined(__x86_64__)
     // Strided layers lower by gathers: measured faster on wide rows of spatial kernels (conv1, layer2.0 and
     // layer3.0 3x3/2), slower on 14×14 rows and on 1x1/2 downsamples, whose column matrix is small anyway.
-    const int packed = backend == CK_GEMM_AVX512 || backend == CK_GEMM_AVX2;
-    if (!d.pointwise && packed && (shape->stride_width == 1 || (d.R > 1 && d.W >= 28))) {
+    const int packed_backend = backend == CK_GEMM_AVX512 || backend == CK_GEMM_AVX2;
+    if (!d.pointwise && packed_backend && (shape->stride_width == 1 || (d.R > 1 && d.W >= 28))) {
         // Implicit GEMM: the packed GEMM lowers the input straight into its panels. Each thread takes an
         // equal run of the batch's columns, in NC-sized pieces whose epilogue runs while they are in cache.
         const ck_im2col_panel lowering = {x, shape, d.P, d.Q};
@@ -169,20 +241,27 @@ int ck_conv2d_forward_f32(float *y, const float *x, const float *weight, const f
 int ck_conv2d_forward_fused_f32(float *y, const float *x, const float *weight, const float *bias,
                                 const float *residual, int relu, const ck_conv2d_shape *shape,
                                 void *workspace, size_t workspace_bytes) {
+    return ck_conv2d_forward_fused_packed_f32(y, x, weight, NULL, 0, bias, residual, relu, shape, workspace,
+                                              workspace_bytes);
+}
+
+int ck_conv2d_forward_fused_packed_f32(float *y, const float *x, const float *weight, const void *packed,
+                                       size_t packed_bytes, const float *bias, const float *residual, int relu,
+                                       const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
     const ck_conv_epilogue epilogue = {bias, residual, relu};
     if (ck_winograd_chosen(shape, 0))
-        return conv_forward_winograd(y, x, weight, &epilogue, shape, workspace, workspace_bytes);
-    return conv_forward_gemm(y, x, weight, &epilogue, shape, workspace, workspace_bytes);
+        return conv_forward_winograd(y, x, weight, packed, packed_bytes, &epilogue, shape, workspace, workspace_bytes);
+    return conv_forward_gemm(y, x, weight, packed, packed_bytes, &epilogue, shape, workspace, workspace_bytes);
 }
 
 int ck_conv2d_forward_winograd_f32(float *y, const float *x, const float *weight, const float *bias,
                                    const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
     const ck_conv_epilogue epilogue = {bias, NULL, 0};
-    return conv_forward_winograd(y, x, weight, &epilogue, shape, workspace, workspace_bytes);
+    return conv_forward_winograd(y, x, weight, NULL, 0, &epilogue, shape, workspace, workspace_bytes);
 }
 
 int ck_conv2d_forward_gemm_f32(float *y, const float *x, const float *weight, const float *bias,
                                const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
     const ck_conv_epilogue epilogue = {bias, NULL, 0};
-    return conv_forward_gemm(y, x, weight, &epilogue, shape, workspace, workspace_bytes);
+    return conv_forward_gemm(y, x, weight, NULL, 0, &epilogue, shape, workspace, workspace_bytes);
 }

@@ -109,8 +109,23 @@ static void transform_kernels(float *U, const ck_winograd_filters *f, int K, int
     }
 }
 
+// The 16 U_ξ (K × C each, in U) packed for the packed GEMM of `backend`, one after another.
+static void pack_kernels(float *packed, const float *U, int K, int C, int backend, int threads) {
+    const size_t packed_floats = ck_gemm_packed_a_floats(K, C);
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (int xi = 0; xi < 16; xi++)
+        ck_gemm_prepack_a(packed + (size_t)xi * packed_floats, U + (size_t)xi * K * C, C, K, C, backend, 0, 1);
+}
+
+void ck_winograd_pack_kernels(float *packed, const ck_winograd_filters *filters, int K, int C, int backend, int threads,
+                              float *workspace) {
+    transform_kernels(workspace, filters, K, C, vector_bits(), threads);
+    pack_kernels(packed, workspace, K, C, backend, threads);
+}
+
 int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *filters, const ck_conv_epilogue *epilogue,
-                        const ck_conv2d_shape *s, int P, int Q, int threads, float *workspace, float *packed_kernels) {
+                        const ck_conv2d_shape *s, int P, int Q, int threads, float *workspace, float *packed_kernels,
+                        int kernels_packed) {
     const int C = s->in_channels, K = s->out_channels;
     const int tiles_h = (P + 1) / 2, tiles_w = (Q + 1) / 2;
     const int total_tiles = s->batch * tiles_h * tiles_w;
@@ -120,15 +135,12 @@ int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *fil
     const size_t per_thread_floats = (size_t)16 * ((size_t)C + (size_t)K) * (size_t)chunk;
     const int bits = vector_bits();
     transform_kernels(U, filters, K, C, bits, threads);
-    // Each U_ξ packed once for the packed GEMM, not once per chunk of tiles by every thread.
+    // Each U_ξ packed once for the packed GEMM, not once per chunk of tiles by every thread (or packed ahead by the
+    // caller; U stays the fallback's, should a thread's packing buffer be missing).
     const int backend = ck_get_gemm_backend();
     if (backend != CK_GEMM_AVX512 && backend != CK_GEMM_AVX2) packed_kernels = NULL;
     const size_t packed_floats = ck_gemm_packed_a_floats(K, C);
-    if (packed_kernels) {
-        #pragma omp parallel for schedule(static) num_threads(threads)
-        for (int xi = 0; xi < 16; xi++)
-            ck_gemm_prepack_a(packed_kernels + (size_t)xi * packed_floats, U + (size_t)xi * K * C, C, K, C, backend, 0, 1);
-    }
+    if (packed_kernels && !kernels_packed) pack_kernels(packed_kernels, U, K, C, backend, threads);
     #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num(), team = omp_get_num_threads();
@@ -146,8 +158,9 @@ int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *fil
                 const float *u = U + (size_t)xi * K * C, *v = V + (size_t)xi * C * width;
                 float *m = M + (size_t)xi * K * width;
                 const ck_gemm_b source = {.b = v, .ldb = width};
-                if (packed_kernels && ck_sgemm_packing(backend, K, width, C, u, C, packed_kernels + (size_t)xi * packed_floats,
-                                                       &source, m, width, 0, 0, width))
+                if (packed_kernels && ck_sgemm_packing(backend, K, width, C, u, C,
+                                                       packed_kernels + (size_t)xi * packed_floats, &source, m, width,
+                                                       0, 0, width))
                     continue;
                 ck_sgemm(0, 0, K, width, C, 1.0f, u, C, v, width, 0.0f, m, width);
             }

@@ -25,9 +25,15 @@ typedef struct {
 } ck_winograd_filters;
 
 // y is (N, K, P, Q); x is (N, C, H, W); `shape` is the Winograd convolution's own (C, K as it sees them).
-// packed_kernels: room for 16 kernels packed for the GEMM (16 × ck_gemm_packed_a_floats(K, C)), or NULL.
+// packed_kernels: room for 16 kernels packed for the GEMM (16 × ck_gemm_packed_a_floats(K, C)), or NULL;
+// kernels_packed: 1 when it already holds them (ck_winograd_pack_kernels, for the current GEMM backend).
 int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *filters, const ck_conv_epilogue *epilogue,
-                        const ck_conv2d_shape *shape, int P, int Q, int threads, float *workspace, float *packed_kernels);
+                        const ck_conv2d_shape *shape, int P, int Q, int threads, float *workspace, float *packed_kernels,
+                        int kernels_packed);
+// The 16 transformed kernels packed for the packed GEMM of `backend` (a packed backend), as ck_winograd_forward
+// packs them; workspace holds U on the way (16·K·C floats).
+void ck_winograd_pack_kernels(float *packed, const ck_winograd_filters *filters, int K, int C, int backend, int threads,
+                              float *workspace);
 
 // dweight (K, C, 3, 3) += the weight gradient of the layer `shape` (3x3, stride 1, padding 1): dy is (N, K, P, Q),
 // x is (N, C, H, W). Accumulates, as ck_conv2d_backward_weight_f32 does.

@@ -21,6 +21,12 @@ extern "C" {
 // ck_conv2d_backward_input_winograd_f32 and ck_conv2d_backward_weight_winograd_f32.
 int ck_conv2d_forward_f32_ref(float *y, const float *x, const float *weight, const float *bias,
                               const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
+size_t ck_conv2d_packed_weights_size_ref(const ck_conv2d_shape *shape);
+int ck_conv2d_pack_weights_f32_ref(void *packed, size_t packed_bytes, const float *weight, const ck_conv2d_shape *shape,
+                                   void *workspace, size_t workspace_bytes);
+int ck_conv2d_forward_fused_packed_f32_ref(float *y, const float *x, const float *weight, const void *packed,
+                                           size_t packed_bytes, const float *bias, const float *residual, int relu,
+                                           const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
 int ck_conv2d_forward_fused_f32_ref(float *y, const float *x, const float *weight, const float *bias,
                                     const float *residual, int relu, const ck_conv2d_shape *shape,
                                     void *workspace, size_t workspace_bytes);

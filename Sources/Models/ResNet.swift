@@ -98,7 +98,7 @@ func inferenceOnly(_ bn: BatchNorm2d, _ tensors: Tensor?...) -> Bool {
 func fusedConvBN(_ conv: Conv2d, _ bn: BatchNorm2d, _ x: Tensor, residual: Tensor? = nil, relu: Bool) -> Tensor {
     let folded = bn.folded(into: conv)
     return conv2dInference(x, weight: folded.weight, bias: folded.bias, residual: residual, relu: relu,
-                           stride: conv.stride, padding: conv.padding)
+                           stride: conv.stride, padding: conv.padding, packed: folded.packed)
 }
 
 /// The inference shortcut: the input, or the folded conv1x1 + bn when the shape changes.

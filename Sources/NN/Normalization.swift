@@ -63,23 +63,25 @@ public final class BatchNorm2d: Module, UnaryLayer {
         let conv: ObjectIdentifier
         let weight: Tensor
         let bias: Tensor
+        let packed = PackedConvolutionWeights()
     }
     private var foldCache: FoldCache?
 
     /// `conv` followed by this batch norm on its running statistics, as one convolution: weight·s and
     /// (bias − mean)·s + beta with s = gamma/√(var + eps). Computed once and reused across inference passes
     /// while none of the values it came from changes (a ResNet-50 refolds 25 M weights otherwise, every
-    /// batch); a training forward drops it.
-    public func folded(into conv: Conv2d) -> (weight: Tensor, bias: Tensor) {
+    /// batch); a training forward drops it. `packed` holds the folded weights packed for the kernels, for as long.
+    public func folded(into conv: Conv2d) -> (weight: Tensor, bias: Tensor, packed: PackedConvolutionWeights) {
         let sources = [conv.weight.data, conv.bias?.data ?? [], weight.data, bias.data, runningMean.data, runningVar.data]
         if let cache = foldCache, cache.conv == ObjectIdentifier(conv), cache.sources.count == sources.count,
            zip(cache.sources, sources).allSatisfy({ sameStorage($0, $1) }) {
-            return (cache.weight, cache.bias)
+            return (cache.weight, cache.bias, cache.packed)
         }
         let result = foldBatchNormIntoConv(weight: conv.weight, bias: conv.bias, gamma: weight, beta: bias,
                                            runningMean: runningMean, runningVar: runningVar, eps: eps)
-        foldCache = FoldCache(sources: sources, conv: ObjectIdentifier(conv), weight: result.weight, bias: result.bias)
-        return result
+        let cache = FoldCache(sources: sources, conv: ObjectIdentifier(conv), weight: result.weight, bias: result.bias)
+        foldCache = cache
+        return (cache.weight, cache.bias, cache.packed)
     }
 }
 

@@ -81,9 +81,56 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
     return result
 }
 
+/// A convolution's weights packed ahead for the kernels (`conv2dInference(…, packed:)`), so an inference pass does
+/// not pack (or, for Winograd layers, transform) 25 M weights again on every batch. Whoever keeps the weights
+/// unchanged keeps this with them (a folded batch norm's cache); it repacks when a new input size asks for another
+/// form, and the kernels ignore a buffer packed for another GEMM backend or Winograd choice.
+public final class PackedConvolutionWeights {
+    fileprivate var buffer: UnsafeMutableRawPointer?
+    fileprivate var bytes = 0
+    fileprivate var packedFor: [Int32] = []  // the shape it was packed for, batch aside
+
+    public init() {}
+
+    deinit { buffer?.deallocate() }
+
+    /// Whether the weights are held packed (none when the kernel table packs nothing ahead).
+    public var isPacked: Bool { buffer != nil }
+
+    fileprivate static func key(_ s: ck_conv2d_shape) -> [Int32] {
+        [s.in_channels, s.in_height, s.in_width, s.out_channels, s.kernel_height, s.kernel_width, s.stride_height,
+         s.stride_width, s.pad_height, s.pad_width]
+    }
+
+    /// Packs `weight` for `shape` unless that is done already.
+    fileprivate func prepare(_ weight: [Float], shape: inout ck_conv2d_shape, kernels: ck_kernel_table,
+                             workspaceBytes: Int) {
+        let key = Self.key(shape)
+        if key == packedFor { return }
+        buffer?.deallocate()
+        buffer = nil
+        bytes = 0
+        packedFor = key
+        let size = kernels.conv2d_packed_weights_size(&shape)
+        guard size > 0 else { return }
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+        let status = weight.withUnsafeBufferPointer { w in
+            Workspace.shared.withBuffer(bytes: workspaceBytes) { ws, wsBytes in
+                kernels.conv2d_pack_weights(storage, size, w.baseAddress, &shape, ws, wsBytes)
+            }
+        }
+        guard status == CK_OK.rawValue else {
+            storage.deallocate()  // the forward packs as usual
+            return
+        }
+        buffer = storage
+        bytes = size
+    }
+}
+
 /// relu?(conv(x, weight) + bias + residual) in one pass over the output: the inference path of a
 /// BatchNorm-folded network (the bias is the folded BatchNorm's shift). No autograd: callers use it only
-/// when nothing needs a gradient.
+/// when nothing needs a gradient. `packed`: the weights packed ahead, kept by the caller while they stay the same.
 /// - Parameters:
 ///   - x: (N, C, H, W).
 ///   - weight: (K, C, R, S).
@@ -92,18 +139,21 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
 ///   - relu: apply max(·, 0) last (NaN kept).
 /// - Returns: (N, K, P, Q), off the tape.
 public func conv2dInference(_ x: Tensor, weight: Tensor, bias: Tensor?, residual: Tensor? = nil, relu: Bool,
-                            stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
+                            stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+                            packed: PackedConvolutionWeights? = nil) -> Tensor {
     precondition(!Tensor.needsGrad(x, weight, bias, residual), "conv2dInference: an input needs a gradient")
     var (shape, outShape) = convolutionShape("conv2dInference", x, weight: weight, bias: bias, stride: stride,
                                              padding: padding)
     if let residual { precondition(residual.shape == outShape, "conv2dInference: residual \(residual.shape), output \(outShape)") }
     let kernels = Kernels.table
     let workspaceBytes = kernels.conv2d_workspace_size(&shape)
+    packed?.prepare(weight.data, shape: &shape, kernels: kernels, workspaceBytes: workspaceBytes)
     let y = [Float](unsafeUninitializedCapacity: outShape.reduce(1, *)) { out, initialized in
         withBaseAddresses(x.data, weight.data, bias?.data, residual?.data) { input in
             Workspace.shared.withBuffer(bytes: workspaceBytes) { ws, wsBytes in
-                let status = kernels.conv2d_forward_fused(out.baseAddress, input[0], input[1], input[2], input[3],
-                                                          relu ? 1 : 0, &shape, ws, wsBytes)
+                let status = kernels.conv2d_forward_fused_packed(out.baseAddress, input[0], input[1], packed?.buffer,
+                                                                 packed?.bytes ?? 0, input[2], input[3], relu ? 1 : 0,
+                                                                 &shape, ws, wsBytes)
                 Kernels.check(status, "conv2d fused forward")
             }
         }

@@ -146,6 +146,73 @@ final class ConvolutionTests: XCTestCase {
                        CK_ERR_BAD_SIZE.rawValue)
     }
 
+    /// Weights packed ahead give the fused forward's result bit for bit (the same packing, done once), on GEMM and
+    /// Winograd layers under each instruction set; a buffer packed for another choice, cut short or with a damaged
+    /// header is ignored (the result is still right), and the reference table packs nothing.
+    func testWeightsPackedAheadMatchTheFusedForward() {
+        var rng = SplitMix64(seed: 41)
+        ck_set_num_threads(2)
+        // 3x3 stride 1 (Winograd where chosen), 3x3 stride 2 (implicit GEMM), pointwise on small images (grouped),
+        // pointwise on large ones (per image), a 1x1 stride 2.
+        let cases: [(n: Int, c: Int, h: Int, k: Int, r: Int, stride: Int, pad: Int)] = [
+            (2, 16, 14, 24, 3, 1, 1), (2, 8, 9, 13, 3, 2, 1), (4, 32, 7, 40, 1, 1, 0), (1, 8, 40, 10, 1, 1, 0),
+            (3, 8, 10, 16, 1, 2, 0)]
+        forEachInstructionSet { avx512 in
+            for t in cases {
+                var s = convShape(batch: t.n, inChannels: t.c, height: t.h, width: t.h, outChannels: t.k, kernel: t.r,
+                                  stride: t.stride, pad: t.pad)
+                let x = randomArray(t.n * t.c * t.h * t.h, &rng), w = randomArray(t.k * t.c * t.r * t.r, &rng)
+                let b = randomArray(t.k, &rng)
+                let P = Int(ck_conv2d_output_height(&s)), Q = Int(ck_conv2d_output_width(&s))
+                let residual = randomArray(t.n * t.k * P * Q, &rng)
+                let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
+                var expected = [Float](repeating: .nan, count: residual.count)
+                XCTAssertOK(ck_conv2d_forward_fused_f32(&expected, x, w, b, residual, 1, &s, workspace.buffer, workspace.bytes))
+                let size = ck_conv2d_packed_weights_size(&s)
+                XCTAssertGreaterThan(size, 64, "\(t) avx512 \(avx512)")
+                let packed = Workspace(bytes: size)
+                XCTAssertOK(ck_conv2d_pack_weights_f32(packed.buffer, size, w, &s, workspace.buffer, workspace.bytes))
+                func forward(_ buffer: UnsafeMutableRawPointer?, _ bytes: Int) -> [Float] {
+                    var y = [Float](repeating: .nan, count: residual.count)
+                    XCTAssertOK(ck_conv2d_forward_fused_packed_f32(&y, x, w, buffer, bytes, b, residual, 1, &s,
+                                                                   workspace.buffer, workspace.bytes))
+                    return y
+                }
+                let label = "\(t) avx512 \(avx512)"
+                XCTAssertEqual(forward(packed.buffer, size), expected, "packed ahead \(label)")
+                XCTAssertEqual(forward(packed.buffer, size - 4), expected, "cut short \(label)")
+                XCTAssertEqual(forward(packed.buffer, 10), expected, "shorter than its header \(label)")
+                // Another Winograd choice than it was packed for, then damaged headers: ignored.
+                ck_conv2d_set_winograd(Int32(CK_WINOGRAD_NEVER))
+                var gemmOnly = [Float](repeating: .nan, count: residual.count)
+                XCTAssertOK(ck_conv2d_forward_fused_f32(&gemmOnly, x, w, b, residual, 1, &s, workspace.buffer, workspace.bytes))
+                XCTAssertEqual(forward(packed.buffer, size), gemmOnly, "other Winograd choice \(label)")
+                ck_conv2d_set_winograd(Int32(CK_WINOGRAD_AUTO))
+                let header = packed.buffer!.assumingMemoryBound(to: Int32.self)
+                for field in 0 ..< 10 {  // magic, backend, winograd, K, C, R, S, padding, floats (two halves)
+                    let saved = header[field]
+                    header[field] = saved &+ 1
+                    XCTAssertEqual(forward(packed.buffer, size), expected, "header field \(field) changed, \(label)")
+                    header[field] = saved
+                }
+                XCTAssertEqual(ck_conv2d_pack_weights_f32(packed.buffer, size - 1, w, &s, workspace.buffer, workspace.bytes),
+                               CK_ERR_WORKSPACE.rawValue)
+                XCTAssertEqual(ck_conv2d_pack_weights_f32(nil, size, w, &s, workspace.buffer, workspace.bytes),
+                               CK_ERR_NULL_POINTER.rawValue)
+                // The reference table packs nothing; its packed forward is its fused forward.
+                XCTAssertEqual(ck_conv2d_packed_weights_size_ref(&s), 0)
+                var yRef = [Float](repeating: .nan, count: residual.count)
+                XCTAssertOK(ck_conv2d_forward_fused_packed_f32_ref(&yRef, x, w, packed.buffer, size, b, residual, 1, &s, nil, 0))
+                XCTAssertLessThanOrEqual(relativeError(expected, yRef), 1e-4, "against the twin \(label)")
+            }
+        }
+        // OpenBLAS: nothing to pack.
+        withGemmBackend(Int32(CK_GEMM_OPENBLAS.rawValue)) {
+            var s = convShape(batch: 1, inChannels: 4, height: 8, width: 8, outChannels: 4, kernel: 3, stride: 1, pad: 1)
+            XCTAssertEqual(ck_conv2d_packed_weights_size(&s), 0)
+        }
+    }
+
     /// The fused inference epilogue, relu(conv + bias + residual), through im2col, pointwise and Winograd.
     func testFusedEpilogueMatchesReference() {
         var rng = SplitMix64(seed: 31)
