@@ -37,9 +37,28 @@ public final class Conv2d: Module, UnaryLayer {
                   padding: (padding, padding), bias: bias, generator: generator)
     }
 
+    /// The weights packed ahead for the kernels while they are frozen (a frozen backbone's forward packs none of its
+    /// 23 M weights again each batch). Holding `source` keeps its storage shared, so any write to the weights copies
+    /// them to new storage, which the check in `callAsFunction` sees.
+    private var frozenPacking: (source: [Float], packed: PackedConvolutionWeights)?
+
     /// - Parameter x: (N, C, H, W).
     /// - Returns: (N, K, P, Q).
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        guard !weight.requiresGrad else {
+            frozenPacking = nil  // trained weights change every step: packing ahead would only cost a copy
+            return conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        }
+        if frozenPacking.map({ !sameStorage($0.source, weight.data) }) ?? true {
+            frozenPacking = (weight.data, PackedConvolutionWeights())
+        }
+        return conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, packed: frozenPacking?.packed)
+    }
+}
+
+/// Whether two arrays are one storage (not merely equal values): an O(1) check.
+func sameStorage(_ a: [Float], _ b: [Float]) -> Bool {
+    a.withUnsafeBufferPointer { pa in
+        b.withUnsafeBufferPointer { pb in pa.baseAddress == pb.baseAddress && pa.count == pb.count }
     }
 }

@@ -100,9 +100,3 @@ extension Module {
     }
 }
 
-/// Whether two arrays are one storage (not merely equal values): an O(1) check.
-private func sameStorage(_ a: [Float], _ b: [Float]) -> Bool {
-    a.withUnsafeBufferPointer { pa in
-        b.withUnsafeBufferPointer { pb in pa.baseAddress == pb.baseAddress && pa.count == pb.count }
-    }
-}

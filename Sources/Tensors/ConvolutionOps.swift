@@ -23,18 +23,24 @@ private func convolutionShape(_ op: String, _ x: Tensor, weight: Tensor, bias: T
 ///   - bias: (K) or nil.
 ///   - stride: (vertical, horizontal) step.
 ///   - padding: (vertical, horizontal) zero padding on each side.
+///   - packed: the weights packed ahead (`PackedConvolutionWeights`), kept by a caller whose weights stay the same.
 /// - Returns: (N, K, P, Q) with P = (H + 2·padH − R) / strideH + 1.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
-                   stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
+                   stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+                   packed: PackedConvolutionWeights? = nil) -> Tensor {
     var (shape, outShape) = convolutionShape("conv2d", x, weight: weight, bias: bias, stride: stride, padding: padding)
     let kernels = Kernels.table
     let workspaceBytes = kernels.conv2d_workspace_size(&shape)
+    packed?.prepare(weight.data, shape: &shape, kernels: kernels, workspaceBytes: workspaceBytes)
 
     let y = [Float](unsafeUninitializedCapacity: outShape.reduce(1, *)) { out, initialized in
         withBaseAddresses(x.data, weight.data, bias?.data) { input in
             Workspace.shared.withBuffer(bytes: workspaceBytes) { ws, wsBytes in
-                Kernels.check(kernels.conv2d_forward(out.baseAddress, input[0], input[1], input[2], &shape, ws, wsBytes),
-                              "conv2d forward")
+                let status = packed == nil
+                    ? kernels.conv2d_forward(out.baseAddress, input[0], input[1], input[2], &shape, ws, wsBytes)
+                    : kernels.conv2d_forward_fused_packed(out.baseAddress, input[0], input[1], packed?.buffer,
+                                                          packed?.bytes ?? 0, input[2], nil, 0, &shape, ws, wsBytes)
+                Kernels.check(status, "conv2d forward")
             }
         }
         initialized = out.count

@@ -71,6 +71,26 @@ final class ModuleTests: XCTestCase {
         XCTAssertEqual(fusion.stateDict().strippingPrefix("backbone.").count, source.stateDict().count - 2)
     }
 
+    /// A frozen convolution keeps its weights packed ahead; any change to them (written in place, or a new array)
+    /// is seen, and the output is always the plain convolution's. Likewise a folded conv + batch norm in eval mode.
+    func testWeightsPackedAheadFollowEveryChange() {
+        let generator = RandomGenerator(seed: 3)
+        for (kernel, size) in [(3, 14), (1, 7), (3, 9)] {  // Winograd, grouped pointwise, implicit GEMM
+            let conv = Conv2d(16, 24, kernelSize: kernel, padding: kernel / 2, generator: generator)
+            let x = Tensor.randn([2, 16, size, size], generator: generator)
+            func plain() -> [Float] { conv2d(x, weight: conv.weight, bias: conv.bias, padding: (kernel / 2, kernel / 2)).data }
+            conv.weight.requiresGrad = false
+            XCTAssertEqual(conv(x).data, plain())
+            XCTAssertEqual(conv(x).data, plain(), "second call, packed ahead")
+            conv.weight.data[5] += 1  // in place
+            XCTAssertEqual(conv(x).data, plain(), "after an in-place write")
+            conv.weight.data = conv.weight.data.map { $0 * 0.5 }  // a new array
+            XCTAssertEqual(conv(x).data, plain(), "after new weights")
+            conv.weight.requiresGrad = true
+            XCTAssertEqual(conv(x).data, plain(), "trainable again")
+        }
+    }
+
     func testTrainEvalFreeze() {
         let model = FusionModel(metaDim: 12, backbone: ResNet(config: .narrow(numClasses: nil)))
         let all = model.parameters().count
