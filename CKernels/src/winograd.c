@@ -109,6 +109,29 @@ static void transform_kernels(float *U, const ck_winograd_filters *f, int K, int
     }
 }
 
+// How a layer's tiles are shared out: a global tile index walks images, then tile rows, then tile columns; each
+// thread takes an even run of them, in chunks whose transformed tiles stay cache-sized, with per-thread buffers for
+// one chunk: the input side V (16·C·chunk floats), then the output side (16·K·chunk).
+typedef struct {
+    int tiles_h, tiles_w, total, chunk;
+    size_t per_thread_floats;
+} tiling;
+
+static tiling tiling_for(const ck_conv2d_shape *s, int P, int Q) {
+    const int C = s->in_channels, K = s->out_channels;
+    tiling g = {(P + 1) / 2, (Q + 1) / 2, 0, chunk_tiles(C, K), 0};
+    g.total = s->batch * g.tiles_h * g.tiles_w;
+    g.per_thread_floats = (size_t)16 * ((size_t)C + (size_t)K) * (size_t)g.chunk;
+    return g;
+}
+
+// V_ξ[c][t − t0] = (Bᵀ d B)_ξ for tiles [t0, t1), Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]: this tier's transform.
+static void transform_inputs(float *V, const float *x, const ck_conv2d_shape *s, const tiling *g, int t0, int t1,
+                             int bits) {
+    if (bits == 512) ck_winograd_transform_inputs_avx512(V, x, s, g->tiles_h, g->tiles_w, t0, t1);
+    else ck_winograd_transform_inputs_avx2(V, x, s, g->tiles_h, g->tiles_w, t0, t1);
+}
+
 // The 16 U_ξ (K × C each, in U) packed for the packed GEMM of `backend`, one after another.
 static void pack_kernels(float *packed, const float *U, int K, int C, int backend, int threads) {
     const size_t packed_floats = ck_gemm_packed_a_floats(K, C);
@@ -127,12 +150,9 @@ int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *fil
                         const ck_conv2d_shape *s, int P, int Q, int threads, float *workspace, float *packed_kernels,
                         int kernels_packed) {
     const int C = s->in_channels, K = s->out_channels;
-    const int tiles_h = (P + 1) / 2, tiles_w = (Q + 1) / 2;
-    const int total_tiles = s->batch * tiles_h * tiles_w;
-    const int chunk = chunk_tiles(C, K);
+    const tiling g = tiling_for(s, P, Q);
     float *U = workspace;
     float *per_thread = workspace + (size_t)16 * K * C;
-    const size_t per_thread_floats = (size_t)16 * ((size_t)C + (size_t)K) * (size_t)chunk;
     const int bits = vector_bits();
     transform_kernels(U, filters, K, C, bits, threads);
     // Each U_ξ packed once for the packed GEMM, not once per chunk of tiles by every thread (or packed ahead by the
@@ -144,16 +164,13 @@ int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *fil
     #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num(), team = omp_get_num_threads();
-        float *V = per_thread + (size_t)t * per_thread_floats;
-        float *M = V + (size_t)16 * C * chunk;
+        float *V = per_thread + (size_t)t * g.per_thread_floats;
+        float *M = V + (size_t)16 * C * g.chunk;
         int begin, end;
-        ck_block_range(total_tiles, team, t, &begin, &end);
-        for (int t0 = begin; t0 < end; t0 += chunk) {
-            const int t1 = end < t0 + chunk ? end : t0 + chunk, width = t1 - t0;
-            // V_ξ[c][t − t0] = (Bᵀ d B)_ξ, Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]. A global tile index walks
-            // images, then tile rows, then tile columns.
-            if (bits == 512) ck_winograd_transform_inputs_avx512(V, x, s, tiles_h, tiles_w, t0, t1);
-            else ck_winograd_transform_inputs_avx2(V, x, s, tiles_h, tiles_w, t0, t1);
+        ck_block_range(g.total, team, t, &begin, &end);
+        for (int t0 = begin; t0 < end; t0 += g.chunk) {
+            const int t1 = end < t0 + g.chunk ? end : t0 + g.chunk, width = t1 - t0;
+            transform_inputs(V, x, s, &g, t0, t1, bits);
             for (int xi = 0; xi < 16; xi++) {
                 const float *u = U + (size_t)xi * K * C, *v = V + (size_t)xi * C * width;
                 float *m = M + (size_t)xi * K * width;
@@ -165,8 +182,8 @@ int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *fil
                 ck_sgemm(0, 0, K, width, C, 1.0f, u, C, v, width, 0.0f, m, width);
             }
             // y tile = Aᵀ m A (+ the epilogue), Aᵀ = [1 1 1 0; 0 1 −1 −1], clipped at the image's last row/column.
-            if (bits == 512) ck_winograd_transform_outputs_avx512(y, M, epilogue, s, P, Q, tiles_h, tiles_w, t0, t1);
-            else ck_winograd_transform_outputs_avx2(y, M, epilogue, s, P, Q, tiles_h, tiles_w, t0, t1);
+            if (bits == 512) ck_winograd_transform_outputs_avx512(y, M, epilogue, s, P, Q, g.tiles_h, g.tiles_w, t0, t1);
+            else ck_winograd_transform_outputs_avx2(y, M, epilogue, s, P, Q, g.tiles_h, g.tiles_w, t0, t1);
         }
     }
     return CK_OK;
@@ -181,29 +198,25 @@ int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *fil
 int ck_winograd_backward_weight(float *dweight, const float *dy, const float *x, const ck_conv2d_shape *s, int P, int Q,
                                 int threads, float *workspace) {
     const int C = s->in_channels, K = s->out_channels;
-    const int tiles_h = (P + 1) / 2, tiles_w = (Q + 1) / 2;
-    const int total_tiles = s->batch * tiles_h * tiles_w;
-    const int chunk = chunk_tiles(C, K);
+    const tiling g = tiling_for(s, P, Q);
     const size_t KC = (size_t)K * C, kernels = 16 * KC;
-    const size_t per_thread_floats = (size_t)16 * ((size_t)C + (size_t)K) * (size_t)chunk;
     float *per_thread = workspace + kernels;
-    float *other_accumulators = per_thread + (size_t)threads * per_thread_floats;
+    float *other_accumulators = per_thread + (size_t)threads * g.per_thread_floats;
     const int bits = vector_bits();
     #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num(), team = omp_get_num_threads();
         float *M = t == 0 ? workspace : other_accumulators + (size_t)(t - 1) * kernels;
-        float *V = per_thread + (size_t)t * per_thread_floats;
-        float *Y = V + (size_t)16 * C * chunk;
+        float *V = per_thread + (size_t)t * g.per_thread_floats;
+        float *Y = V + (size_t)16 * C * g.chunk;
         int begin, end;
-        ck_block_range(total_tiles, team, t, &begin, &end);
-        for (int t0 = begin; t0 < end; t0 += chunk) {
-            const int t1 = end < t0 + chunk ? end : t0 + chunk, width = t1 - t0;
-            if (bits == 512) ck_winograd_transform_inputs_avx512(V, x, s, tiles_h, tiles_w, t0, t1);
-            else ck_winograd_transform_inputs_avx2(V, x, s, tiles_h, tiles_w, t0, t1);
+        ck_block_range(g.total, team, t, &begin, &end);
+        for (int t0 = begin; t0 < end; t0 += g.chunk) {
+            const int t1 = end < t0 + g.chunk ? end : t0 + g.chunk, width = t1 - t0;
+            transform_inputs(V, x, s, &g, t0, t1, bits);
             // Ŷ_ξ[k][t − t0] = (A dy Aᵀ)_ξ for each tile's 2x2 of dy (zero past P, Q), A = [1 0; 1 1; 1 −1; 0 −1].
-            if (bits == 512) ck_winograd_transform_output_gradients_avx512(Y, dy, s, P, Q, tiles_h, tiles_w, t0, t1);
-            else ck_winograd_transform_output_gradients_avx2(Y, dy, s, P, Q, tiles_h, tiles_w, t0, t1);
+            if (bits == 512) ck_winograd_transform_output_gradients_avx512(Y, dy, s, P, Q, g.tiles_h, g.tiles_w, t0, t1);
+            else ck_winograd_transform_output_gradients_avx2(Y, dy, s, P, Q, g.tiles_h, g.tiles_w, t0, t1);
             const float beta = t0 == begin ? 0.0f : 1.0f;  // the first chunk starts the accumulator
             for (int xi = 0; xi < 16; xi++)
                 ck_sgemm(0, 1, K, C, width, 1.0f, Y + (size_t)xi * K * width, width, V + (size_t)xi * C * width, width,
