@@ -94,30 +94,26 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
 public final class PackedConvolutionWeights {
     fileprivate var buffer: UnsafeMutableRawPointer?
     fileprivate var bytes = 0
-    fileprivate var packedFor: [Int32] = []  // the shape it was packed for, batch aside
+    fileprivate var packedFor: [Int] = []  // what it was packed for: the shape (batch aside), size and GEMM backend
 
     public init() {}
 
     deinit { buffer?.deallocate() }
 
-    /// Whether the weights are held packed (none when the kernel table packs nothing ahead).
-    public var isPacked: Bool { buffer != nil }
-
-    fileprivate static func key(_ s: ck_conv2d_shape) -> [Int32] {
-        [s.in_channels, s.in_height, s.in_width, s.out_channels, s.kernel_height, s.kernel_width, s.stride_height,
-         s.stride_width, s.pad_height, s.pad_width]
-    }
-
-    /// Packs `weight` for `shape` unless that is done already.
+    /// Packs `weight` for `shape` unless that is done already for this kernel table's choice: its packed size (0 for
+    /// the reference table, and it changes with the Winograd choice) and the GEMM backend are part of the key, so a
+    /// switch of either repacks rather than leaving a buffer the kernels would ignore.
     fileprivate func prepare(_ weight: [Float], shape: inout ck_conv2d_shape, kernels: ck_kernel_table,
                              workspaceBytes: Int) {
-        let key = Self.key(shape)
+        let size = kernels.conv2d_packed_weights_size(&shape)
+        let key = [shape.in_channels, shape.in_height, shape.in_width, shape.out_channels, shape.kernel_height,
+                   shape.kernel_width, shape.stride_height, shape.stride_width, shape.pad_height, shape.pad_width]
+            .map(Int.init) + [size, Int(ck_get_gemm_backend())]
         if key == packedFor { return }
         buffer?.deallocate()
         buffer = nil
         bytes = 0
         packedFor = key
-        let size = kernels.conv2d_packed_weights_size(&shape)
         guard size > 0 else { return }
         let storage = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
         let status = weight.withUnsafeBufferPointer { w in

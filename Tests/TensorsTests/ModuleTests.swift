@@ -86,6 +86,11 @@ final class ModuleTests: XCTestCase {
             XCTAssertEqual(conv(x).data, plain(), "after an in-place write")
             conv.weight.data = conv.weight.data.map { $0 * 0.5 }  // a new array
             XCTAssertEqual(conv(x).data, plain(), "after new weights")
+            // Another kernel table and back: each call is that table's own convolution.
+            Kernels.backend = .reference
+            XCTAssertEqual(conv(x).data, plain(), "reference table")
+            Kernels.backend = .optimized
+            XCTAssertEqual(conv(x).data, plain(), "optimized table again")
             conv.weight.requiresGrad = true
             XCTAssertEqual(conv(x).data, plain(), "trainable again")
         }
