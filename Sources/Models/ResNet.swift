@@ -108,6 +108,15 @@ func fusedShortcut(_ downsample: Sequential?, _ x: Tensor) -> Tensor {
     return fusedConvBN(downsample[0] as! Conv2d, downsample[1] as! BatchNorm2d, x, relu: false)
 }
 
+/// Frees a training block's batch-norm outputs once its forward is done with them: each is remade from its
+/// convolution's output in one pass when the backward reads it (`Tensor.releaseValues()`), rather than kept. What
+/// backward keeps then is each convolution's output and each block's output. Outside training (no tape) this
+/// frees nothing.
+@inline(__always)
+func releaseIntermediates(_ tensors: Tensor?...) {
+    for case let tensor? in tensors { tensor.releaseValues() }
+}
+
 /// The shortcut of a block: the input, or conv1x1 + bn when the shape changes.
 @inline(__always)
 func shortcut(_ downsample: Sequential?, _ x: Tensor) -> Tensor {
@@ -141,7 +150,10 @@ public final class BasicBlock: Module, UnaryLayer {
             return fusedConvBN(conv2, bn2, h, residual: fusedShortcut(downsample, x), relu: true)
         }
         let identity = shortcut(downsample, x)
-        return convBN(conv2, bn2, convBN(conv1, bn1, x, relu: true), residual: identity, relu: true)
+        let h = convBN(conv1, bn1, x, relu: true)
+        let y = convBN(conv2, bn2, h, residual: identity, relu: true)
+        releaseIntermediates(h, downsample == nil ? nil : identity)
+        return y
     }
 }
 
@@ -177,8 +189,11 @@ public final class Bottleneck: Module, UnaryLayer {
             return fusedConvBN(conv3, bn3, h, residual: fusedShortcut(downsample, x), relu: true)
         }
         let identity = shortcut(downsample, x)
-        let h = convBN(conv2, bn2, convBN(conv1, bn1, x, relu: true), relu: true)
-        return convBN(conv3, bn3, h, residual: identity, relu: true)
+        let h1 = convBN(conv1, bn1, x, relu: true)
+        let h2 = convBN(conv2, bn2, h1, relu: true)
+        let y = convBN(conv3, bn3, h2, residual: identity, relu: true)
+        releaseIntermediates(h1, h2, downsample == nil ? nil : identity)
+        return y
     }
 }
 
@@ -260,6 +275,7 @@ public final class ResNet: Module, UnaryLayer {
         let stem = inferenceOnly(bn1, x, conv1.weight, bn1.weight) ? fusedConvBN(conv1, bn1, x, relu: true)
                                                                     : convBN(conv1, bn1, x, relu: true)
         var y = maxPool2d(stem, kernelSize: (3, 3), stride: (2, 2), padding: (1, 1))
+        releaseIntermediates(stem)
         y = layer4(layer3(layer2(layer1(y))))
         return globalAvgPool2d(y)
     }

@@ -48,22 +48,39 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
         precondition(n * spatial > 1, "batchNorm2d: training needs more than one value per channel, got x \(x.shape)")
         var saveMean = [Float](repeating: 0, count: c)
         var saveInvstd = [Float](repeating: 0, count: c)
-        let y = [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
-            withMutableBaseAddresses(&saveMean, &saveInvstd) { sm, si in
-                withMutableBaseAddresses(runningMean, runningVar) { rm, rv in
-                    withBaseAddresses(x.data, weight.data, bias.data, residual?.data) { input in
-                        let status = kernels.batchnorm2d_forward_train_fused(
-                            out.baseAddress, sm, si, rm, rv, input[0], input[1], input[2], input[3], applyRelu ? 1 : 0,
-                            Int32(n), Int32(c), Int32(spatial), momentum, eps)
-                        Kernels.check(status, "batchnorm2d forward (train)")
+        /// The forward kernel's output for these gamma and beta; it also writes the statistics and, when given, updates
+        /// the running ones.
+        func normalized(gamma: [Float], beta: [Float], kernels: ck_kernel_table, saveMean: inout [Float],
+                        saveInvstd: inout [Float], runningMean: Tensor?, runningVar: Tensor?) -> [Float] {
+            [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
+                withMutableBaseAddresses(&saveMean, &saveInvstd) { sm, si in
+                    withMutableBaseAddresses(runningMean, runningVar) { rm, rv in
+                        withBaseAddresses(x.data, gamma, beta, residual?.data) { input in
+                            let status = kernels.batchnorm2d_forward_train_fused(
+                                out.baseAddress, sm, si, rm, rv, input[0], input[1], input[2], input[3], applyRelu ? 1 : 0,
+                                Int32(n), Int32(c), Int32(spatial), momentum, eps)
+                            Kernels.check(status, "batchnorm2d forward (train)")
+                        }
                     }
                 }
+                initialized = x.count
             }
-            initialized = x.count
         }
-        let result = Tensor(shape: x.shape, data: y)
+        let result = Tensor(shape: x.shape, data: normalized(gamma: weight.data, beta: bias.data, kernels: kernels,
+                                                             saveMean: &saveMean, saveInvstd: &saveInvstd,
+                                                             runningMean: runningMean, runningVar: runningVar))
         guard Tensor.needsGrad(x, weight, bias, residual) else { return result }
-        result.record("batchnorm2d", parents: [x, weight, bias] + (residual.map { [$0] } ?? [])) { output in
+        if residual == nil {
+            // The output can be remade from x alone (`releaseValues()`): the same kernel on the same x, gamma and beta
+            // computes the same statistics and the same bits; the running statistics are left alone.
+            let gamma = weight.data, beta = bias.data
+            result.setRemake {
+                var mean = [Float](repeating: 0, count: c), invstd = [Float](repeating: 0, count: c)
+                return normalized(gamma: gamma, beta: beta, kernels: kernels, saveMean: &mean, saveInvstd: &invstd,
+                                  runningMean: nil, runningVar: nil)
+            }
+        }
+        result.record("batchnorm2d", parents: [x, weight, bias] + (residual.map { [$0] } ?? [])) { [unowned result] output in
             let kernels = Kernels.table
             // One pass back through the relu (its mask is the output: y > 0) and the sum, whose gradient both the
             // batch norm and the residual receive: the kernel writes that gradient (dz) only when the residual
@@ -73,7 +90,8 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
             withOptionalMutableBaseAddress(&dz) { dzOut in
                 if x.requiresGrad || weight.requiresGrad || bias.requiresGrad {
                     withGradientBuffers(x: x, weight: weight, bias: bias) { dx, dg, db in
-                        withBaseAddresses(output, applyRelu ? y : nil, x.data, saveMean, saveInvstd, weight.data) { input in
+                        // The relu's mask is the output (y > 0), read through `data`: remade if it was released.
+                        withBaseAddresses(output, applyRelu ? result.data : nil, x.data, saveMean, saveInvstd, weight.data) { input in
                             let status = kernels.batchnorm2d_backward_fused(dx, dg, db, dzOut, input[0], input[1], input[2],
                                                                             input[3], input[4], input[5],
                                                                             Int32(n), Int32(c), Int32(spatial))
@@ -82,7 +100,7 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
                     }
                 } else if let dzOut {
                     // Only the residual wants a gradient: relu's backward alone.
-                    withBaseAddresses(output, y) { input in
+                    withBaseAddresses(output, result.data) { input in
                         Kernels.check(kernels.relu_backward(dzOut, input[0], input[1], output.count), "relu backward")
                     }
                 }

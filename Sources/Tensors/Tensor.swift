@@ -27,8 +27,30 @@ public func withNoGrad<R>(_ body: () throws -> R) rethrows -> R {
 public final class Tensor {
     /// Dimensions, outermost first (NCHW for images, (batch, features) for matrices).
     public let shape: [Int]
-    /// The values, row-major, `count` of them. Whoever assigns keeps the count (ops check it on use).
-    public var data: [Float]
+    /// The values, row-major, `count` of them. Whoever assigns keeps the count (ops check it on use). Values freed by
+    /// `releaseValues()` are remade here on first read, so a reader never sees them missing; values written are no
+    /// longer what the op computed, so a write drops the remake.
+    public var data: [Float] {
+        get {
+            if valuesReleased { remakeValues() }
+            return storage
+        }
+        _modify {
+            if valuesReleased { remakeValues() }
+            remake = nil
+            yield &storage
+        }
+        set {
+            storage = newValue
+            valuesReleased = false
+            remake = nil
+        }
+    }
+    private var storage: [Float]
+    /// Recomputes the values bit for bit from what the op that made them keeps for its backward anyway (a batch
+    /// norm's: its input and statistics): set by that op, used after `releaseValues()`.
+    private var remake: (() -> [Float])?
+    private var valuesReleased = false
     /// The accumulated gradient (same count as `data`), or nil when none has been computed.
     public var grad: [Float]?
     /// Whether gradients are computed for this tensor. False for inputs, buffers and frozen parameters.
@@ -59,7 +81,7 @@ public final class Tensor {
         precondition(n == data.count, "Tensor: \(data.count) values for shape \(shape)")
         self.shape = shape
         self.count = n
-        self.data = data
+        self.storage = data
         self.requiresGrad = requiresGrad
     }
 
@@ -120,6 +142,35 @@ public final class Tensor {
         opName = op
         self.parents = parents
         backwardFunction = backward
+    }
+
+    // MARK: Values remade instead of kept (activation memory)
+
+    /// Lets `releaseValues()` free this op output's values: `remake` recomputes them, the same bits, from what the op
+    /// keeps for its backward anyway. For an op whose output costs one pass to remake and a full activation to keep.
+    public func setRemake(_ remake: @escaping () -> [Float]) {
+        self.remake = remake
+    }
+
+    /// Frees the values until something reads them again (`data` remakes them then): what a model does with an
+    /// intermediate once the forward has no further use for it, so the activations kept for backward are the ones
+    /// that cannot be recomputed in one cheap pass. Between a block's batch norm + relu and the convolution after
+    /// it, that is a third of a ResNet's activations; the convolution's backward, which reads them, remakes them.
+    /// - Returns: whether the values were freed (false: nothing can remake them, so they stay).
+    @discardableResult
+    public func releaseValues() -> Bool {
+        guard remake != nil, count > 0 else { return false }
+        storage = []
+        valuesReleased = true
+        return true
+    }
+
+    private func remakeValues() {
+        guard let remake else { preconditionFailure("Tensor: values released with nothing to remake them") }
+        let values = remake()
+        precondition(values.count == count, "Tensor: \(opName ?? "op") remade \(values.count) values for shape \(shape)")
+        storage = values
+        valuesReleased = false
     }
 
     // MARK: Gradient accumulation (used by backward closures)
@@ -189,6 +240,8 @@ public final class Tensor {
             let parents = node.parents
             node.backwardFunction = nil
             node.parents = []
+            // What a remake holds (the op's inputs) goes with the graph, unless the values are out and need it.
+            if !node.valuesReleased { node.remake = nil }
             if !node.retainsGrad { node.grad = nil }
             guard !pendingUses.isEmpty else { continue }
             for parent in parents {
