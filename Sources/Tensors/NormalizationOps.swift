@@ -232,27 +232,36 @@ func syncBatchNorm2dTrain(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean
     // (x − mean)/√(var + eps)·γ + β is the inference kernel given the global mean and biased variance; then the
     // residual and the relu in place (both kernels allow their output to alias an input).
     let kernels = Kernels.table
-    let y = [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
-        if x.count > 0 {
-            withBaseAddresses(x.data, weight.data, bias.data, kernelMean, kernelVariance, residual?.data) { input in
-                Kernels.check(kernels.batchnorm2d_forward_infer(out.baseAddress, input[0], input[1], input[2], input[3], input[4],
-                                                                Int32(n), Int32(c), Int32(spatial), eps),
-                              "batchnorm2d forward (synchronized)")
-                if let residualValues = input[5] {
-                    Kernels.check(kernels.add(out.baseAddress, out.baseAddress, residualValues, x.count), "batchnorm2d residual add")
+    /// The output for these gamma and beta: a pure function of x and the statistics fixed above (no collective call).
+    func normalized(gamma: [Float], beta: [Float]) -> [Float] {
+        [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
+            if x.count > 0 {
+                withBaseAddresses(x.data, gamma, beta, kernelMean, kernelVariance, residual?.data) { input in
+                    Kernels.check(kernels.batchnorm2d_forward_infer(out.baseAddress, input[0], input[1], input[2], input[3],
+                                                                    input[4], Int32(n), Int32(c), Int32(spatial), eps),
+                                  "batchnorm2d forward (synchronized)")
+                    if let residualValues = input[5] {
+                        Kernels.check(kernels.add(out.baseAddress, out.baseAddress, residualValues, x.count), "batchnorm2d residual add")
+                    }
+                    if applyRelu { Kernels.check(kernels.relu_forward(out.baseAddress, out.baseAddress, x.count), "batchnorm2d relu") }
                 }
-                if applyRelu { Kernels.check(kernels.relu_forward(out.baseAddress, out.baseAddress, x.count), "batchnorm2d relu") }
             }
+            initialized = x.count
         }
-        initialized = x.count
     }
-    let result = Tensor(shape: x.shape, data: y)
+    let result = Tensor(shape: x.shape, data: normalized(gamma: weight.data, beta: bias.data))
     guard Tensor.needsGrad(x, weight, bias, residual) else { return result }
-    result.record("batchnorm2d (synchronized)", parents: [x, weight, bias] + (residual.map { [$0] } ?? [])) { output in
+    if residual == nil {
+        // Remade from x and the global statistics (`releaseValues()`): the same kernels on the same values, no collective.
+        let gamma = weight.data, beta = bias.data
+        result.setRemake { normalized(gamma: gamma, beta: beta) }
+    }
+    result.record("batchnorm2d (synchronized)", parents: [x, weight, bias] + (residual.map { [$0] } ?? [])) { [unowned result] output in
         let kernels = Kernels.table
-        // Through the relu (its mask is the output: y > 0) to the sum that both the batch norm and the residual receive.
+        // Through the relu (its mask is the output: y > 0, read through `data`: remade if it was released) to the sum
+        // that both the batch norm and the residual receive.
         let dy = !applyRelu || output.isEmpty ? output : [Float](unsafeUninitializedCapacity: output.count) { dz, initialized in
-            withBaseAddresses(output, y) { input in
+            withBaseAddresses(output, result.data) { input in
                 Kernels.check(kernels.relu_backward(dz.baseAddress, input[0], input[1], output.count), "relu backward")
             }
             initialized = output.count

@@ -11,9 +11,10 @@ final class ReleasedValuesTests: XCTestCase {
     private func bits(_ values: [Float]) -> [UInt32] { values.map(\.bitPattern) }
 
     /// conv → batch norm (+ relu) → conv → batch norm + residual + relu → max pool → loss, the shapes of a ResNet
-    /// block and its stem, with `release` deciding which intermediates are freed after the forward.
+    /// block and its stem, with `release` deciding which intermediates are freed after the forward, and `synchronized`
+    /// whether the batch norms take the data-parallel path (one process here).
     /// - Returns: the loss and every gradient, and the running statistics after the step.
-    private func block(release: Bool, seed: UInt64) -> (loss: Float, gradients: [[Float]], running: [[Float]]) {
+    private func block(release: Bool, seed: UInt64, synchronized: Bool) -> (loss: Float, gradients: [[Float]], running: [[Float]]) {
         let generator = RandomGenerator(seed: seed)
         let x = Tensor.randn([3, 4, 9, 7], generator: generator, requiresGrad: true)
         let w1 = Tensor.randn([6, 4, 3, 3], generator: generator, requiresGrad: true)
@@ -23,6 +24,7 @@ final class ReleasedValuesTests: XCTestCase {
         for bn in [bn1, bn2, shortcutBN] {
             bn.weight.data = generator.uniformArray(count: bn.weight.count, low: 0.5, high: 1.5)
             bn.bias.data = generator.normalArray(count: bn.bias.count)
+            if synchronized { bn.sync = BatchNormSync(reducer: SingleProcessSum()) }
         }
         let h = bn1(conv2d(x, weight: w1, padding: (1, 1)), residual: nil, relu: true)
         let identity = shortcutBN(conv2d(x, weight: wShortcut))
@@ -44,8 +46,9 @@ final class ReleasedValuesTests: XCTestCase {
 
     func testBackwardIsBitIdenticalWhenIntermediatesAreReleased() {
         forEachBackend { backend in
-            for seed in [1, 2, 3] as [UInt64] {
-                let kept = block(release: false, seed: seed), released = block(release: true, seed: seed)
+            for (seed, synchronized) in [(1, false), (2, false), (3, false), (4, true), (5, true)] as [(UInt64, Bool)] {
+                let kept = block(release: false, seed: seed, synchronized: synchronized)
+                let released = block(release: true, seed: seed, synchronized: synchronized)
                 XCTAssertEqual(kept.loss.bitPattern, released.loss.bitPattern, "\(backend) seed \(seed): loss")
                 XCTAssertEqual(kept.gradients.count, released.gradients.count)
                 for (index, (a, b)) in zip(kept.gradients, released.gradients).enumerated() {
@@ -93,6 +96,29 @@ final class ReleasedValuesTests: XCTestCase {
             XCTAssertTrue(y.releaseValues())
             Kernels.backend = readBackend
             XCTAssertEqual(bits(y.data), bits(forward), "forward \(forwardBackend), read under \(readBackend)")
+        }
+    }
+
+    func testSynchronizedBatchNormRemakesWithoutACollective() {
+        forEachBackend { backend in
+            for relu in [false, true] {
+                let generator = RandomGenerator(seed: 13)
+                let x = Tensor.randn([3, 4, 5, 5], generator: generator, requiresGrad: true)
+                let bn = BatchNorm2d(4)
+                bn.weight.data = generator.normalArray(count: 4)
+                let reducer = SingleProcessSum()
+                bn.sync = BatchNormSync(reducer: reducer)
+                let y = bn(x, residual: nil, relu: relu)
+                let forward = y.data
+                XCTAssertTrue(y.releaseValues())
+                XCTAssertEqual(bits(y.data), bits(forward), "\(backend) relu \(relu)")
+                XCTAssertEqual(reducer.calls, 1, "\(backend): a remake must not call the other processes")
+                XCTAssertTrue(y.releaseValues())
+                let z = conv2d(y, weight: Tensor.randn([2, 4, 1, 1], generator: generator, requiresGrad: true))
+                z.backward(gradient: [Float](repeating: 1, count: z.count))
+                XCTAssertEqual(reducer.calls, 2, "\(backend): one sum in the forward, one in the backward")
+                XCTAssertNotNil(x.grad)
+            }
         }
     }
 
