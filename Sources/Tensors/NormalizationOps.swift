@@ -86,7 +86,9 @@ public func batchNorm2d(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
             // batch norm and the residual receive: the kernel writes that gradient (dz) only when the residual
             // wants it.
             let residualWantsGrad = residual?.requiresGrad ?? false
-            var dz: [Float]? = residualWantsGrad && applyRelu ? [Float](repeating: 0, count: output.count) : nil
+            // Uninitialized: either kernel below writes every value of it.
+            var dz: [Float]? = residualWantsGrad && applyRelu
+                ? [Float](unsafeUninitializedCapacity: output.count) { _, initialized in initialized = output.count } : nil
             withOptionalMutableBaseAddress(&dz) { dzOut in
                 if x.requiresGrad || weight.requiresGrad || bias.requiresGrad {
                     withGradientBuffers(x: x, weight: weight, bias: bias) { dx, dg, db in
