@@ -349,6 +349,10 @@ for (channels, size) in [(64, 112), (256, 56), (2048, 7)] {
         check(kernels.batchnorm2d_forward_train_fused(y, mean, invstd, runningMean, runningVar, x, gamma, beta, nil, 0,
                                                       Int32(n), Int32(channels), Int32(plane), 0.1, 1e-5), "bn")
     }
+    memoryRow("batchnorm + relu train forward \(label)", bytes: 3 * floats) {
+        check(kernels.batchnorm2d_forward_train_fused(y, mean, invstd, runningMean, runningVar, x, gamma, beta, nil, 1,
+                                                      Int32(n), Int32(channels), Int32(plane), 0.1, 1e-5), "bn + relu")
+    }
     memoryRow("batchnorm backward \(label)", bytes: 5 * floats) {
         check(backward(dx, dgamma, dbeta, nil, dy, nil, x, mean, invstd, gamma, Int32(n), Int32(channels), Int32(plane)),
               "bn backward")

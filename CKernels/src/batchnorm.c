@@ -59,6 +59,28 @@ int ck_batchnorm2d_forward_train_f32(float *y, float *save_mean, float *save_inv
                                                   NULL, 0, batch, channels, spatial, momentum, eps);
 }
 
+// One plane of the training forward: out = relu?((in − center)·scale + shift + res), res optional, in one pass (with
+// the relu as a second pass over each plane the kernel took 2.2–2.4 ms on 8x64x112x112 against 1.7–1.9 ms in one,
+// make bench-kernels). `relu` is a constant at each call, so each loop compiles without the test. NaN passes the
+// relu, as in PyTorch's.
+__attribute__((always_inline))
+static inline void normalize_plane(const int relu, float *out, const float *in, const float *res, float center,
+                                   float scale, float shift, int spatial) {
+    if (res) {
+        #pragma omp simd
+        for (int i = 0; i < spatial; i++) {
+            const float v = (in[i] - center) * scale + shift + res[i];
+            out[i] = relu && v < 0.0f ? 0.0f : v;
+        }
+    } else {
+        #pragma omp simd
+        for (int i = 0; i < spatial; i++) {
+            const float v = (in[i] - center) * scale + shift;
+            out[i] = relu && v < 0.0f ? 0.0f : v;
+        }
+    }
+}
+
 int ck_batchnorm2d_forward_train_fused_f32(float *y, float *save_mean, float *save_invstd,
                                            float *running_mean, float *running_var,
                                            const float *x, const float *gamma, const float *beta,
@@ -82,16 +104,9 @@ int ck_batchnorm2d_forward_train_fused_f32(float *y, float *save_mean, float *sa
         const float scale = gamma[c] * invstd, center = (float)mean, shift = beta[c];
         for (int n = 0; n < batch; n++) {
             const size_t offset = ((size_t)n * channels + c) * spatial;
-            const float *in = x + offset;
-            float *out = y + offset;
-            if (residual) {
-                const float *res = residual + offset;
-                for (int i = 0; i < spatial; i++) out[i] = (in[i] - center) * scale + shift + res[i];
-            } else {
-                for (int i = 0; i < spatial; i++) out[i] = (in[i] - center) * scale + shift;
-            }
-            // NaN passes, as in PyTorch's relu.
-            if (relu) for (int i = 0; i < spatial; i++) out[i] = out[i] < 0.0f ? 0.0f : out[i];
+            const float *res = residual ? residual + offset : NULL;
+            if (relu) normalize_plane(1, y + offset, x + offset, res, center, scale, shift, spatial);
+            else normalize_plane(0, y + offset, x + offset, res, center, scale, shift, spatial);
         }
     }
     return CK_OK;
