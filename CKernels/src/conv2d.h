@@ -66,12 +66,9 @@ static inline float *thread_weight_grad(void *workspace, const ck_conv_dims *d, 
     return thread_staged_dy(workspace, d, thread) + ck_conv_staged_dy_floats(d);
 }
 
-// What a convolution's forward adds to its output block before it leaves cache: y = act(y + bias + residual).
-typedef struct {
-    const float *bias;      // (K) or NULL
-    const float *residual;  // (N, K, P, Q) or NULL, the whole output's shape
-    int relu;
-} ck_conv_epilogue;
+// What a convolution's forward adds to its output before it leaves cache: y = relu?(y + (bias + residual)), the
+// packed GEMM's epilogue with bias (K) and residual (N, K, P, Q), the whole output's, or NULL.
+typedef ck_gemm_epilogue ck_conv_epilogue;
 
 // y and residual point at the same position of their (N, K, P, Q) tensors; rows are ld apart.
 void ck_conv_apply_epilogue(float *y, size_t ld, int K, int width, const ck_conv_epilogue *epilogue,

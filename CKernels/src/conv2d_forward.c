@@ -107,16 +107,26 @@ static const float *prepack_weights(const float *weight, const ck_conv2d_shape *
     return packed;
 }
 
-// y (K × cols, rows ldc apart, images stride_c apart) = weight · B for `images` images of `cols` columns: through the
-// prepacked weights when there are some, else ck_sgemm_images.
+// y (K × cols, rows ldc apart, images stride_c apart) = the epilogue of weight · B for `images` images of `cols`
+// columns; the epilogue's residual starts where y does. Through the prepacked weights when there are some, with the
+// epilogue in the GEMM's stores; else ck_sgemm_images, then the epilogue on each image's block.
 static void multiply_weights(int backend, const float *weight, const float *packed, const ck_conv_dims *d, int cols,
-                             const float *b, int ldb, size_t stride_b, float *y, int ldc, size_t stride_c, int images) {
+                             const float *b, int ldb, size_t stride_b, float *y, int ldc, size_t stride_c, int images,
+                             const ck_conv_epilogue *epilogue) {
     const ck_gemm_b source = {.b = b, .ldb = ldb, .stride_b = stride_b};
     if (packed && ck_sgemm_packing(backend, d->K, cols, (int)d->CRS, weight, (int)d->CRS, packed, &source, y, ldc,
-                                   stride_c, 0, (long)cols * images))
+                                   stride_c, 0, (long)cols * images, epilogue))
         return;
     ck_sgemm_images(0, d->K, cols, (int)d->CRS, 1.0f, weight, (int)d->CRS, b, ldb, stride_b, 0.0f, y, ldc, stride_c,
                     images);
+    for (int i = 0; i < images; i++)
+        ck_conv_apply_epilogue(y + (size_t)i * stride_c, (size_t)ldc, d->K, cols, epilogue,
+                               epilogue->residual ? epilogue->residual + (size_t)i * stride_c : NULL);
+}
+
+// The epilogue with its residual moved to output position `offset` (where the y passed alongside starts).
+static ck_conv_epilogue epilogue_at(const ck_conv_epilogue *e, size_t offset) {
+    return (ck_conv_epilogue){e->bias, e->residual ? e->residual + offset : NULL, e->relu};
 }
 
 static int conv_forward_gemm(float *y, const float *x, const float *weight, const void *packed, size_t packed_bytes,
@@ -136,8 +146,8 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
     // layer3.0 3x3/2), slower on 14×14 rows and on 1x1/2 downsamples, whose column matrix is small anyway.
     const int packed_backend = backend == CK_GEMM_AVX512 || backend == CK_GEMM_AVX2;
     if (!d.pointwise && packed_backend && (shape->stride_width == 1 || (d.R > 1 && d.W >= 28))) {
-        // Implicit GEMM: the packed GEMM lowers the input straight into its panels. Each thread takes an
-        // equal run of the batch's columns, in NC-sized pieces whose epilogue runs while they are in cache.
+        // Implicit GEMM: the packed GEMM lowers the input straight into its panels and applies the epilogue in its
+        // stores. Each thread takes an equal run of the batch's columns, in NC-sized pieces.
         const ck_im2col_panel lowering = {x, shape, d.P, d.Q};
         const ck_gemm_b source = {.pack_panel = backend == CK_GEMM_AVX512 ? ck_im2col_pack_panel
                                                                           : ck_im2col_pack_panel_avx2,
@@ -154,17 +164,9 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
             for (long j = begin; j < end; j += piece) {
                 const long j_end = j + piece < end ? j + piece : end;
                 if (!ck_sgemm_packing(backend, d.K, (int)d.PQ, (int)d.CRS, weight, (int)d.CRS, packed_weights, &source,
-                                      y, (int)d.PQ, (size_t)d.K * d.PQ, j, j_end)) {
-                    failed = 1;
+                                      y, (int)d.PQ, (size_t)d.K * d.PQ, j, j_end, epilogue)) {
+                    failed = 1;  // no packing buffer: the path below computes all of y afresh
                     break;
-                }
-                for (long J = j; J < j_end;) {
-                    const int n = (int)(J / (long)d.PQ), column = (int)(J % (long)d.PQ);
-                    const int width = (int)((long)d.PQ - column < j_end - J ? (long)d.PQ - column : j_end - J);
-                    const size_t offset = (size_t)n * d.K * d.PQ + column;
-                    ck_conv_apply_epilogue(y + offset, d.PQ, d.K, width, epilogue,
-                                           epilogue->residual ? epilogue->residual + offset : NULL);
-                    J += width;
                 }
             }
         }
@@ -189,13 +191,9 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
                 stride_b = d.CRS * d.PQ;
             }
             const size_t out_offset = (size_t)n0 * d.K * d.PQ;
+            const ck_conv_epilogue here = epilogue_at(epilogue, out_offset);
             multiply_weights(backend, weight, packed_weights, &d, (int)d.PQ, b, (int)d.PQ, stride_b, y + out_offset,
-                             (int)d.PQ, (size_t)d.K * d.PQ, count);
-            for (int i = 0; i < count; i++) {
-                const size_t offset = out_offset + (size_t)i * d.K * d.PQ;
-                ck_conv_apply_epilogue(y + offset, d.PQ, d.K, (int)d.PQ, epilogue,
-                                       epilogue->residual ? epilogue->residual + offset : NULL);
-            }
+                             (int)d.PQ, (size_t)d.K * d.PQ, count, &here);
         }
         return CK_OK;
     }
@@ -214,7 +212,9 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
         float *yn = y + out_offset;
         const float *xn = x + (size_t)n * d.C * d.HW;
         if (d.pointwise) {
-            multiply_weights(backend, weight, packed_weights, &d, width, xn + j0, (int)d.HW, 0, yn, (int)d.PQ, 0, 1);
+            const ck_conv_epilogue here = epilogue_at(epilogue, out_offset);
+            multiply_weights(backend, weight, packed_weights, &d, width, xn + j0, (int)d.HW, 0, yn, (int)d.PQ, 0, 1,
+                             &here);
         } else {
             // Lower and multiply a cache-sized run of columns at a time, so sgemm reads the column
             // matrix from L2 rather than from memory.
@@ -223,12 +223,11 @@ static int conv_forward_gemm(float *y, const float *x, const float *weight, cons
             for (int c0 = j0; c0 < j1; c0 += chunk) {
                 const int c1 = c0 + chunk < j1 ? c0 + chunk : j1;
                 ck_im2col_columns(col, (size_t)(c1 - c0), xn, shape, d.Q, c0, c1);
+                const ck_conv_epilogue here = epilogue_at(epilogue, out_offset + (size_t)(c0 - j0));
                 multiply_weights(backend, weight, packed_weights, &d, c1 - c0, col, c1 - c0, 0, yn + (c0 - j0),
-                                 (int)d.PQ, 0, 1);
+                                 (int)d.PQ, 0, 1, &here);
             }
         }
-        ck_conv_apply_epilogue(yn, d.PQ, d.K, width, epilogue,
-                               epilogue->residual ? epilogue->residual + out_offset : NULL);
     }
     return CK_OK;
 }

@@ -42,14 +42,24 @@ typedef struct {
     const void *context;
 } ck_gemm_b;
 
+// What the packed GEMM applies to C as it stores the last K block, while each tile is still in registers:
+// C = relu?(A·B + (bias[row] + residual)). residual is laid out as C (same ldc and image stride) and starts where C
+// does; NULL fields (and relu 0) add nothing. The arithmetic is ck_conv_apply_epilogue's, so both give the same bits.
+typedef struct {
+    const float *bias;      // (m) or NULL
+    const float *residual;  // like C, or NULL
+    int relu;
+} ck_gemm_epilogue;
+
 // Columns [j_begin, j_end) of C = A·B (alpha 1, beta 0; A untransposed, m × k), with C made of images of
 // n columns at c + i·stride_c (row stride ldc), by the packed GEMM of `backend` (the caller read
 // ck_get_gemm_backend() once, and chose source->pack_panel's instructions to match it). packed_a, when not
 // NULL, is A packed beforehand by ck_gemm_prepack_a for this backend (a is then unused). Returns 0, doing
 // nothing, when backend is not a packed GEMM or its packing buffer is missing: the caller then lowers and
-// calls ck_sgemm itself.
+// calls ck_sgemm itself. epilogue: applied to the columns it computes, or NULL.
 int ck_sgemm_packing(int backend, int m, int n, int k, const float *a, int lda, const float *packed_a,
-                     const ck_gemm_b *source, float *c, int ldc, size_t stride_c, long j_begin, long j_end);
+                     const ck_gemm_b *source, float *c, int ldc, size_t stride_c, long j_begin, long j_end,
+                     const ck_gemm_epilogue *epilogue);
 
 // A product's whole A (m × k, untransposed), packed once for every ck_sgemm_packing call that multiplies by it:
 // a convolution's weights are packed once per call instead of once per thread and column piece. Floats it

@@ -177,7 +177,7 @@ int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *fil
                 const ck_gemm_b source = {.b = v, .ldb = width};
                 if (packed_kernels && ck_sgemm_packing(backend, K, width, C, u, C,
                                                        packed_kernels + (size_t)xi * packed_floats, &source, m, width,
-                                                       0, 0, width))
+                                                       0, 0, width, NULL))
                     continue;
                 ck_sgemm(0, 0, K, width, C, 1.0f, u, C, v, width, 0.0f, m, width);
             }
