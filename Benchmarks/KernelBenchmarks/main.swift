@@ -237,7 +237,9 @@ print(pad("", 28) + lpad("", 3) + " | " + Array(repeating: lpad("ms  GFLOP/s  %s
 
 struct Totals { var seconds = 0.0; var flops = 0.0 }
 var forwardTotal = Totals(), backwardTotal = Totals(), pointwiseEarly = Totals()
-var winogradRows = [(name: String, seconds: [(gemm: Double, winograd: Double)], flops: Double)]()  // forward, input, weight
+// Per 3x3 stride-1 layer: forward and backward-input through the GEMM, F(2x2, 3x3) and F(4x4, 3x3); backward-weight
+// through the GEMM and F(2x2, 3x3).
+var winogradRows = [(name: String, forward: [Double], input: [Double], weight: [Double], flops: Double)]()
 let batch = options.batch
 for layer in resnet50ConvShapes where options.only.map({ layer.name.contains($0) }) ?? true {
     var shape = ck_conv2d_shape(batch: Int32(batch), in_channels: Int32(layer.inChannels),
@@ -266,15 +268,24 @@ for layer in resnet50ConvShapes where options.only.map({ layer.name.contains($0)
         let tg = medianSeconds(repeats: repeats) {
             check(ck_conv2d_forward_gemm_f32(y, x, w, nil, &shape, workspace, bytes), "gemm forward")
         }
-        let twg = medianSeconds(repeats: repeats) {
-            check(ck_conv2d_forward_winograd_f32(y, x, w, nil, &shape, workspace, bytes), "winograd forward")
-        }
         ck_conv2d_set_winograd(Int32(CK_WINOGRAD_NEVER))
         let tig = medianSeconds(repeats: repeats) { check(inputKernel(dx, y, w, &shape, workspace, bytes), "gemm backward input") }
         ck_conv2d_set_winograd(Int32(CK_WINOGRAD_AUTO))
-        let tiw = medianSeconds(repeats: repeats) {
-            check(ck_conv2d_backward_input_winograd_f32(dx, y, w, &shape, workspace, bytes), "winograd backward input")
+        var forwardSeconds = [tg], inputSeconds = [tig]
+        for tile in [2, 4] {  // each tile with a workspace sized for it
+            ck_conv2d_set_winograd_tile(Int32(tile))
+            let tileBytes = ck_conv2d_workspace_size(&shape)
+            let tileWorkspace = UnsafeMutableRawPointer.allocate(byteCount: max(tileBytes, 64), alignment: 64)
+            forwardSeconds.append(medianSeconds(repeats: repeats) {
+                check(ck_conv2d_forward_winograd_f32(y, x, w, nil, &shape, tileWorkspace, tileBytes), "winograd forward")
+            })
+            inputSeconds.append(medianSeconds(repeats: repeats) {
+                check(ck_conv2d_backward_input_winograd_f32(dx, y, w, &shape, tileWorkspace, tileBytes),
+                      "winograd backward input")
+            })
+            tileWorkspace.deallocate()
         }
+        ck_conv2d_set_winograd_tile(0)
         ck_conv2d_set_winograd(Int32(CK_WINOGRAD_NEVER))
         let twgemm = medianSeconds(repeats: repeats) {
             check(weightKernel(dw, nil, y, x, &shape, workspace, bytes), "gemm backward weight")
@@ -283,7 +294,7 @@ for layer in resnet50ConvShapes where options.only.map({ layer.name.contains($0)
         let tww = medianSeconds(repeats: repeats) {
             check(ck_conv2d_backward_weight_winograd_f32(dw, nil, y, x, &shape, workspace, bytes), "winograd backward weight")
         }
-        winogradRows.append((layer.name, [(tg, twg), (tig, tiw), (twgemm, tww)], flops))
+        winogradRows.append((layer.name, forwardSeconds, inputSeconds, [twgemm, tww], flops))
     }
     if layer.kernel == 1 && layer.stride == 1 && !layer.name.hasPrefix("layer4") {
         pointwiseEarly.seconds += tf * occurrences; pointwiseEarly.flops += flops * occurrences
@@ -310,16 +321,20 @@ summary("all ResNet-50 convolutions, backward input + weight", backwardTotal)
 print(pad("forward convolutions per image", 58) + lpad(fmt(forwardTotal.seconds * 1e3 / Double(batch), 1), 9) + " ms")
 print("")
 if !winogradRows.isEmpty {
-    print("3x3 stride-1 layers, GEMM (im2col or implicit) vs Winograd F(2x2, 3x3); GFLOP/s and %peak count"
+    print("3x3 stride-1 layers: GEMM (im2col or implicit), Winograd F(2x2, 3x3) and F(4x4, 3x3) (the weight gradient"
+          + " has F(2x2, 3x3) only); GFLOP/s, %peak and the speed-up are the fastest Winograd's, counting"
           + " direct-convolution FLOPs, so Winograd can pass 100%")
-    let half = lpad("GEMM ms", 9) + lpad("Wino ms", 9) + lpad("GFLOP/s", 9) + lpad("%peak", 7) + lpad("speed-up", 9)
-    print(pad("", 28) + " |" + ["forward", "backward-input", "backward-weight"].map { lpad($0, 43) }.joined(separator: " |"))
-    print(pad("", 28) + " |" + Array(repeating: half, count: 3).joined(separator: " |"))
+    let three = lpad("GEMM ms", 9) + lpad("F2 ms", 8) + lpad("F4 ms", 8) + lpad("GFLOP/s", 9) + lpad("%peak", 7)
+        + lpad("speed-up", 9)
+    let two = lpad("GEMM ms", 9) + lpad("F2 ms", 8) + lpad("GFLOP/s", 9) + lpad("%peak", 7) + lpad("speed-up", 9)
+    print(pad("", 28) + " |" + lpad("forward", three.count) + " |" + lpad("backward-input", three.count) + " |"
+          + lpad("backward-weight", two.count))
+    print(pad("", 28) + " |" + three + " |" + three + " |" + two)
     for row in winogradRows {
-        let cells = row.seconds.map { pair -> String in
-            let rate = row.flops / pair.winograd / 1e9
-            return lpad(fmt(pair.gemm * 1e3, 2), 9) + lpad(fmt(pair.winograd * 1e3, 2), 9) + lpad(fmt(rate, 1), 9)
-                + lpad(percentOfFMAPeak(rate), 7) + lpad(fmt(pair.gemm / pair.winograd, 2) + "x", 9)
+        let cells = [row.forward, row.input, row.weight].map { seconds -> String in
+            let fastest = seconds.dropFirst().min()!, rate = row.flops / fastest / 1e9
+            return lpad(fmt(seconds[0] * 1e3, 2), 9) + seconds.dropFirst().map { lpad(fmt($0 * 1e3, 2), 8) }.joined()
+                + lpad(fmt(rate, 1), 9) + lpad(percentOfFMAPeak(rate), 7) + lpad(fmt(seconds[0] / fastest, 2) + "x", 9)
         }
         print(pad(row.name, 28) + " |" + cells.joined(separator: " |"))
     }

@@ -97,8 +97,8 @@ int ck_conv2d_output_width(const ck_conv2d_shape *shape);
 /// shape at the current thread count (one size serves all three). 0 when the shape is invalid.
 size_t ck_conv2d_workspace_size(const ck_conv2d_shape *shape);
 
-/// y = conv(x, weight) + bias: a GEMM (implicit, im2col or none for 1x1 stride 1), or Winograd F(2x2, 3x3)
-/// for 3x3 stride-1 padding-1 layers as ck_conv2d_set_winograd says.
+/// y = conv(x, weight) + bias: a GEMM (implicit, im2col or none for 1x1 stride 1), or Winograd F(2x2, 3x3) or
+/// F(4x4, 3x3) for 3x3 stride-1 padding-1 layers as ck_conv2d_set_winograd and ck_conv2d_set_winograd_tile say.
 /// y is (N, K, P, Q); x is (N, C, H, W); weight is (K, C, R, S); bias is (K) or NULL.
 int ck_conv2d_forward_f32(float *y, const float *x, const float *weight, const float *bias,
                           const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
@@ -128,10 +128,17 @@ int ck_conv2d_forward_fused_packed_f32(float *y, const float *x, const float *we
 /// this is called, RESNETFUSION_WINOGRAD=never or =always in the environment sets the mode.
 enum { CK_WINOGRAD_NEVER = 0, CK_WINOGRAD_ALWAYS = 1, CK_WINOGRAD_AUTO = 2 };
 void ck_conv2d_set_winograd(int mode);
+/// The output tile of the Winograd forward and backward-input: 2 (F(2x2, 3x3), 16 products, error within 1e-4
+/// relative), 4 (F(4x4, 3x3), 36 products for 4x the outputs, within 1e-3), or 0 (the default): chosen per shape
+/// where it measures faster. The weight gradient always uses F(2x2, 3x3). Workspace sizes depend on it: call it
+/// before sizing workspaces, not while kernels run. Until it is called, RESNETFUSION_WINOGRAD_TILE=2 or =4 in the
+/// environment sets it.
+void ck_conv2d_set_winograd_tile(int tile);
 /// The same through im2col + sgemm for every shape.
 int ck_conv2d_forward_gemm_f32(float *y, const float *x, const float *weight, const float *bias,
                                const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
-/// The same through Winograd F(2x2, 3x3); CK_ERR_BAD_SIZE unless 3x3, stride 1, padding 1.
+/// The same through Winograd (the tile ck_conv2d_set_winograd_tile says); CK_ERR_BAD_SIZE unless 3x3, stride 1,
+/// padding 1.
 int ck_conv2d_forward_winograd_f32(float *y, const float *x, const float *weight, const float *bias,
                                    const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
 
@@ -140,7 +147,7 @@ int ck_conv2d_forward_winograd_f32(float *y, const float *x, const float *weight
 int ck_conv2d_backward_input_f32(float *dx, const float *dy, const float *weight,
                                  const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
 
-/// The same through Winograd F(2x2, 3x3) (a 3x3 stride-1 layer's backward-input is such a convolution, of dy
+/// The same through Winograd, as the forward (a 3x3 stride-1 layer's backward-input is such a convolution, of dy
 /// with the filters transposed and turned 180°); CK_ERR_BAD_SIZE unless 3x3, stride 1, padding 1.
 int ck_conv2d_backward_input_winograd_f32(float *dx, const float *dy, const float *weight,
                                           const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);

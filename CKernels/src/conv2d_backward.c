@@ -12,14 +12,15 @@
 
 // dx = conv(dy, g') with g'(c, k) = weight(k, c) turned 180°, padding 1: an (N, K, P, Q) → (N, C, H, W)
 // convolution whose workspace is the forward's (ck_winograd_workspace_floats is symmetric in C and K).
-static int backward_input_winograd(float *dx, const float *dy, const float *weight, const ck_conv_dims *d, int threads,
-                                   void *workspace, float *packed_kernels) {
+// tile: the layer's own (ck_winograd_tile), which its workspace was sized for.
+static int backward_input_winograd(float *dx, const float *dy, const float *weight, const ck_conv_dims *d, int tile,
+                                   int threads, void *workspace, float *packed_kernels) {
     const ck_conv2d_shape transposed = {
         .batch = d->N, .in_channels = d->K, .in_height = d->P, .in_width = d->Q, .out_channels = d->C,
         .kernel_height = 3, .kernel_width = 3, .stride_height = 1, .stride_width = 1, .pad_height = 1, .pad_width = 1};
     const ck_winograd_filters filters = {weight, 9, d->CRS, 1};
     const ck_conv_epilogue none = {NULL, NULL, 0};
-    return ck_winograd_forward(dx, dy, &filters, &none, &transposed, d->H, d->W, threads, (float *)workspace,
+    return ck_winograd_forward(dx, dy, &filters, &none, &transposed, d->H, d->W, tile, threads, (float *)workspace,
                                packed_kernels, 0);
 }
 
@@ -30,7 +31,7 @@ static int backward_input(float *dx, const float *dy, const float *weight, const
     int status = ck_conv_begin(shape, dx && dy && weight, 0, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
     if (winograd)
-        return backward_input_winograd(dx, dy, weight, &d, threads, workspace,
+        return backward_input_winograd(dx, dy, weight, &d, ck_winograd_tile(shape), threads, workspace,
                                        ck_conv_packed_weights(workspace, workspace_bytes, shape, &d, threads));
 
     const size_t RS = (size_t)d.R * d.S;

@@ -1,5 +1,5 @@
-// conv2d forward: ck_conv2d_forward_f32 and its fused form choose, per shape, between Winograd F(2x2, 3x3)
-// (winograd.c) and a GEMM; the GEMM lowers the input one of three ways:
+// conv2d forward: ck_conv2d_forward_f32 and its fused form choose, per shape, between Winograd F(2x2, 3x3) or
+// F(4x4, 3x3) (winograd.c) and a GEMM; the GEMM lowers the input one of three ways:
 //   - implicit GEMM (packed backends, AVX-512 or AVX2): the packed GEMM lowers input columns straight into
 //     its panels;
 //   - grouped: small images, several per ck_sgemm_images call (see ck_conv_group_images);
@@ -19,14 +19,21 @@
 #define PACKED_HEADER_BYTES 64
 typedef struct {
     uint32_t magic;
-    int32_t backend, winograd, K, C, R, S;
+    int32_t backend, winograd_tile, K, C, R, S;  // winograd_tile 0: the GEMM's
     uint64_t floats;
 } packed_header;
 _Static_assert(sizeof(packed_header) <= PACKED_HEADER_BYTES, "the header fits its 64 bytes");
 
-// Floats of the packed weights: the GEMM's K × CRS, or Winograd's 16 transformed K × C kernels. 0 on overflow.
-static size_t packed_floats_for(const ck_conv_dims *d, int winograd) {
-    return winograd ? ck_mul_size(16, ck_gemm_packed_a_floats(d->K, d->C)) : ck_gemm_packed_a_floats(d->K, (int)d->CRS);
+// Floats of the packed weights: the GEMM's K × CRS, or the Winograd tile's 16 or 36 transformed K × C kernels.
+// 0 on overflow.
+static size_t packed_floats_for(const ck_conv_dims *d, int winograd_tile) {
+    return winograd_tile ? ck_mul_size((size_t)ck_winograd_products(winograd_tile), ck_gemm_packed_a_floats(d->K, d->C))
+                         : ck_gemm_packed_a_floats(d->K, (int)d->CRS);
+}
+
+// The Winograd tile this layer's forward takes now; 0 for the GEMM.
+static int forward_winograd_tile(const ck_conv2d_shape *shape) {
+    return ck_winograd_chosen(shape, 0) ? ck_winograd_tile(shape) : 0;
 }
 
 size_t ck_conv2d_packed_weights_size(const ck_conv2d_shape *shape) {
@@ -34,18 +41,19 @@ size_t ck_conv2d_packed_weights_size(const ck_conv2d_shape *shape) {
     if (ck_conv_check(shape, &d) != CK_OK) return 0;
     const int backend = ck_get_gemm_backend();
     if (backend != CK_GEMM_AVX512 && backend != CK_GEMM_AVX2) return 0;
-    const size_t bytes = ck_mul_size(packed_floats_for(&d, ck_winograd_chosen(shape, 0)), sizeof(float));
+    const size_t bytes = ck_mul_size(packed_floats_for(&d, forward_winograd_tile(shape)), sizeof(float));
     if (!bytes || bytes + PACKED_HEADER_BYTES < bytes) return 0;
     return bytes + PACKED_HEADER_BYTES;
 }
 
 // The packed weights when the buffer holds them for this call's choice; NULL otherwise.
 static const float *packed_weights_for(const void *packed, size_t packed_bytes, const ck_conv_dims *d, int backend,
-                                       int winograd) {
+                                       int winograd_tile) {
     if (!packed || packed_bytes < PACKED_HEADER_BYTES) return NULL;
     const packed_header *h = packed;
-    const size_t floats = packed_floats_for(d, winograd);
-    if (h->magic != PACKED_MAGIC || h->backend != backend || h->winograd != winograd || h->K != d->K || h->C != d->C ||
+    const size_t floats = packed_floats_for(d, winograd_tile);
+    if (h->magic != PACKED_MAGIC || h->backend != backend || h->winograd_tile != winograd_tile || h->K != d->K ||
+        h->C != d->C ||
         h->R != d->R || h->S != d->S || floats == 0 || h->floats != floats ||
         (packed_bytes - PACKED_HEADER_BYTES) / sizeof(float) < floats)
         return NULL;
@@ -61,18 +69,19 @@ int ck_conv2d_pack_weights_f32(void *packed, size_t packed_bytes, const float *w
     const size_t need = ck_conv2d_packed_weights_size(shape);
     if (need == 0) return CK_ERR_BAD_SIZE;  // nothing to pack for this GEMM backend
     if (packed_bytes < need) return CK_ERR_WORKSPACE;
-    const int backend = ck_get_gemm_backend(), winograd = ck_winograd_chosen(shape, 0);
+    const int backend = ck_get_gemm_backend(), winograd_tile = forward_winograd_tile(shape);
     float *data = (float *)((char *)packed + PACKED_HEADER_BYTES);
-    if (winograd) {
+    if (winograd_tile) {
         const ck_winograd_filters filters = {weight, d.CRS, 9, 0};
-        ck_winograd_pack_kernels(data, &filters, d.K, d.C, backend, threads, (float *)workspace);
+        ck_winograd_pack_kernels(data, &filters, d.K, d.C, winograd_tile, backend, threads, (float *)workspace);
     } else {
         #pragma omp parallel num_threads(threads)
         ck_gemm_prepack_a(data, weight, (int)d.CRS, d.K, (int)d.CRS, backend, omp_get_thread_num(),
                           omp_get_num_threads());
     }
     memset(packed, 0, PACKED_HEADER_BYTES);
-    const packed_header header = {PACKED_MAGIC, backend, winograd, d.K, d.C, d.R, d.S, packed_floats_for(&d, winograd)};
+    const packed_header header = {PACKED_MAGIC, backend,  winograd_tile, d.K,
+                                  d.C,          d.R,      d.S,           packed_floats_for(&d, winograd_tile)};
     memcpy(packed, &header, sizeof header);
     return CK_OK;
 }
@@ -87,9 +96,10 @@ static int conv_forward_winograd(float *y, const float *x, const float *weight, 
     int status = ck_conv_begin(shape, y && x && weight, 1, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
     const ck_winograd_filters filters = {weight, d.CRS, 9, 0};
-    const float *given = packed_weights_for(packed, packed_bytes, &d, ck_get_gemm_backend(), 1);
+    const int tile = ck_winograd_tile(shape);
+    const float *given = packed_weights_for(packed, packed_bytes, &d, ck_get_gemm_backend(), tile);
     float *region = given ? (float *)given : ck_conv_packed_weights(workspace, workspace_bytes, shape, &d, threads);
-    return ck_winograd_forward(y, x, &filters, epilogue, shape, d.P, d.Q, threads, (float *)workspace, region,
+    return ck_winograd_forward(y, x, &filters, epilogue, shape, d.P, d.Q, tile, threads, (float *)workspace, region,
                                given != NULL);
 }
 

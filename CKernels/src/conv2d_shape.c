@@ -93,12 +93,13 @@ static size_t scratch_floats(const ck_conv2d_shape *shape, const ck_conv_dims *g
 }
 
 // The weights packed once per call for the packed GEMM (ck_gemm_prepack_a): K × CRS for the GEMM forward; for a
-// Winograd layer, the 16 transformed kernels, (K × C) forward or (C × K) for its backward-input. 0 on overflow.
+// Winograd layer, its tile's 16 or 36 transformed kernels, (K × C) forward or (C × K) for its backward-input. 0 on overflow.
 static size_t packed_weight_floats(const ck_conv2d_shape *shape, const ck_conv_dims *d) {
     size_t floats = ck_gemm_packed_a_floats(d->K, (int)d->CRS);
     if (floats && ck_winograd_applies(shape)) {
-        const size_t forward = ck_mul_size(16, ck_gemm_packed_a_floats(d->K, d->C));
-        const size_t input = ck_mul_size(16, ck_gemm_packed_a_floats(d->C, d->K));
+        const size_t products = (size_t)ck_winograd_products(ck_winograd_tile(shape));
+        const size_t forward = ck_mul_size(products, ck_gemm_packed_a_floats(d->K, d->C));
+        const size_t input = ck_mul_size(products, ck_gemm_packed_a_floats(d->C, d->K));
         if (!forward || !input) return 0;
         if (forward > floats) floats = forward;
         if (input > floats) floats = input;

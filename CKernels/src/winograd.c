@@ -1,23 +1,25 @@
-// Winograd F(2x2, 3x3) convolution for 3x3, stride-1, padding-1 layers (37% of ResNet-50's
-// FLOPs): each 2x2 output tile costs 16 multiplies per (k, c) instead of 36, 2.25x fewer; the
-// multiplies become 16 independent sgemms. Lavin & Gray, "Fast Algorithms for Convolutional Neural
-// Networks", 2016 (arXiv:1509.09308). F(2x2, 3x3) rather than F(4x4, 3x3): its transforms have only
-// ±1 and ½ coefficients, so float results stay within the reference twin's 1e-4 tolerance.
+// Winograd convolution for 3x3, stride-1, padding-1 layers (37% of ResNet-50's FLOPs). Lavin & Gray, "Fast
+// Algorithms for Convolutional Neural Networks", 2016 (arXiv:1509.09308). Two tile sizes:
+//   - F(2x2, 3x3): each 2x2 output tile costs 16 multiplies per (k, c) instead of 36, 2.25x fewer. Its transforms
+//     have only ±1 and ½ coefficients, so float results stay within the reference twin's 1e-4.
+//   - F(4x4, 3x3): each 4x4 tile costs 36 instead of 144, 4x fewer, but its transforms cost more per output and
+//     round more (coefficients up to 8, and 1/6): within 1e-3. ck_winograd_tile chooses per shape.
 //
-//   U = G g Gᵀ (per k, c)   V = Bᵀ d B (per c, tile)   M_ξ = U_ξ · V_ξ (16 sgemms)   Y = Aᵀ M A
+//   U = G g Gᵀ (per k, c)   V = Bᵀ d B (per c, tile)   M_ξ = U_ξ · V_ξ (16 or 36 sgemms)   Y = Aᵀ M A
 //
 // Backward-input of such a layer is itself one (dx = conv(dy, filters transposed and turned 180°), padding 1),
 // so it runs through the same driver; only where the filters are read differs (ck_winograd_filters).
 //
-// This file: the choice, workspace sizing, the scalar kernel transform (the vector ones' fallback) and the
-// driver; the transforms proper are in winograd_avx512.c and winograd_avx2.c. Entered from conv2d_forward.c and conv2d_backward.c.
+// This file: the choices, workspace sizing, the scalar kernel transform (the vector ones' fallback) and the
+// driver; the transforms proper are in winograd_avx512.c and winograd_avx2.c (F(2x2, 3x3)), and
+// winograd_f4_avx512.c and winograd_f4_avx2.c (F(4x4, 3x3)). Entered from conv2d_forward.c and conv2d_backward.c.
 #include "winograd.h"
 #include <stdint.h>
 #include <stdlib.h>
 
 // Tiles of one thread's share are transformed and multiplied in chunks whose V and M stay cache-sized.
-static int chunk_tiles(int C, int K) {
-    const uint64_t per_tile_bytes = 64ull * ((uint64_t)C + (uint64_t)K);
+static int chunk_tiles(int C, int K, int products) {
+    const uint64_t per_tile_bytes = 4ull * (uint64_t)products * ((uint64_t)C + (uint64_t)K);
     uint64_t chunk = (2ull << 20) / per_tile_bytes;
     if (chunk < 64) chunk = 64;
     if (chunk > 1024) chunk = 1024;
@@ -57,51 +59,87 @@ int ck_winograd_chosen(const ck_conv2d_shape *shape, int weight_gradient) {
     return outputs >= (weight_gradient || ck_cpu_has_avx512() ? 196 : 49);
 }
 
-// U (or the weight gradient's first accumulator, M), then per thread its V and M chunks, then the weight
-// gradient's accumulators of the other threads.
-size_t ck_winograd_workspace_floats(const ck_conv2d_shape *s, int threads) {
+// The output tile: 2 or 4 for the whole process (ck_conv2d_set_winograd_tile, RESNETFUSION_WINOGRAD_TILE=2|4),
+// or 0, chosen per shape. -1: not read from the environment yet.
+static _Atomic int winograd_tile_mode = -1;
+
+void ck_conv2d_set_winograd_tile(int tile) { winograd_tile_mode = tile == 2 || tile == 4 ? tile : 0; }
+
+int ck_winograd_tile(const ck_conv2d_shape *shape) {
+    int mode = winograd_tile_mode;
+    if (mode < 0) {
+        const char *forced = getenv("RESNETFUSION_WINOGRAD_TILE");
+        mode = forced && strcmp(forced, "2") == 0 ? 2 : forced && strcmp(forced, "4") == 0 ? 4 : 0;
+        winograd_tile_mode = mode;
+    }
+    if (mode) return mode;
+    // Measured (batch 8, forward and backward-input, F(2x2, 3x3) → F(4x4, 3x3) ms), AVX-512: 56×56×64 6.2 → 4.7,
+    // 28×28×128 4.6 → 3.5, 14×14×256 4.7 → 3.8, but 7×7×512 6.9 → 11.9 (4 tiles an image, 64 outputs for 49, and
+    // lanes idle); AVX2: 11.7 → 7.7, 8.0 → 5.5, 8.9 → 7.3, 13.1 → 15.2.
+    const long outputs = (long)ck_conv2d_output_height(shape) * ck_conv2d_output_width(shape);
+    return outputs >= 196 ? 4 : 2;
+}
+
+// U (or the weight gradient's first accumulator, M), then per thread its V and M chunks, then (F(2x2, 3x3) only)
+// the weight gradient's accumulators of the other threads. 0 on overflow.
+static size_t workspace_floats_for(const ck_conv2d_shape *s, int threads, int tile) {
     const size_t C = (size_t)s->in_channels, K = (size_t)s->out_channels;
-    const size_t chunk = (size_t)chunk_tiles((int)C, (int)K);
-    const size_t kernels = ck_mul_size(ck_mul_size(16, K), C);
-    const size_t per_thread = ck_mul_size(ck_mul_size(16 * chunk, C + K), (size_t)threads);
-    const size_t accumulators = ck_mul_size(kernels, (size_t)(threads > 1 ? threads - 1 : 0));
-    if (!kernels || !per_thread || (threads > 1 && !accumulators)) return 0;
+    const size_t products = (size_t)ck_winograd_products(tile);
+    const size_t chunk = (size_t)chunk_tiles((int)C, (int)K, (int)products);
+    const size_t kernels = ck_mul_size(ck_mul_size(products, K), C);
+    const size_t per_thread = ck_mul_size(ck_mul_size(products * chunk, C + K), (size_t)threads);
+    const size_t others = tile == 2 && threads > 1 ? (size_t)threads - 1 : 0;
+    const size_t accumulators = ck_mul_size(kernels, others);
+    if (!kernels || !per_thread || (others && !accumulators)) return 0;
     const size_t total = kernels + per_thread + accumulators;
     return total < kernels + per_thread ? 0 : total;
+}
+
+size_t ck_winograd_workspace_floats(const ck_conv2d_shape *s, int threads) {
+    const size_t small = workspace_floats_for(s, threads, 2);
+    if (!small || ck_winograd_tile(s) == 2) return small;
+    const size_t large = workspace_floats_for(s, threads, 4);
+    return !large ? 0 : large > small ? large : small;
 }
 
 // The transforms this CPU runs: 512 (AVX-512) or 256 (AVX2 + FMA, the build floor).
 static int vector_bits(void) { return ck_cpu_has_avx512() ? 512 : 256; }
 
-// U_ξ (K × C) for ξ = 4·i + j: G g Gᵀ with G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
-static void transform_kernel(float *U, const ck_winograd_filters *f, size_t KC, int C, int k, int c) {
+// G of each tile (alpha × 3, alpha = tile + 2): F(2x2, 3x3)'s, then F(4x4, 3x3)'s (winograd_f4_tier.h).
+static const float G2[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+static const float G4[6][3] = {{0.25f, 0, 0},
+                               {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+                               {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+                               {1.0f / 24, 1.0f / 12, 1.0f / 6},
+                               {1.0f / 24, -1.0f / 12, 1.0f / 6},
+                               {0, 0, 1}};
+
+// U_ξ (K × C) for ξ = alpha·i + j: G g Gᵀ, one (k, c) at a time: the vector transforms' fallback.
+static void transform_kernel(float *U, const ck_winograd_filters *f, size_t KC, int C, int k, int c, int tile) {
+    const int alpha = tile + 2;
+    const float(*G)[3] = tile == 2 ? G2 : G4;
     const float *taps = f->weight + (size_t)k * f->k_stride + (size_t)c * f->c_stride;
     float g[9];
     for (int i = 0; i < 9; i++) g[i] = taps[f->reversed ? 8 - i : i];
-    float t[4][3];  // G g
-    for (int col = 0; col < 3; col++) {
-        const float g0 = g[col], g1 = g[3 + col], g2 = g[6 + col];
-        t[0][col] = g0;
-        t[1][col] = 0.5f * (g0 + g1 + g2);
-        t[2][col] = 0.5f * (g0 - g1 + g2);
-        t[3][col] = g2;
-    }
-    for (int i = 0; i < 4; i++) {
-        const float a = t[i][0], b = t[i][1], cc = t[i][2];
-        const float u[4] = {a, 0.5f * (a + b + cc), 0.5f * (a - b + cc), cc};
-        for (int j = 0; j < 4; j++) U[(size_t)(4 * i + j) * KC + (size_t)k * C + c] = u[j];
-    }
+    float t[6][3];  // G g
+    for (int i = 0; i < alpha; i++)
+        for (int col = 0; col < 3; col++) t[i][col] = G[i][0] * g[col] + G[i][1] * g[3 + col] + G[i][2] * g[6 + col];
+    for (int i = 0; i < alpha; i++)
+        for (int j = 0; j < alpha; j++)
+            U[(size_t)(alpha * i + j) * KC + (size_t)k * C + c] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
 }
 
-static void transform_kernels(float *U, const ck_winograd_filters *f, int K, int C, int bits, int threads) {
+static void transform_kernels(float *U, const ck_winograd_filters *f, int K, int C, int tile, int bits, int threads) {
     const size_t KC = (size_t)K * C;
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (int k = 0; k < K; k++) {
         for (int c = 0; c < C;) {
-            int done = bits == 512 ? ck_winograd_transform_kernels_avx512(U, f, K, C, k, c)
-                                   : ck_winograd_transform_kernels_avx2(U, f, K, C, k, c);
+            int done = tile == 4 ? (bits == 512 ? ck_winograd4_transform_kernels_avx512(U, f, K, C, k, c)
+                                                : ck_winograd4_transform_kernels_avx2(U, f, K, C, k, c))
+                                 : (bits == 512 ? ck_winograd_transform_kernels_avx512(U, f, K, C, k, c)
+                                                : ck_winograd_transform_kernels_avx2(U, f, K, C, k, c));
             if (done == 0) {  // a filter stride past the gathers' reach
-                transform_kernel(U, f, KC, C, k, c);
+                transform_kernel(U, f, KC, C, k, c, tile);
                 done = 1;
             }
             c += done;
@@ -111,67 +149,86 @@ static void transform_kernels(float *U, const ck_winograd_filters *f, int K, int
 
 // How a layer's tiles are shared out: a global tile index walks images, then tile rows, then tile columns; each
 // thread takes an even run of them, in chunks whose transformed tiles stay cache-sized, with per-thread buffers for
-// one chunk: the input side V (16·C·chunk floats), then the output side (16·K·chunk).
+// one chunk: the input side V (products·C·chunk floats), then the output side (products·K·chunk).
 typedef struct {
-    int tiles_h, tiles_w, total, chunk;
+    int tile, products, tiles_h, tiles_w, total, chunk;
     size_t per_thread_floats;
 } tiling;
 
-static tiling tiling_for(const ck_conv2d_shape *s, int P, int Q) {
-    const int C = s->in_channels, K = s->out_channels;
-    tiling g = {(P + 1) / 2, (Q + 1) / 2, 0, chunk_tiles(C, K), 0};
+static tiling tiling_for(const ck_conv2d_shape *s, int P, int Q, int tile) {
+    const int C = s->in_channels, K = s->out_channels, products = ck_winograd_products(tile);
+    tiling g = {tile, products, (P + tile - 1) / tile, (Q + tile - 1) / tile, 0, chunk_tiles(C, K, products), 0};
     g.total = s->batch * g.tiles_h * g.tiles_w;
-    g.per_thread_floats = (size_t)16 * ((size_t)C + (size_t)K) * (size_t)g.chunk;
+    g.per_thread_floats = (size_t)products * ((size_t)C + (size_t)K) * (size_t)g.chunk;
     return g;
 }
 
-// V_ξ[c][t − t0] = (Bᵀ d B)_ξ for tiles [t0, t1), Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]: this tier's transform.
+// V_ξ[c][t − t0] = (Bᵀ d B)_ξ for tiles [t0, t1): this tile's and tier's transform. F(2x2, 3x3)'s
+// Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]; F(4x4, 3x3)'s is in winograd_f4_tier.h.
 static void transform_inputs(float *V, const float *x, const ck_conv2d_shape *s, const tiling *g, int t0, int t1,
                              int bits) {
-    if (bits == 512) ck_winograd_transform_inputs_avx512(V, x, s, g->tiles_h, g->tiles_w, t0, t1);
-    else ck_winograd_transform_inputs_avx2(V, x, s, g->tiles_h, g->tiles_w, t0, t1);
+    if (g->tile == 4) {
+        if (bits == 512) ck_winograd4_transform_inputs_avx512(V, x, s, g->tiles_h, g->tiles_w, t0, t1);
+        else ck_winograd4_transform_inputs_avx2(V, x, s, g->tiles_h, g->tiles_w, t0, t1);
+    } else {
+        if (bits == 512) ck_winograd_transform_inputs_avx512(V, x, s, g->tiles_h, g->tiles_w, t0, t1);
+        else ck_winograd_transform_inputs_avx2(V, x, s, g->tiles_h, g->tiles_w, t0, t1);
+    }
 }
 
-// The 16 U_ξ (K × C each, in U) packed for the packed GEMM of `backend`, one after another.
-static void pack_kernels(float *packed, const float *U, int K, int C, int backend, int threads) {
+// y from M for tiles [t0, t1), with the epilogue: this tile's and tier's transform. F(2x2, 3x3)'s
+// Aᵀ = [1 1 1 0; 0 1 −1 −1], clipped at the image's last row and column.
+static void transform_outputs(float *y, const float *M, const ck_conv_epilogue *e, const ck_conv2d_shape *s, int P,
+                              int Q, const tiling *g, int t0, int t1, int bits) {
+    if (g->tile == 4) {
+        if (bits == 512) ck_winograd4_transform_outputs_avx512(y, M, e, s, P, Q, g->tiles_h, g->tiles_w, t0, t1);
+        else ck_winograd4_transform_outputs_avx2(y, M, e, s, P, Q, g->tiles_h, g->tiles_w, t0, t1);
+    } else {
+        if (bits == 512) ck_winograd_transform_outputs_avx512(y, M, e, s, P, Q, g->tiles_h, g->tiles_w, t0, t1);
+        else ck_winograd_transform_outputs_avx2(y, M, e, s, P, Q, g->tiles_h, g->tiles_w, t0, t1);
+    }
+}
+
+// The products' U_ξ (K × C each, in U) packed for the packed GEMM of `backend`, one after another.
+static void pack_kernels(float *packed, const float *U, int K, int C, int products, int backend, int threads) {
     const size_t packed_floats = ck_gemm_packed_a_floats(K, C);
     #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int xi = 0; xi < 16; xi++)
+    for (int xi = 0; xi < products; xi++)
         ck_gemm_prepack_a(packed + (size_t)xi * packed_floats, U + (size_t)xi * K * C, C, K, C, backend, 0, 1);
 }
 
-void ck_winograd_pack_kernels(float *packed, const ck_winograd_filters *filters, int K, int C, int backend, int threads,
-                              float *workspace) {
-    transform_kernels(workspace, filters, K, C, vector_bits(), threads);
-    pack_kernels(packed, workspace, K, C, backend, threads);
+void ck_winograd_pack_kernels(float *packed, const ck_winograd_filters *filters, int K, int C, int tile, int backend,
+                              int threads, float *workspace) {
+    transform_kernels(workspace, filters, K, C, tile, vector_bits(), threads);
+    pack_kernels(packed, workspace, K, C, ck_winograd_products(tile), backend, threads);
 }
 
 int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *filters, const ck_conv_epilogue *epilogue,
-                        const ck_conv2d_shape *s, int P, int Q, int threads, float *workspace, float *packed_kernels,
-                        int kernels_packed) {
+                        const ck_conv2d_shape *s, int P, int Q, int tile, int threads, float *workspace,
+                        float *packed_kernels, int kernels_packed) {
     const int C = s->in_channels, K = s->out_channels;
-    const tiling g = tiling_for(s, P, Q);
+    const tiling g = tiling_for(s, P, Q, tile);
     float *U = workspace;
-    float *per_thread = workspace + (size_t)16 * K * C;
+    float *per_thread = workspace + (size_t)g.products * K * C;
     const int bits = vector_bits();
-    transform_kernels(U, filters, K, C, bits, threads);
+    transform_kernels(U, filters, K, C, tile, bits, threads);
     // Each U_ξ packed once for the packed GEMM, not once per chunk of tiles by every thread (or packed ahead by the
     // caller; U stays the fallback's, should a thread's packing buffer be missing).
     const int backend = ck_get_gemm_backend();
     if (backend != CK_GEMM_AVX512 && backend != CK_GEMM_AVX2) packed_kernels = NULL;
     const size_t packed_floats = ck_gemm_packed_a_floats(K, C);
-    if (packed_kernels && !kernels_packed) pack_kernels(packed_kernels, U, K, C, backend, threads);
+    if (packed_kernels && !kernels_packed) pack_kernels(packed_kernels, U, K, C, g.products, backend, threads);
     #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num(), team = omp_get_num_threads();
         float *V = per_thread + (size_t)t * g.per_thread_floats;
-        float *M = V + (size_t)16 * C * g.chunk;
+        float *M = V + (size_t)g.products * C * g.chunk;
         int begin, end;
         ck_block_range(g.total, team, t, &begin, &end);
         for (int t0 = begin; t0 < end; t0 += g.chunk) {
             const int t1 = end < t0 + g.chunk ? end : t0 + g.chunk, width = t1 - t0;
             transform_inputs(V, x, s, &g, t0, t1, bits);
-            for (int xi = 0; xi < 16; xi++) {
+            for (int xi = 0; xi < g.products; xi++) {
                 const float *u = U + (size_t)xi * K * C, *v = V + (size_t)xi * C * width;
                 float *m = M + (size_t)xi * K * width;
                 const ck_gemm_b source = {.b = v, .ldb = width};
@@ -181,9 +238,7 @@ int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *fil
                     continue;
                 ck_sgemm(0, 0, K, width, C, 1.0f, u, C, v, width, 0.0f, m, width);
             }
-            // y tile = Aᵀ m A (+ the epilogue), Aᵀ = [1 1 1 0; 0 1 −1 −1], clipped at the image's last row/column.
-            if (bits == 512) ck_winograd_transform_outputs_avx512(y, M, epilogue, s, P, Q, g.tiles_h, g.tiles_w, t0, t1);
-            else ck_winograd_transform_outputs_avx2(y, M, epilogue, s, P, Q, g.tiles_h, g.tiles_w, t0, t1);
+            transform_outputs(y, M, epilogue, s, P, Q, &g, t0, t1, bits);
         }
     }
     return CK_OK;
@@ -198,7 +253,7 @@ int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *fil
 int ck_winograd_backward_weight(float *dweight, const float *dy, const float *x, const ck_conv2d_shape *s, int P, int Q,
                                 int threads, float *workspace) {
     const int C = s->in_channels, K = s->out_channels;
-    const tiling g = tiling_for(s, P, Q);
+    const tiling g = tiling_for(s, P, Q, 2);
     const size_t KC = (size_t)K * C, kernels = 16 * KC;
     float *per_thread = workspace + kernels;
     float *other_accumulators = per_thread + (size_t)threads * g.per_thread_floats;

@@ -1,5 +1,6 @@
-// Winograd F(2x2, 3x3), internal to the conv2d kernels: the forward of 3x3 stride-1 padding-1 layers, and their
-// backward-input, which is itself such a convolution (of dy, with the filters transposed and turned 180°).
+// Winograd F(2x2, 3x3) and F(4x4, 3x3), internal to the conv2d kernels: the forward of 3x3 stride-1 padding-1
+// layers, and their backward-input, which is itself such a convolution (of dy, with the filters transposed and
+// turned 180°); the weight gradient through F(2x2, 3x3).
 #ifndef CKERNELS_WINOGRAD_H
 #define CKERNELS_WINOGRAD_H
 #include "conv2d.h"
@@ -10,8 +11,14 @@ int ck_winograd_applies(const ck_conv2d_shape *shape);
 // 1 when this layer's forward and backward-input (weight_gradient 0) or its backward-weight (1) should take the
 // Winograd path (ck_conv2d_set_winograd).
 int ck_winograd_chosen(const ck_conv2d_shape *shape, int weight_gradient);
-// Floats of workspace for `threads` threads; 0 on overflow. The same for a layer and for its backward-input
-// (it is symmetric in C and K).
+// The output tile, 2 or 4 (F(2x2, 3x3) or F(4x4, 3x3)), of this layer's forward and backward-input when they take
+// the Winograd path (ck_conv2d_set_winograd_tile). The weight gradient always uses 2.
+int ck_winograd_tile(const ck_conv2d_shape *shape);
+// Products (transformed kernels) of a tile: 16 for 2, 36 for 4.
+static inline int ck_winograd_products(int tile) { return (tile + 2) * (tile + 2); }
+// Floats of workspace for `threads` threads and the tile ck_winograd_tile gives the shape now (and F(2x2, 3x3)'s,
+// which the weight gradient uses); 0 on overflow. The same for a layer and for its backward-input (it is symmetric
+// in C and K).
 size_t ck_winograd_workspace_floats(const ck_conv2d_shape *shape, int threads);
 
 // Where the Winograd convolution's filter g(k, c) of output channel k and input channel c is:
@@ -24,23 +31,25 @@ typedef struct {
     int reversed;
 } ck_winograd_filters;
 
-// y is (N, K, P, Q); x is (N, C, H, W); `shape` is the Winograd convolution's own (C, K as it sees them).
-// packed_kernels: room for 16 kernels packed for the GEMM (16 × ck_gemm_packed_a_floats(K, C)), or NULL;
-// kernels_packed: 1 when it already holds them (ck_winograd_pack_kernels, for the current GEMM backend).
+// y is (N, K, P, Q); x is (N, C, H, W); `shape` is the Winograd convolution's own (C, K as it sees them); tile is
+// 2 or 4, and the workspace sized for it. packed_kernels: room for the tile's products packed for the GEMM
+// (ck_winograd_products(tile) × ck_gemm_packed_a_floats(K, C)), or NULL; kernels_packed: 1 when it already holds
+// them (ck_winograd_pack_kernels, for the current GEMM backend).
 int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *filters, const ck_conv_epilogue *epilogue,
-                        const ck_conv2d_shape *shape, int P, int Q, int threads, float *workspace, float *packed_kernels,
-                        int kernels_packed);
-// The 16 transformed kernels packed for the packed GEMM of `backend` (a packed backend), as ck_winograd_forward
-// packs them; workspace holds U on the way (16·K·C floats).
-void ck_winograd_pack_kernels(float *packed, const ck_winograd_filters *filters, int K, int C, int backend, int threads,
-                              float *workspace);
+                        const ck_conv2d_shape *shape, int P, int Q, int tile, int threads, float *workspace,
+                        float *packed_kernels, int kernels_packed);
+// The tile's transformed kernels packed for the packed GEMM of `backend` (a packed backend), as ck_winograd_forward
+// packs them; workspace holds U on the way (products·K·C floats).
+void ck_winograd_pack_kernels(float *packed, const ck_winograd_filters *filters, int K, int C, int tile, int backend,
+                              int threads, float *workspace);
 
 // dweight (K, C, 3, 3) += the weight gradient of the layer `shape` (3x3, stride 1, padding 1): dy is (N, K, P, Q),
 // x is (N, C, H, W). Accumulates, as ck_conv2d_backward_weight_f32 does.
 int ck_winograd_backward_weight(float *dweight, const float *dy, const float *x, const ck_conv2d_shape *shape, int P,
                                 int Q, int threads, float *workspace);
 
-// The vectorised transforms (winograd_avx512.c, winograd_avx2.c: one per CPU tier, one tile or channel per lane).
+// The vectorised transforms of F(2x2, 3x3) (winograd_avx512.c, winograd_avx2.c: one per CPU tier, one tile or
+// channel per lane); F(4x4, 3x3)'s (ck_winograd4_…) in winograd_f4_avx512.c and winograd_f4_avx2.c.
 // kernels: U for output channel k and input channels [c0, c0 + lanes) (fewer at the end); returns how many
 // it did, 0 when it cannot (a filter stride too large for a 32-bit gather index): the caller loops instead.
 // inputs: V for global tiles [tile_begin, tile_end). outputs: y from M for those tiles, with the epilogue.
@@ -59,4 +68,15 @@ void ck_winograd_transform_outputs_avx2(float *y, const float *M, const ck_conv_
                                         int P, int Q, int tiles_h, int tiles_w, int tile_begin, int tile_end);
 void ck_winograd_transform_output_gradients_avx2(float *Y, const float *dy, const ck_conv2d_shape *s, int P, int Q,
                                                  int tiles_h, int tiles_w, int tile_begin, int tile_end);
+int ck_winograd4_transform_kernels_avx512(float *U, const ck_winograd_filters *f, int K, int C, int k, int c0);
+void ck_winograd4_transform_inputs_avx512(float *V, const float *x, const ck_conv2d_shape *s, int tiles_h, int tiles_w,
+                                          int tile_begin, int tile_end);
+void ck_winograd4_transform_outputs_avx512(float *y, const float *M, const ck_conv_epilogue *e,
+                                           const ck_conv2d_shape *s, int P, int Q, int tiles_h, int tiles_w,
+                                           int tile_begin, int tile_end);
+int ck_winograd4_transform_kernels_avx2(float *U, const ck_winograd_filters *f, int K, int C, int k, int c0);
+void ck_winograd4_transform_inputs_avx2(float *V, const float *x, const ck_conv2d_shape *s, int tiles_h, int tiles_w,
+                                        int tile_begin, int tile_end);
+void ck_winograd4_transform_outputs_avx2(float *y, const float *M, const ck_conv_epilogue *e, const ck_conv2d_shape *s,
+                                         int P, int Q, int tiles_h, int tiles_w, int tile_begin, int tile_end);
 #endif

@@ -94,42 +94,62 @@ final class ConvolutionTests: XCTestCase {
         } }
     }
 
-    /// Winograd F(2x2, 3x3) on its own, forward, backward-input and backward-weight, with each instruction set's transforms: odd
-    /// and even sizes (partial last tiles and 8- or 16-tile runs), 1x1 and 2x2 planes, batch 1 to 5, C ≠ K, thread
-    /// counts that split images and that split tiles; and its refusal of other shapes.
+    /// Winograd F(2x2, 3x3) and F(4x4, 3x3) on their own, forward, backward-input and backward-weight, with each
+    /// instruction set's transforms: sizes of every remainder mod 2 and 4 (partial last tiles), runs of 8 and 16
+    /// tiles, rows wide enough to read in place (150, 131), 1x1 and 2x2 planes, batch 1 to 5, C ≠ K, thread counts
+    /// that split images and that split tiles; and their refusal of other shapes. Both are held to 1e-4 relative
+    /// (F(4x4, 3x3) measures about 6x F(2x2, 3x3)'s error: its transforms' coefficients reach 8, and 1/6 is inexact).
     func testWinogradMatchesReference() {
         var rng = SplitMix64(seed: 77)
         forEachInstructionSet { avx512 in
+        for tile in [2, 4] {
+        ck_conv2d_set_winograd_tile(Int32(tile))
         for threads in [1, 2, 3] {
             ck_set_num_threads(Int32(threads))
-            // The last two have more tiles per thread than one chunk holds (64+64 channels: 256 tiles).
+            // (2, 64, 36, 35, 64) and (1, 64, 56, 56, 64) have more tiles per thread than one chunk holds.
             for (n, c, h, w, k) in [(1, 3, 5, 5, 2), (2, 4, 8, 8, 3), (5, 2, 7, 9, 4), (1, 1, 1, 1, 1), (3, 6, 2, 3, 5),
-                                    (2, 70, 14, 14, 33), (2, 64, 36, 35, 64), (1, 64, 56, 56, 64), (1, 17, 3, 40, 9), (2, 9, 33, 17, 20)] {
+                                    (2, 70, 14, 14, 33), (2, 64, 36, 35, 64), (1, 64, 56, 56, 64), (1, 17, 3, 40, 9),
+                                    (2, 9, 33, 17, 20), (1, 2, 6, 150, 3), (2, 5, 11, 131, 4)] {
+                let label = "\((n, c, h, w, k)) tile \(tile) threads \(threads) avx512 \(avx512)"
                 var s = convShape(batch: n, inChannels: c, height: h, width: w, outChannels: k, kernel: 3, stride: 1, pad: 1)
                 let x = randomArray(n * c * h * w, &rng), wt = randomArray(k * c * 9, &rng), b = randomArray(k, &rng)
                 let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
                 var y = [Float](repeating: .nan, count: n * k * h * w), yRef = y
                 XCTAssertOK(ck_conv2d_forward_winograd_f32(&y, x, wt, b, &s, workspace.buffer, workspace.bytes))
                 XCTAssertOK(ck_conv2d_forward_f32_ref(&yRef, x, wt, b, &s, nil, 0))
-                XCTAssertLessThanOrEqual(relativeError(y, yRef), 1e-4, "winograd \((n, c, h, w, k)) threads \(threads) avx512 \(avx512)")
+                XCTAssertLessThanOrEqual(relativeError(y, yRef), 1e-4, "winograd \(label)")
                 let dy = randomArray(y.count, &rng)
                 var dx = [Float](repeating: .nan, count: x.count), dxRef = dx
                 XCTAssertOK(ck_conv2d_backward_input_winograd_f32(&dx, dy, wt, &s, workspace.buffer, workspace.bytes))
                 XCTAssertOK(ck_conv2d_backward_input_f32_ref(&dxRef, dy, wt, &s, nil, 0))
-                XCTAssertLessThanOrEqual(relativeError(dx, dxRef), 1e-4,
-                                         "winograd backward-input \((n, c, h, w, k)) threads \(threads) avx512 \(avx512)")
+                XCTAssertLessThanOrEqual(relativeError(dx, dxRef), 1e-4, "winograd backward-input \(label)")
                 // Weight and bias gradients accumulate: start from the same non-zero values.
                 let start = randomArray(wt.count, &rng), biasStart = randomArray(k, &rng)
                 var dw = start, dwRef = start, db = biasStart, dbRef = biasStart
                 XCTAssertOK(ck_conv2d_backward_weight_winograd_f32(&dw, &db, dy, x, &s, workspace.buffer, workspace.bytes))
                 XCTAssertOK(ck_conv2d_backward_weight_f32_ref(&dwRef, &dbRef, dy, x, &s, nil, 0))
-                XCTAssertLessThanOrEqual(relativeError(dw, dwRef), 1e-4,
-                                         "winograd backward-weight \((n, c, h, w, k)) threads \(threads) avx512 \(avx512)")
-                XCTAssertLessThanOrEqual(relativeError(db, dbRef), 1e-4, "winograd bias gradient \((n, c, h, w, k))")
+                XCTAssertLessThanOrEqual(relativeError(dw, dwRef), 1e-4, "winograd backward-weight \(label)")
+                XCTAssertLessThanOrEqual(relativeError(db, dbRef), 1e-4, "winograd bias gradient \(label)")
             }
         }
         }
+        }
+        ck_conv2d_set_winograd_tile(0)
         ck_set_num_threads(2)
+        // A workspace sized while F(2x2, 3x3) was chosen is too small for F(4x4, 3x3): refused, never overrun.
+        ck_conv2d_set_winograd_tile(2)
+        var layer3 = convShape(batch: 1, inChannels: 256, height: 14, width: 14, outChannels: 256, kernel: 3, stride: 1, pad: 1)
+        let smallBytes = ck_conv2d_workspace_size(&layer3)
+        ck_conv2d_set_winograd_tile(4)
+        XCTAssertGreaterThan(ck_conv2d_workspace_size(&layer3), smallBytes)
+        let sizedForF2 = Workspace(bytes: smallBytes)
+        var y3 = [Float](repeating: 0, count: 256 * 196), x3 = y3
+        XCTAssertEqual(ck_conv2d_forward_winograd_f32(&y3, x3, [Float](repeating: 0, count: 256 * 256 * 9), nil, &layer3,
+                                                      sizedForF2.buffer, sizedForF2.bytes), CK_ERR_WORKSPACE.rawValue)
+        XCTAssertEqual(ck_conv2d_backward_input_winograd_f32(&x3, y3, [Float](repeating: 0, count: 256 * 256 * 9),
+                                                             &layer3, sizedForF2.buffer, sizedForF2.bytes),
+                       CK_ERR_WORKSPACE.rawValue)
+        ck_conv2d_set_winograd_tile(0)
         var strided = convShape(batch: 1, inChannels: 2, height: 6, width: 6, outChannels: 2, kernel: 3, stride: 2, pad: 1)
         let workspace = Workspace(bytes: ck_conv2d_workspace_size(&strided))
         var y = [Float](repeating: 0, count: 18)
@@ -188,6 +208,15 @@ final class ConvolutionTests: XCTestCase {
                 XCTAssertOK(ck_conv2d_forward_fused_f32(&gemmOnly, x, w, b, residual, 1, &s, workspace.buffer, workspace.bytes))
                 XCTAssertEqual(forward(packed.buffer, size), gemmOnly, "other Winograd choice \(label)")
                 ck_conv2d_set_winograd(Int32(CK_WINOGRAD_AUTO))
+                if t.r == 3 && t.stride == 1 {  // packed for F(4x4, 3x3) (14×14 outputs), run with F(2x2, 3x3)
+                    ck_conv2d_set_winograd_tile(2)
+                    var smallTile = [Float](repeating: .nan, count: residual.count)
+                    XCTAssertOK(ck_conv2d_forward_fused_f32(&smallTile, x, w, b, residual, 1, &s, workspace.buffer,
+                                                            workspace.bytes))
+                    XCTAssertEqual(forward(packed.buffer, size), smallTile, "other Winograd tile \(label)")
+                    XCTAssertNotEqual(smallTile, expected, "the two tiles round differently \(label)")
+                    ck_conv2d_set_winograd_tile(0)
+                }
                 let header = packed.buffer!.assumingMemoryBound(to: Int32.self)
                 for field in 0 ..< 10 {  // magic, backend, winograd, K, C, R, S, padding, floats (two halves)
                     let saved = header[field]
@@ -213,13 +242,16 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
-    /// The fused inference epilogue, relu(conv + bias + residual), through im2col, pointwise and Winograd. The packed
-    /// GEMM applies it in its stores of the last K block only: the last two shapes have more than one K block (CRS 648
-    /// and 600) and more than one block of rows (K 150); 7x7 pointwise tiles span images.
+    /// The fused inference epilogue, relu(conv + bias + residual), through im2col, pointwise and Winograd with each
+    /// tile (planes narrower and wider than a vector of tiles). The packed GEMM applies it in its stores of the last K
+    /// block only: the last two shapes have more than one K block (CRS 648 and 600) and more than one block of rows
+    /// (K 150); 7x7 pointwise tiles span images.
     func testFusedEpilogueMatchesReference() {
         var rng = SplitMix64(seed: 31)
-        for (winograd, backend) in [Int32(0), 1].flatMap({ w in availableGemmBackends().map { (w, $0) } }) {
+        let choices = [(Int32(0), Int32(0)), (1, 2), (1, 4)]  // (Winograd, its tile)
+        for ((winograd, tile), backend) in choices.flatMap({ w in availableGemmBackends().map { (w, $0) } }) {
             ck_conv2d_set_winograd(winograd)
+            ck_conv2d_set_winograd_tile(tile)
             ck_set_gemm_backend(backend)
             // Winograd's transforms: AVX-512 with the AVX-512 GEMM, the plain loops with OpenBLAS.
             ck_set_avx512_allowed(backend == Int32(CK_GEMM_AVX512.rawValue) ? 1 : 0)
@@ -227,7 +259,8 @@ final class ConvolutionTests: XCTestCase {
             defer { ck_set_avx512_allowed(1); ck_set_gemm_backend(Int32(CK_GEMM_AUTO.rawValue)) }
             for (n, c, h, k, r, stride, pad) in [(2, 5, 9, 6, 3, 1, 1), (3, 8, 7, 4, 1, 1, 0), (1, 3, 11, 4, 3, 2, 1),
                                                  (4, 6, 6, 8, 1, 2, 0), (1, 4, 5, 3, 3, 1, 1), (3, 3, 40, 5, 3, 2, 1),
-                                                 (2, 72, 6, 150, 3, 1, 1), (3, 600, 7, 20, 1, 1, 0)] {
+                                                 (1, 3, 70, 4, 3, 1, 1), (2, 72, 6, 150, 3, 1, 1),
+                                                 (3, 600, 7, 20, 1, 1, 0)] {
                 var s = convShape(batch: n, inChannels: c, height: h, width: h, outChannels: k, kernel: r,
                                   stride: stride, pad: pad)
                 let outCount = n * k * Int(ck_conv2d_output_height(&s)) * Int(ck_conv2d_output_width(&s))
@@ -242,12 +275,14 @@ final class ConvolutionTests: XCTestCase {
                         XCTAssertOK(ck_conv2d_forward_fused_f32_ref(&yRef, x, w, b, r, relu, &s, nil, 0))
                     }
                     XCTAssertLessThanOrEqual(relativeError(y, yRef), 1e-4,
-                                             "fused \((n, c, h, k, r, stride, pad)) residual \(useResidual) relu \(relu) winograd \(winograd) gemm \(backend)")
+                                             "fused \((n, c, h, k, r, stride, pad)) residual \(useResidual) relu \(relu) "
+                                                 + "winograd \(winograd) tile \(tile) gemm \(backend)")
                     if relu == 1 { XCTAssertTrue(y.allSatisfy { $0 >= 0 }) }
                 }
             }
         }
         ck_conv2d_set_winograd(Int32(CK_WINOGRAD_AUTO))
+        ck_conv2d_set_winograd_tile(0)
     }
 
     /// Every distinct ResNet-50 convolution at its real size, batch 1 (threads split one image) and
@@ -267,13 +302,19 @@ final class ConvolutionTests: XCTestCase {
                 XCTAssertLessThanOrEqual(e.input, 1e-3, "backward input \(layer.name) batch \(batch)")
                 XCTAssertLessThanOrEqual(e.weight, 1e-3, "backward weight \(layer.name) batch \(batch)")
                 if layer.kernel == 3 && layer.stride == 1 {
-                    // Winograd forced in all three kernels: the error bound it is held to, printed per shape.
+                    // Winograd forced in all three kernels, with each tile: the error bound it is held to, printed
+                    // per shape.
                     ck_conv2d_set_winograd(Int32(CK_WINOGRAD_ALWAYS))
-                    let w = compareWithReference(shape, bias: false, seed: UInt64(7 + i))
+                    for tile in [2, 4] {
+                        ck_conv2d_set_winograd_tile(Int32(tile))
+                        let w = compareWithReference(shape, bias: false, seed: UInt64(7 + i))
+                        print("Winograd F(\(tile)x\(tile), 3x3) relative error, \(layer.name) batch \(batch): forward "
+                              + "\(w.forward), backward-input \(w.input), backward-weight \(w.weight)")
+                        XCTAssertLessThanOrEqual(max(w.forward, w.input, w.weight), 1e-4,
+                                                 "winograd tile \(tile) \(layer.name) batch \(batch)")
+                    }
+                    ck_conv2d_set_winograd_tile(0)
                     ck_conv2d_set_winograd(Int32(CK_WINOGRAD_AUTO))
-                    print("Winograd relative error, \(layer.name) batch \(batch): forward \(w.forward), backward-input "
-                          + "\(w.input), backward-weight \(w.weight)")
-                    XCTAssertLessThanOrEqual(max(w.forward, w.input, w.weight), 1e-4, "winograd \(layer.name) batch \(batch)")
                 }
             }
         }
@@ -359,17 +400,20 @@ final class ConvolutionTests: XCTestCase {
         var x = [Float](repeating: 0.5, count: 72)
         x[14] = .nan
         let w = [Float](repeating: -1, count: 36)
-        let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
-        for (winograd, backend) in [Int32(0), 1].flatMap({ w in availableGemmBackends().map { (w, $0) } }) {
+        let choices = [(Int32(0), Int32(0)), (1, 2), (1, 4)]  // (Winograd, its tile)
+        for ((winograd, tile), backend) in choices.flatMap({ w in availableGemmBackends().map { (w, $0) } }) {
             ck_conv2d_set_winograd(winograd)
+            ck_conv2d_set_winograd_tile(tile)
             ck_set_gemm_backend(backend)
             defer { ck_set_gemm_backend(Int32(CK_GEMM_AUTO.rawValue)) }
+            let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
             var y = [Float](repeating: 0, count: 72)
             XCTAssertOK(ck_conv2d_forward_fused_f32(&y, x, w, nil, nil, 1, &s, workspace.buffer, workspace.bytes))
-            XCTAssertTrue(y.contains { $0.isNaN }, "winograd \(winograd)")
+            XCTAssertTrue(y.contains { $0.isNaN }, "winograd \(winograd) tile \(tile)")
             XCTAssertTrue(y.contains { $0 == 0 }, "negative outputs clamp to 0")
         }
         ck_conv2d_set_winograd(Int32(CK_WINOGRAD_AUTO))
+        ck_conv2d_set_winograd_tile(0)
         var r = [Float](repeating: 0, count: 3)
         XCTAssertOK(ck_relu_forward_f32(&r, [.nan, -1, 2], 3))
         XCTAssertTrue(r[0].isNaN)
