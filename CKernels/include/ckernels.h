@@ -123,8 +123,8 @@ int ck_conv2d_forward_fused_packed_f32(float *y, const float *x, const float *we
                                        size_t packed_bytes, const float *bias, const float *residual, int relu,
                                        const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes);
 /// When ck_conv2d_forward_f32, ck_conv2d_backward_input_f32 and ck_conv2d_backward_weight_f32 use Winograd on the shapes it handles:
-/// CK_WINOGRAD_AUTO (the default) where it measures faster — at least 14×14 outputs (layer1–3 of ResNet-50), and
-/// 7×7 too for the forward and backward-input on CPUs without AVX-512; CK_WINOGRAD_NEVER; CK_WINOGRAD_ALWAYS. Until
+/// CK_WINOGRAD_AUTO (the default) where it measures faster — at least 7×7 outputs (every 3x3 stride-1 layer of
+/// ResNet-50 at 224×224); CK_WINOGRAD_NEVER; CK_WINOGRAD_ALWAYS. Until
 /// this is called, RESNETFUSION_WINOGRAD=never or =always in the environment sets the mode.
 enum { CK_WINOGRAD_NEVER = 0, CK_WINOGRAD_ALWAYS = 1, CK_WINOGRAD_AUTO = 2 };
 void ck_conv2d_set_winograd(int mode);

@@ -88,7 +88,7 @@ static int backward_input(float *dx, const float *dy, const float *weight, const
 
 int ck_conv2d_backward_input_f32(float *dx, const float *dy, const float *weight,
                                  const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
-    return backward_input(dx, dy, weight, shape, workspace, workspace_bytes, ck_winograd_chosen(shape, 0));
+    return backward_input(dx, dy, weight, shape, workspace, workspace_bytes, ck_winograd_chosen(shape));
 }
 
 int ck_conv2d_backward_input_winograd_f32(float *dx, const float *dy, const float *weight,
@@ -212,7 +212,7 @@ static int backward_weight(float *dweight, float *dbias, const float *dy, const 
 
 int ck_conv2d_backward_weight_f32(float *dweight, float *dbias, const float *dy, const float *x,
                                   const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
-    return backward_weight(dweight, dbias, dy, x, shape, workspace, workspace_bytes, ck_winograd_chosen(shape, 1));
+    return backward_weight(dweight, dbias, dy, x, shape, workspace, workspace_bytes, ck_winograd_chosen(shape));
 }
 
 int ck_conv2d_backward_weight_winograd_f32(float *dweight, float *dbias, const float *dy, const float *x,

@@ -33,7 +33,7 @@ static size_t packed_floats_for(const ck_conv_dims *d, int winograd_tile) {
 
 // The Winograd tile this layer's forward takes now; 0 for the GEMM.
 static int forward_winograd_tile(const ck_conv2d_shape *shape) {
-    return ck_winograd_chosen(shape, 0) ? ck_winograd_tile(shape) : 0;
+    return ck_winograd_chosen(shape) ? ck_winograd_tile(shape) : 0;
 }
 
 size_t ck_conv2d_packed_weights_size(const ck_conv2d_shape *shape) {
@@ -258,7 +258,7 @@ int ck_conv2d_forward_fused_packed_f32(float *y, const float *x, const float *we
                                        size_t packed_bytes, const float *bias, const float *residual, int relu,
                                        const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
     const ck_conv_epilogue epilogue = {bias, residual, relu};
-    if (ck_winograd_chosen(shape, 0))
+    if (ck_winograd_chosen(shape))
         return conv_forward_winograd(y, x, weight, packed, packed_bytes, &epilogue, shape, workspace, workspace_bytes);
     return conv_forward_gemm(y, x, weight, packed, packed_bytes, &epilogue, shape, workspace, workspace_bytes);
 }

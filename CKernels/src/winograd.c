@@ -46,17 +46,17 @@ void ck_conv2d_set_winograd(int mode) {
     winograd_mode = mode == CK_WINOGRAD_NEVER || mode == CK_WINOGRAD_ALWAYS ? mode : CK_WINOGRAD_AUTO;
 }
 
-int ck_winograd_chosen(const ck_conv2d_shape *shape, int weight_gradient) {
+int ck_winograd_chosen(const ck_conv2d_shape *shape) {
     if (!shape || !ck_winograd_applies(shape)) return 0;
     int mode = winograd_mode;
     if (mode < 0) winograd_mode = mode = mode_from_environment();
     if (mode != CK_WINOGRAD_AUTO) return mode == CK_WINOGRAD_ALWAYS;
-    // Measured (make bench-kernels, batch 8): on 14×14 and larger planes Winograd is 1.4–1.9x the GEMM in all three
-    // kernels, on both tiers. On 7×7 (layer4) the forward and backward-input are 1.1–1.4x on AVX2 but 0.97–1.37x on
-    // AVX-512, whose GEMM is relatively faster, and the weight gradient 1.0x on AVX2 and 0.87x on AVX-512: there
-    // the GEMM keeps them.
+    // Measured (make bench-kernels, batch 8): the fastest Winograd is 1.5–3x the GEMM on 14×14 and larger planes, in
+    // all three kernels and on both tiers. On 7×7 (layer4), with an image's 16 tiles of 2x2 in one vector of lanes,
+    // it is 1.21–1.28x in the forward and backward-input and 1.11x in the weight gradient on AVX-512; 1.22x and
+    // 1.17x on AVX2. Smaller planes were not measured: the GEMM keeps them.
     const long outputs = (long)ck_conv2d_output_height(shape) * ck_conv2d_output_width(shape);
-    return outputs >= (weight_gradient || ck_cpu_has_avx512() ? 196 : 49);
+    return outputs >= 49;
 }
 
 // The output tile: 2 or 4 for the whole process (ck_conv2d_set_winograd_tile, RESNETFUSION_WINOGRAD_TILE=2|4),

@@ -8,9 +8,9 @@
 
 // 1 for 3x3, stride 1, padding 1: the shapes the Winograd path handles.
 int ck_winograd_applies(const ck_conv2d_shape *shape);
-// 1 when this layer's forward and backward-input (weight_gradient 0) or its backward-weight (1) should take the
-// Winograd path (ck_conv2d_set_winograd).
-int ck_winograd_chosen(const ck_conv2d_shape *shape, int weight_gradient);
+// 1 when this layer's forward, backward-input and backward-weight should take the Winograd path
+// (ck_conv2d_set_winograd).
+int ck_winograd_chosen(const ck_conv2d_shape *shape);
 // The output tile, 2 or 4 (F(2x2, 3x3) or F(4x4, 3x3)), of this layer's forward and backward-input when they take
 // the Winograd path (ck_conv2d_set_winograd_tile). The weight gradient always uses 2.
 int ck_winograd_tile(const ck_conv2d_shape *shape);
@@ -47,6 +47,36 @@ void ck_winograd_pack_kernels(float *packed, const ck_winograd_filters *filters,
 // x is (N, C, H, W). Accumulates, as ck_conv2d_backward_weight_f32 does.
 int ck_winograd_backward_weight(float *dweight, const float *dy, const float *x, const ck_conv2d_shape *shape, int P,
                                 int Q, int threads, float *workspace);
+
+// The transforms below take `lanes` neighbouring tiles of one tile row at a time (one tile per lane). Planes
+// narrower than `lanes` tiles would leave most lanes idle (a 14x14 plane has 4 tiles of 4x4 per row, 7 of 2x2):
+// they are taken an image at a time instead. A run is then up to `lanes` consecutive tiles of one image, across
+// tile rows; each lane gathers its own tile's pixels and stores its own outputs. Offsets within a plane (padding
+// included) are 32-bit gather indices, so the plane must be well below 2^31 pixels.
+static inline int ck_winograd_runs_by_image(int tiles_w, int lanes, int H, int W) {
+    return tiles_w < lanes && ((int64_t)H + 8) * ((int64_t)W + 8) < (1 << 30);
+}
+
+typedef struct {
+    int n, count;
+    int32_t top[16], left[16];  // per lane: the tile's first input row and column (−1 at the edges: padding)
+} ck_winograd_image_run;
+
+// The run from global tile t: image n, at most `lanes` (≤ 16) tiles, none at or past tile_end. Lanes past the run
+// repeat its first tile, so their indices stay in range.
+static inline ck_winograd_image_run ck_winograd_image_run_at(int t, int tile_end, int tiles_h, int tiles_w, int tile,
+                                                             int lanes) {
+    const int per_image = tiles_h * tiles_w, r = t % per_image;
+    ck_winograd_image_run run = {t / per_image, per_image - r, {0}, {0}};
+    if (run.count > tile_end - t) run.count = tile_end - t;
+    if (run.count > lanes) run.count = lanes;
+    for (int l = 0; l < lanes; l++) {
+        const int index = r + (l < run.count ? l : 0);
+        run.top[l] = (index / tiles_w) * tile - 1;
+        run.left[l] = (index % tiles_w) * tile - 1;
+    }
+    return run;
+}
 
 // The vectorised transforms of F(2x2, 3x3) (winograd_avx512.c, winograd_avx2.c: one per CPU tier, one tile or
 // channel per lane); F(4x4, 3x3)'s (ck_winograd4_…) in winograd_f4_avx512.c and winograd_f4_avx2.c.

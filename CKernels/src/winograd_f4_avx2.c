@@ -68,7 +68,7 @@ static void inputs_by_image(float *V, const float *x, const ck_conv2d_shape *s, 
     const int width = tile_end - tile_begin;
     const size_t plane_stride = (size_t)C * width;
     for (int t = tile_begin; t < tile_end;) {
-        const image_run run = image_run_at(t, tile_end, tiles_h, tiles_w);
+        const ck_winograd_image_run run = ck_winograd_image_run_at(t, tile_end, tiles_h, tiles_w, 4, LANES);
         const __m256i in_run = lanes_below(run.count);
         const __m256i top = _mm256_loadu_si256((const __m256i *)run.top), left = _mm256_loadu_si256((const __m256i *)run.left);
         __m256i row_inside[6], column_inside[6];
@@ -98,7 +98,7 @@ static void inputs_by_image(float *V, const float *x, const ck_conv2d_shape *s, 
 void ck_winograd4_transform_inputs_avx2(float *V, const float *x, const ck_conv2d_shape *s, int tiles_h, int tiles_w,
                                         int tile_begin, int tile_end) {
     const int C = s->in_channels, H = s->in_height, W = s->in_width;
-    if (runs_by_image(tiles_w, H, W)) {
+    if (ck_winograd_runs_by_image(tiles_w, LANES, H, W)) {
         inputs_by_image(V, x, s, tiles_h, tiles_w, tile_begin, tile_end);
         return;
     }
@@ -173,7 +173,7 @@ static void outputs_by_image(float *y, const float *M, const ck_conv_epilogue *e
     const size_t plane_stride = (size_t)K * width;
     float staged[4 * LANES];
     for (int t = tile_begin; t < tile_end;) {
-        const image_run run = image_run_at(t, tile_end, tiles_h, tiles_w);
+        const ck_winograd_image_run run = ck_winograd_image_run_at(t, tile_end, tiles_h, tiles_w, 4, LANES);
         const __m256i in_run = lanes_below(run.count), one = _mm256_set1_epi32(1);
         const __m256i top = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)run.top), one);  // first output row
         const __m256i left = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)run.left), one);
@@ -221,7 +221,7 @@ static void outputs_by_image(float *y, const float *M, const ck_conv_epilogue *e
 
 void ck_winograd4_transform_outputs_avx2(float *y, const float *M, const ck_conv_epilogue *e, const ck_conv2d_shape *s,
                                          int P, int Q, int tiles_h, int tiles_w, int tile_begin, int tile_end) {
-    if (runs_by_image(tiles_w, P, Q)) {
+    if (ck_winograd_runs_by_image(tiles_w, LANES, P, Q)) {
         outputs_by_image(y, M, e, s, P, Q, tiles_h, tiles_w, tile_begin, tile_end);
         return;
     }

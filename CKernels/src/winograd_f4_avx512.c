@@ -63,7 +63,7 @@ static void inputs_by_image(float *V, const float *x, const ck_conv2d_shape *s, 
     const size_t plane_stride = (size_t)C * width;
     const __m512i zero = _mm512_setzero_si512();
     for (int t = tile_begin; t < tile_end;) {
-        const image_run run = image_run_at(t, tile_end, tiles_h, tiles_w);
+        const ck_winograd_image_run run = ck_winograd_image_run_at(t, tile_end, tiles_h, tiles_w, 4, LANES);
         const __mmask16 in_run = (__mmask16)((1u << run.count) - 1);
         const __m512i top = _mm512_loadu_si512(run.top), left = _mm512_loadu_si512(run.left);
         __mmask16 row_inside[6], column_inside[6];
@@ -95,7 +95,7 @@ TARGET
 void ck_winograd4_transform_inputs_avx512(float *V, const float *x, const ck_conv2d_shape *s, int tiles_h, int tiles_w,
                                           int tile_begin, int tile_end) {
     const int C = s->in_channels, H = s->in_height, W = s->in_width;
-    if (runs_by_image(tiles_w, H, W)) {
+    if (ck_winograd_runs_by_image(tiles_w, LANES, H, W)) {
         inputs_by_image(V, x, s, tiles_h, tiles_w, tile_begin, tile_end);
         return;
     }
@@ -171,7 +171,7 @@ static void outputs_by_image(float *y, const float *M, const ck_conv_epilogue *e
     const size_t plane_stride = (size_t)K * width;
     float staged[4 * LANES];
     for (int t = tile_begin; t < tile_end;) {
-        const image_run run = image_run_at(t, tile_end, tiles_h, tiles_w);
+        const ck_winograd_image_run run = ck_winograd_image_run_at(t, tile_end, tiles_h, tiles_w, 4, LANES);
         const __mmask16 in_run = (__mmask16)((1u << run.count) - 1);
         const __m512i one = _mm512_set1_epi32(1);
         const __m512i top = _mm512_add_epi32(_mm512_loadu_si512(run.top), one);  // the tile's first output row
@@ -226,7 +226,7 @@ TARGET
 void ck_winograd4_transform_outputs_avx512(float *y, const float *M, const ck_conv_epilogue *e,
                                            const ck_conv2d_shape *s, int P, int Q, int tiles_h, int tiles_w,
                                            int tile_begin, int tile_end) {
-    if (runs_by_image(tiles_w, P, Q)) {
+    if (ck_winograd_runs_by_image(tiles_w, LANES, P, Q)) {
         outputs_by_image(y, M, e, s, P, Q, tiles_h, tiles_w, tile_begin, tile_end);
         return;
     }

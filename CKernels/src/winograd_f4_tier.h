@@ -50,32 +50,6 @@ static inline const float *input_row(const float *plane, int H, int W, int h, in
     return staged;
 }
 
-// Planes narrower than LANES tiles would leave most lanes of a tile-row run idle (a 14x14 plane has 4 tiles per
-// row): they are taken an image at a time instead. A run is then up to LANES consecutive tiles of one image,
-// across tile rows; each lane gathers its own tile's pixels and stores its own outputs. Pixel offsets within a
-// plane (padding included) are 32-bit gather indices, so the plane must be well below 2^31 pixels.
-static inline int runs_by_image(int tiles_w, int H, int W) {
-    return tiles_w < LANES && ((int64_t)H + 8) * ((int64_t)W + 8) < (1 << 30);
-}
-
-typedef struct {
-    int n, count;
-    int32_t top[LANES], left[LANES];  // per lane: the tile's first input row and column (−1 at the edges, padding)
-} image_run;
-
-static inline image_run image_run_at(int t, int tile_end, int tiles_h, int tiles_w) {
-    const int per_image = tiles_h * tiles_w, r = t % per_image;
-    image_run run = {t / per_image, per_image - r, {0}, {0}};
-    if (run.count > tile_end - t) run.count = tile_end - t;
-    if (run.count > LANES) run.count = LANES;
-    for (int l = 0; l < LANES; l++) {  // lanes past the run repeat its first tile, so every index stays in range
-        const int tile = r + (l < run.count ? l : 0);
-        run.top[l] = (tile / tiles_w) * 4 - 1;
-        run.left[l] = (tile % tiles_w) * 4 - 1;
-    }
-    return run;
-}
-
 // One 6-point input transform, r = Bᵀ d.
 TARGET static inline void input_transform6(vec r[6], vec d0, vec d1, vec d2, vec d3, vec d4, vec d5) {
     const vec four = vset1(4.0f), five = vset1(5.0f), two = vset1(2.0f);

@@ -75,7 +75,8 @@ final class ModuleTests: XCTestCase {
     /// is seen, and the output is always the plain convolution's. Likewise a folded conv + batch norm in eval mode.
     func testWeightsPackedAheadFollowEveryChange() {
         let generator = RandomGenerator(seed: 3)
-        for (kernel, size) in [(3, 14), (1, 7), (3, 9)] {  // Winograd, grouped pointwise, implicit GEMM
+        // Winograd F(4x4, 3x3), Winograd F(2x2, 3x3), grouped pointwise, implicit GEMM (planes below 7×7)
+        for (kernel, size) in [(3, 14), (3, 9), (1, 7), (3, 6)] {
             let conv = Conv2d(16, 24, kernelSize: kernel, padding: kernel / 2, generator: generator)
             let x = Tensor.randn([2, 16, size, size], generator: generator)
             func plain() -> [Float] { conv2d(x, weight: conv.weight, bias: conv.bias, padding: (kernel / 2, kernel / 2)).data }
