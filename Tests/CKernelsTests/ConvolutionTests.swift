@@ -71,6 +71,10 @@ final class ConvolutionTests: XCTestCase {
             // Wide strided rows: the AVX-512 backend lowers these straight into its panels by gathers.
             (2, 3, 30, 45, 5, 3, 3, 2, 2, 1, 1),
             (1, 2, 9, 70, 4, 5, 5, 1, 2, 2, 2),
+            // Backward-weight multiplied transposed (dWᵀ = col · dyᵀ fills the register tiles better): conv1's
+            // K 64 and CRS 147, and K 128 over CRS 27.
+            (3, 3, 21, 20, 64, 7, 7, 2, 2, 3, 3),
+            (4, 3, 17, 19, 128, 3, 3, 2, 2, 1, 1),
         ]
         for backend in availableGemmBackends() { withGemmBackend(backend) {
         for threads in [1, 2, 3] {
