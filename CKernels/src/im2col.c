@@ -89,10 +89,23 @@ void ck_col2im_channels(float *dx, const float *col, const ck_conv2d_shape *s, i
                         if (hi > Q) hi = Q;
                         for (int q = lo; q < hi; q++) dst_row[q - pw + kw] += src_row[q];
                     } else {
-                        for (int q = 0; q < Q; q++) {
-                            const int iw = q * sw - pw + kw;
-                            if (iw >= 0 && iw < W) dst_row[iw] += src_row[q];
+                        // Valid q satisfy 0 <= q·sw − pw + kw < W: [lo, hi), a loop with no test (as in im2col).
+                        const int lo = pw - kw > 0 ? (pw - kw + sw - 1) / sw : 0;
+                        int hi = (W - 1 + pw - kw) >= 0 ? (W - 1 + pw - kw) / sw + 1 : 0;
+                        if (hi > Q) hi = Q;
+                        int q = lo;
+                        if (sw == 2) {  // 8 at a time into the even elements of 16 (the odd ones gain +0)
+                            for (; q + 8 <= hi && 2 * q - pw + kw + 16 <= W; q += 8) {
+                                float *dst = dst_row + (2 * q - pw + kw);
+                                const __m256 v = _mm256_castpd_ps(_mm256_permute4x64_pd(
+                                    _mm256_castps_pd(_mm256_loadu_ps(src_row + q)), _MM_SHUFFLE(3, 1, 2, 0)));
+                                _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst),
+                                                                    _mm256_unpacklo_ps(v, _mm256_setzero_ps())));
+                                _mm256_storeu_ps(dst + 8, _mm256_add_ps(_mm256_loadu_ps(dst + 8),
+                                                                        _mm256_unpackhi_ps(v, _mm256_setzero_ps())));
+                            }
                         }
+                        for (; q < hi; q++) dst_row[q * sw - pw + kw] += src_row[q];
                     }
                 }
             }
