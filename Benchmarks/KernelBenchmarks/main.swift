@@ -310,6 +310,7 @@ for layer in resnet50ConvShapes where options.only.map({ layer.name.contains($0)
 }
 
 func summary(_ label: String, _ t: Totals) {
+    guard t.seconds > 0 else { return }  // no layer measured (--only matched none)
     let rate = t.flops / t.seconds / 1e9
     print(pad(label, 58) + lpad(fmt(t.seconds * 1e3, 1), 9) + " ms " + lpad(fmt(rate, 1), 7) + " GFLOP/s "
           + lpad(fmt(100 * rate / peak, 0), 4) + "% of sgemm " + lpad(percentOfFMAPeak(rate), 4) + " of FMA peak")
@@ -318,7 +319,9 @@ print("")
 summary("1x1 stride-1 convolutions of layer1–layer3, forward", pointwiseEarly)
 summary("all ResNet-50 convolutions, forward (batch \(batch), weighted by occurrence)", forwardTotal)
 summary("all ResNet-50 convolutions, backward input + weight", backwardTotal)
-print(pad("forward convolutions per image", 58) + lpad(fmt(forwardTotal.seconds * 1e3 / Double(batch), 1), 9) + " ms")
+if forwardTotal.seconds > 0 {
+    print(pad("forward convolutions per image", 58) + lpad(fmt(forwardTotal.seconds * 1e3 / Double(batch), 1), 9) + " ms")
+}
 print("")
 if !winogradRows.isEmpty {
     print("3x3 stride-1 layers: GEMM (im2col or implicit), Winograd F(2x2, 3x3) and F(4x4, 3x3) (the weight gradient"
