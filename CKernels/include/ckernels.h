@@ -129,9 +129,10 @@ int ck_conv2d_forward_fused_packed_f32(float *y, const float *x, const float *we
 enum { CK_WINOGRAD_NEVER = 0, CK_WINOGRAD_ALWAYS = 1, CK_WINOGRAD_AUTO = 2 };
 void ck_conv2d_set_winograd(int mode);
 /// The output tile of the Winograd forward and backward-input: 2 (F(2x2, 3x3), 16 products, error within 1e-4
-/// relative), 4 (F(4x4, 3x3), 36 products for 4x the outputs, within 1e-3), or 0 (the default): chosen per shape
-/// where it measures faster. The weight gradient always uses F(2x2, 3x3). Workspace sizes depend on it: call it
-/// before sizing workspaces, not while kernels run. Until it is called, RESNETFUSION_WINOGRAD_TILE=2 or =4 in the
+/// relative), 4 (F(4x4, 3x3), 36 products for 4x the outputs, about 6x the rounding, still within 1e-4 on
+/// ResNet-50's shapes), or 0 (the default): chosen per shape where it measures faster. The weight gradient always
+/// uses F(2x2, 3x3). Workspace sizes depend on it: call it before sizing workspaces (a workspace sized for another
+/// tile is refused with CK_ERR_WORKSPACE). Until it is called, RESNETFUSION_WINOGRAD_TILE=2 or =4 in the
 /// environment sets it.
 void ck_conv2d_set_winograd_tile(int tile);
 /// The same through im2col + sgemm for every shape.

@@ -9,6 +9,9 @@ typedef struct {
     size_t CRS, PQ, HW;
     int pointwise;  // 1x1, stride 1, no padding: the input is its own column matrix
     int group;      // images one thread multiplies at once (ck_conv_group_images); 1 for large images
+    // The Winograd tile (ck_winograd_tile) for shapes Winograd handles, 0 for others: read once per call, so the
+    // workspace checked and the buffers used agree whatever another thread sets meanwhile.
+    int winograd_tile;
 } ck_conv_dims;
 
 // Fills d from a valid shape; CK_ERR_NULL_POINTER or CK_ERR_BAD_SIZE otherwise (ck_conv2d_check_shape).

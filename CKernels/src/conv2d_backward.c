@@ -12,7 +12,7 @@
 
 // dx = conv(dy, g') with g'(c, k) = weight(k, c) turned 180°, padding 1: an (N, K, P, Q) → (N, C, H, W)
 // convolution whose workspace is the forward's (ck_winograd_workspace_floats is symmetric in C and K).
-// tile: the layer's own (ck_winograd_tile), which its workspace was sized for.
+// tile: the layer's own (ck_conv_dims), which its workspace was checked for.
 static int backward_input_winograd(float *dx, const float *dy, const float *weight, const ck_conv_dims *d, int tile,
                                    int threads, void *workspace, float *packed_kernels) {
     const ck_conv2d_shape transposed = {
@@ -31,7 +31,7 @@ static int backward_input(float *dx, const float *dy, const float *weight, const
     int status = ck_conv_begin(shape, dx && dy && weight, 0, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
     if (winograd)
-        return backward_input_winograd(dx, dy, weight, &d, ck_winograd_tile(shape), threads, workspace,
+        return backward_input_winograd(dx, dy, weight, &d, d.winograd_tile, threads, workspace,
                                        ck_conv_packed_weights(workspace, workspace_bytes, shape, &d, threads));
 
     const size_t RS = (size_t)d.R * d.S;

@@ -31,19 +31,23 @@ static size_t packed_floats_for(const ck_conv_dims *d, int winograd_tile) {
                          : ck_gemm_packed_a_floats(d->K, (int)d->CRS);
 }
 
-// The Winograd tile this layer's forward takes now; 0 for the GEMM.
-static int forward_winograd_tile(const ck_conv2d_shape *shape) {
-    return ck_winograd_chosen(shape) ? ck_winograd_tile(shape) : 0;
+// The Winograd tile this layer's forward takes (d holds the tile read for this call); 0 for the GEMM.
+static int forward_winograd_tile(const ck_conv2d_shape *shape, const ck_conv_dims *d) {
+    return d->winograd_tile && ck_winograd_chosen(shape) ? d->winograd_tile : 0;
+}
+
+// Bytes of a packed-weights buffer for `backend` and this choice; 0 when nothing is packed ahead, or on overflow.
+static size_t packed_bytes_for(const ck_conv_dims *d, int backend, int winograd_tile) {
+    if (backend != CK_GEMM_AVX512 && backend != CK_GEMM_AVX2) return 0;
+    const size_t bytes = ck_mul_size(packed_floats_for(d, winograd_tile), sizeof(float));
+    if (!bytes || bytes + PACKED_HEADER_BYTES < bytes) return 0;
+    return bytes + PACKED_HEADER_BYTES;
 }
 
 size_t ck_conv2d_packed_weights_size(const ck_conv2d_shape *shape) {
     ck_conv_dims d;
     if (ck_conv_check(shape, &d) != CK_OK) return 0;
-    const int backend = ck_get_gemm_backend();
-    if (backend != CK_GEMM_AVX512 && backend != CK_GEMM_AVX2) return 0;
-    const size_t bytes = ck_mul_size(packed_floats_for(&d, forward_winograd_tile(shape)), sizeof(float));
-    if (!bytes || bytes + PACKED_HEADER_BYTES < bytes) return 0;
-    return bytes + PACKED_HEADER_BYTES;
+    return packed_bytes_for(&d, ck_get_gemm_backend(), forward_winograd_tile(shape, &d));
 }
 
 // The packed weights when the buffer holds them for this call's choice; NULL otherwise.
@@ -66,10 +70,11 @@ int ck_conv2d_pack_weights_f32(void *packed, size_t packed_bytes, const float *w
     int threads;
     int status = ck_conv_begin(shape, packed && weight, 1, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
-    const size_t need = ck_conv2d_packed_weights_size(shape);
+    // The backend and the choice read once: the size checked is the size packed.
+    const int backend = ck_get_gemm_backend(), winograd_tile = forward_winograd_tile(shape, &d);
+    const size_t need = packed_bytes_for(&d, backend, winograd_tile);
     if (need == 0) return CK_ERR_BAD_SIZE;  // nothing to pack for this GEMM backend
     if (packed_bytes < need) return CK_ERR_WORKSPACE;
-    const int backend = ck_get_gemm_backend(), winograd_tile = forward_winograd_tile(shape);
     float *data = (float *)((char *)packed + PACKED_HEADER_BYTES);
     if (winograd_tile) {
         const ck_winograd_filters filters = {weight, d.CRS, 9, 0};
@@ -96,7 +101,7 @@ static int conv_forward_winograd(float *y, const float *x, const float *weight, 
     int status = ck_conv_begin(shape, y && x && weight, 1, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
     const ck_winograd_filters filters = {weight, d.CRS, 9, 0};
-    const int tile = ck_winograd_tile(shape);
+    const int tile = d.winograd_tile;
     const float *given = packed_weights_for(packed, packed_bytes, &d, ck_get_gemm_backend(), tile);
     float *region = given ? (float *)given : ck_conv_packed_weights(workspace, workspace_bytes, shape, &d, threads);
     return ck_winograd_forward(y, x, &filters, epilogue, shape, d.P, d.Q, tile, threads, (float *)workspace, region,

@@ -25,6 +25,7 @@ int ck_conv_check(const ck_conv2d_shape *s, ck_conv_dims *d) {
     d->PQ = (size_t)d->P * d->Q;
     d->HW = (size_t)d->H * d->W;
     d->group = 1;
+    d->winograd_tile = ck_winograd_applies(s) ? ck_winograd_tile(s) : 0;
     d->pointwise = d->R == 1 && d->S == 1 && s->stride_height == 1 && s->stride_width == 1 &&
                    s->pad_height == 0 && s->pad_width == 0;
     // Every buffer must be indexable with size_t and every GEMM dimension must fit an int.
@@ -85,8 +86,8 @@ static size_t scratch_floats(const ck_conv2d_shape *shape, const ck_conv_dims *g
     ck_conv_dims grouped = *given, *d = &grouped;
     ck_conv_group_images(d, threads);
     size_t floats = ck_mul_size(ck_conv_per_thread_floats(d), (size_t)threads);
-    if (floats && ck_winograd_applies(shape)) {
-        size_t winograd = ck_winograd_workspace_floats(shape, threads);
+    if (floats && given->winograd_tile) {
+        size_t winograd = ck_winograd_workspace_floats(shape, threads, given->winograd_tile);
         floats = winograd == 0 ? 0 : (winograd > floats ? winograd : floats);
     }
     return floats;
@@ -94,10 +95,10 @@ static size_t scratch_floats(const ck_conv2d_shape *shape, const ck_conv_dims *g
 
 // The weights packed once per call for the packed GEMM (ck_gemm_prepack_a): K × CRS for the GEMM forward; for a
 // Winograd layer, its tile's 16 or 36 transformed kernels, (K × C) forward or (C × K) for its backward-input. 0 on overflow.
-static size_t packed_weight_floats(const ck_conv2d_shape *shape, const ck_conv_dims *d) {
+static size_t packed_weight_floats(const ck_conv_dims *d) {
     size_t floats = ck_gemm_packed_a_floats(d->K, (int)d->CRS);
-    if (floats && ck_winograd_applies(shape)) {
-        const size_t products = (size_t)ck_winograd_products(ck_winograd_tile(shape));
+    if (floats && d->winograd_tile) {
+        const size_t products = (size_t)ck_winograd_products(d->winograd_tile);
         const size_t forward = ck_mul_size(products, ck_gemm_packed_a_floats(d->K, d->C));
         const size_t input = ck_mul_size(products, ck_gemm_packed_a_floats(d->C, d->K));
         if (!forward || !input) return 0;
@@ -110,7 +111,7 @@ static size_t packed_weight_floats(const ck_conv2d_shape *shape, const ck_conv_d
 // Every algorithm's workspace fits in one size, so callers query once per shape: the scratch, then the packed
 // weights. 0 on overflow.
 static size_t workspace_bytes_for(const ck_conv2d_shape *shape, const ck_conv_dims *d, int threads) {
-    const size_t scratch = scratch_floats(shape, d, threads), packed = packed_weight_floats(shape, d);
+    const size_t scratch = scratch_floats(shape, d, threads), packed = packed_weight_floats(d);
     if (!scratch || !packed || scratch + packed < scratch) return 0;
     return ck_mul_size(scratch + packed, sizeof(float));
 }

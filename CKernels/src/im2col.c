@@ -36,11 +36,11 @@ void ck_im2col_columns(float *col, size_t ld, const float *x, const ck_conv2d_sh
             const int hi = valid_hi < q1 ? (valid_hi > lo ? valid_hi : lo) : q1;
             for (int q = q0; q < lo; q++) dst[q - q0] = 0.0f;
             if (sw == 1) {
-                memcpy(dst + (lo - q0), src_row + (lo - pw + kw), sizeof(float) * (size_t)(hi - lo));
+                if (hi > lo) memcpy(dst + (lo - q0), src_row + (lo - pw + kw), sizeof(float) * (size_t)(hi - lo));
             } else {
                 int q = lo;
-                if (sw == 2) {  // 8 at a time: the even elements of two loads
-                    for (; q + 8 <= hi; q += 8) {
+                if (sw == 2) {  // 8 at a time: the even elements of two loads, all 16 inside the row
+                    for (; q + 8 <= hi && 2 * q - pw + kw + 16 <= W; q += 8) {
                         const float *src = src_row + (2 * q - pw + kw);
                         const __m256 even = _mm256_shuffle_ps(_mm256_loadu_ps(src), _mm256_loadu_ps(src + 8),
                                                               _MM_SHUFFLE(2, 0, 2, 0));

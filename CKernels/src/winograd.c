@@ -3,7 +3,8 @@
 //   - F(2x2, 3x3): each 2x2 output tile costs 16 multiplies per (k, c) instead of 36, 2.25x fewer. Its transforms
 //     have only ±1 and ½ coefficients, so float results stay within the reference twin's 1e-4.
 //   - F(4x4, 3x3): each 4x4 tile costs 36 instead of 144, 4x fewer, but its transforms cost more per output and
-//     round more (coefficients up to 8, and 1/6): within 1e-3. ck_winograd_tile chooses per shape.
+//     round more (coefficients up to 8, and 1/6): about 6x F(2x2, 3x3)'s error, still within 1e-4 on ResNet-50's
+//     shapes. ck_winograd_tile chooses per shape.
 //
 //   U = G g Gᵀ (per k, c)   V = Bᵀ d B (per c, tile)   M_ξ = U_ξ · V_ξ (16 or 36 sgemms)   Y = Aᵀ M A
 //
@@ -11,8 +12,8 @@
 // so it runs through the same driver; only where the filters are read differs (ck_winograd_filters).
 //
 // This file: the choices, workspace sizing, the scalar kernel transform (the vector ones' fallback) and the
-// driver; the transforms proper are in winograd_avx512.c and winograd_avx2.c (F(2x2, 3x3)), and
-// winograd_f4_avx512.c and winograd_f4_avx2.c (F(4x4, 3x3)). Entered from conv2d_forward.c and conv2d_backward.c.
+// driver; the transforms proper are in winograd_tier.h (written once for both CPU tiers) and winograd_avx512.c and
+// winograd_avx2.c (what differs by vector width). Entered from conv2d_forward.c and conv2d_backward.c.
 #include "winograd.h"
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,7 +56,7 @@ int ck_winograd_chosen(const ck_conv2d_shape *shape) {
     // all three kernels and on both tiers. On 7×7 (layer4), with an image's 16 tiles of 2x2 in one vector of lanes,
     // it is 1.21–1.28x in the forward and backward-input and 1.11x in the weight gradient on AVX-512; 1.22x and
     // 1.17x on AVX2. Smaller planes were not measured: the GEMM keeps them.
-    const long outputs = (long)ck_conv2d_output_height(shape) * ck_conv2d_output_width(shape);
+    const long outputs = (long)shape->in_height * shape->in_width;  // 3x3, stride 1, padding 1: the input's size
     return outputs >= 49;
 }
 
@@ -76,7 +77,7 @@ int ck_winograd_tile(const ck_conv2d_shape *shape) {
     // Measured (batch 8, forward and backward-input, F(2x2, 3x3) → F(4x4, 3x3) ms), AVX-512: 56×56×64 6.2 → 4.7,
     // 28×28×128 4.6 → 3.5, 14×14×256 4.7 → 3.8, but 7×7×512 6.9 → 11.9 (4 tiles an image, 64 outputs for 49, and
     // lanes idle); AVX2: 11.7 → 7.7, 8.0 → 5.5, 8.9 → 7.3, 13.1 → 15.2.
-    const long outputs = (long)ck_conv2d_output_height(shape) * ck_conv2d_output_width(shape);
+    const long outputs = (long)shape->in_height * shape->in_width;  // 3x3, stride 1, padding 1: the input's size
     return outputs >= 196 ? 4 : 2;
 }
 
@@ -95,9 +96,9 @@ static size_t workspace_floats_for(const ck_conv2d_shape *s, int threads, int ti
     return total < kernels + per_thread ? 0 : total;
 }
 
-size_t ck_winograd_workspace_floats(const ck_conv2d_shape *s, int threads) {
+size_t ck_winograd_workspace_floats(const ck_conv2d_shape *s, int threads, int tile) {
     const size_t small = workspace_floats_for(s, threads, 2);
-    if (!small || ck_winograd_tile(s) == 2) return small;
+    if (!small || tile == 2) return small;
     const size_t large = workspace_floats_for(s, threads, 4);
     return !large ? 0 : large > small ? large : small;
 }
@@ -105,7 +106,7 @@ size_t ck_winograd_workspace_floats(const ck_conv2d_shape *s, int threads) {
 // The transforms this CPU runs: 512 (AVX-512) or 256 (AVX2 + FMA, the build floor).
 static int vector_bits(void) { return ck_cpu_has_avx512() ? 512 : 256; }
 
-// G of each tile (alpha × 3, alpha = tile + 2): F(2x2, 3x3)'s, then F(4x4, 3x3)'s (winograd_f4_tier.h).
+// G of each tile (alpha × 3, alpha = tile + 2): F(2x2, 3x3)'s, then F(4x4, 3x3)'s (winograd_tier.h).
 static const float G2[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
 static const float G4[6][3] = {{0.25f, 0, 0},
                                {-1.0f / 6, -1.0f / 6, -1.0f / 6},
@@ -164,7 +165,7 @@ static tiling tiling_for(const ck_conv2d_shape *s, int P, int Q, int tile) {
 }
 
 // V_ξ[c][t − t0] = (Bᵀ d B)_ξ for tiles [t0, t1): this tile's and tier's transform. F(2x2, 3x3)'s
-// Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]; F(4x4, 3x3)'s is in winograd_f4_tier.h.
+// Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]; F(4x4, 3x3)'s is in winograd_tier.h.
 static void transform_inputs(float *V, const float *x, const ck_conv2d_shape *s, const tiling *g, int t0, int t1,
                              int bits) {
     if (g->tile == 4) {

@@ -11,15 +11,15 @@ int ck_winograd_applies(const ck_conv2d_shape *shape);
 // 1 when this layer's forward, backward-input and backward-weight should take the Winograd path
 // (ck_conv2d_set_winograd).
 int ck_winograd_chosen(const ck_conv2d_shape *shape);
-// The output tile, 2 or 4 (F(2x2, 3x3) or F(4x4, 3x3)), of this layer's forward and backward-input when they take
-// the Winograd path (ck_conv2d_set_winograd_tile). The weight gradient always uses 2.
+// The output tile, 2 or 4 (F(2x2, 3x3) or F(4x4, 3x3)), of the forward and backward-input of a layer Winograd
+// applies to, when they take the Winograd path (ck_conv2d_set_winograd_tile). The weight gradient always uses 2.
+// Callers read it once per call (ck_conv_dims.winograd_tile).
 int ck_winograd_tile(const ck_conv2d_shape *shape);
 // Products (transformed kernels) of a tile: 16 for 2, 36 for 4.
 static inline int ck_winograd_products(int tile) { return (tile + 2) * (tile + 2); }
-// Floats of workspace for `threads` threads and the tile ck_winograd_tile gives the shape now (and F(2x2, 3x3)'s,
-// which the weight gradient uses); 0 on overflow. The same for a layer and for its backward-input (it is symmetric
-// in C and K).
-size_t ck_winograd_workspace_floats(const ck_conv2d_shape *shape, int threads);
+// Floats of workspace for `threads` threads and `tile` (and F(2x2, 3x3)'s, which the weight gradient uses); 0 on
+// overflow. The same for a layer and for its backward-input (it is symmetric in C and K).
+size_t ck_winograd_workspace_floats(const ck_conv2d_shape *shape, int threads, int tile);
 
 // Where the Winograd convolution's filter g(k, c) of output channel k and input channel c is:
 // weight + k·k_stride + c·c_stride, its 9 taps in row-major order, or in reverse when `reversed`.
@@ -78,8 +78,8 @@ static inline ck_winograd_image_run ck_winograd_image_run_at(int t, int tile_end
     return run;
 }
 
-// The vectorised transforms of F(2x2, 3x3) (winograd_avx512.c, winograd_avx2.c: one per CPU tier, one tile or
-// channel per lane); F(4x4, 3x3)'s (ck_winograd4_…) in winograd_f4_avx512.c and winograd_f4_avx2.c.
+// The vectorised transforms of F(2x2, 3x3) and F(4x4, 3x3) (ck_winograd4_…), one set per CPU tier, one tile or
+// channel per lane (winograd_tier.h, instantiated by winograd_avx512.c and winograd_avx2.c).
 // kernels: U for output channel k and input channels [c0, c0 + lanes) (fewer at the end); returns how many
 // it did, 0 when it cannot (a filter stride too large for a 32-bit gather index): the caller loops instead.
 // inputs: V for global tiles [tile_begin, tile_end). outputs: y from M for those tiles, with the epilogue.

@@ -75,6 +75,10 @@ final class ConvolutionTests: XCTestCase {
             // K 64 and CRS 147, and K 128 over CRS 27.
             (3, 3, 21, 20, 64, 7, 7, 2, 2, 3, 3),
             (4, 3, 17, 19, 128, 3, 3, 2, 2, 1, 1),
+            // A stride-2 row whose last 8 outputs end at the row's last pixel (the vector lowering must not read
+            // past it: make test-asan), and a 1x1 image under a 5x5 kernel (no pixel of a row is valid).
+            (1, 1, 15, 15, 2, 3, 3, 2, 2, 1, 1),
+            (1, 1, 1, 1, 2, 5, 5, 1, 1, 2, 2),
         ]
         for backend in availableGemmBackends() { withGemmBackend(backend) {
         for threads in [1, 2, 3] {
