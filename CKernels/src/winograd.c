@@ -74,9 +74,9 @@ int ck_winograd_tile(const ck_conv2d_shape *shape) {
         winograd_tile_mode = mode;
     }
     if (mode) return mode;
-    // Measured (batch 8, forward and backward-input, F(2x2, 3x3) → F(4x4, 3x3) ms), AVX-512: 56×56×64 6.2 → 4.7,
-    // 28×28×128 4.6 → 3.5, 14×14×256 4.7 → 3.8, but 7×7×512 6.9 → 11.9 (4 tiles an image, 64 outputs for 49, and
-    // lanes idle); AVX2: 11.7 → 7.7, 8.0 → 5.5, 8.9 → 7.3, 13.1 → 15.2.
+    // Measured (batch 8, forward, F(2x2, 3x3) → F(4x4, 3x3) ms), AVX-512: 56×56×64 6.2 → 4.7, 28×28×128 4.6 → 3.5,
+    // 14×14×256 4.4 → 3.8, but 7×7×512 5.8 → 13.5 (4 tiles of 4x4 an image, 64 outputs for 49: the 36 products are
+    // too narrow for the GEMM); AVX2: 11.7 → 7.7, 8.0 → 5.5, 7.6 → 6.6, 10.7 → 14.7. Backward-input alike.
     const long outputs = (long)shape->in_height * shape->in_width;  // 3x3, stride 1, padding 1: the input's size
     return outputs >= 196 ? 4 : 2;
 }
