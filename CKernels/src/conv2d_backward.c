@@ -125,7 +125,9 @@ static int backward_weight(float *dweight, float *dbias, const float *dy, const 
     int status = ck_conv_begin(shape, dweight && dy && x, 1, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
     if (winograd) {
-        ck_winograd_backward_weight(dweight, dy, x, shape, d.P, d.Q, threads, (float *)workspace);
+        // ck_conv_begin checked the whole workspace, so the packed kernels' room is there.
+        ck_winograd_backward_weight(dweight, dy, x, shape, d.P, d.Q, threads, (float *)workspace,
+                                    ck_conv_packed_weights(workspace, workspace_bytes, shape, &d, threads));
         if (dbias) accumulate_bias_grad(dbias, dy, &d, threads);
         return CK_OK;
     }

@@ -82,14 +82,16 @@ int ck_winograd_tile(const ck_conv2d_shape *shape) {
 }
 
 // U (or the weight gradient's first accumulator, M), then per thread its V and M chunks, then (F(2x2, 3x3) only)
-// the weight gradient's accumulators of the other threads. 0 on overflow.
+// the weight gradient's accumulators of threads 2 and up: thread 1's lives in the packed kernels' room, which every
+// Winograd layer's workspace has after its scratch (16 products or more, each at least K·C) and which the weight
+// gradient does not use. 0 on overflow.
 static size_t workspace_floats_for(const ck_conv2d_shape *s, int threads, int tile) {
     const size_t C = (size_t)s->in_channels, K = (size_t)s->out_channels;
     const size_t products = (size_t)ck_winograd_products(tile);
     const size_t chunk = (size_t)chunk_tiles((int)C, (int)K, (int)products);
     const size_t kernels = ck_mul_size(ck_mul_size(products, K), C);
     const size_t per_thread = ck_mul_size(ck_mul_size(products * chunk, C + K), (size_t)threads);
-    const size_t others = tile == 2 && threads > 1 ? (size_t)threads - 1 : 0;
+    const size_t others = tile == 2 && threads > 2 ? (size_t)threads - 2 : 0;
     const size_t accumulators = ck_mul_size(kernels, others);
     if (!kernels || !per_thread || (others && !accumulators)) return 0;
     const size_t total = kernels + per_thread + accumulators;
@@ -251,18 +253,24 @@ int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *fil
 // so the 16 products M_ξ (K × C) = Ŷ_ξ (K × tiles) · V_ξ (C × tiles)ᵀ reduce over tiles: long, cache-friendly
 // reductions where the direct backward-weight reduces over one image's pixels (49 on layer4).
 
+// Thread t's accumulator for the 16 products (16·K·C floats): thread 0's at the start of the workspace, thread 1's in
+// the spare room, the others' after the per-thread buffers.
+static float *weight_accumulator(float *workspace, float *spare, float *others, size_t kernels, int t) {
+    return t == 0 ? workspace : t == 1 ? spare : others + (size_t)(t - 2) * kernels;
+}
+
 int ck_winograd_backward_weight(float *dweight, const float *dy, const float *x, const ck_conv2d_shape *s, int P, int Q,
-                                int threads, float *workspace) {
+                                int threads, float *workspace, float *spare) {
     const int C = s->in_channels, K = s->out_channels;
     const tiling g = tiling_for(s, P, Q, 2);
     const size_t KC = (size_t)K * C, kernels = 16 * KC;
     float *per_thread = workspace + kernels;
-    float *other_accumulators = per_thread + (size_t)threads * g.per_thread_floats;
+    float *others = per_thread + (size_t)threads * g.per_thread_floats;
     const int bits = vector_bits();
     #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num(), team = omp_get_num_threads();
-        float *M = t == 0 ? workspace : other_accumulators + (size_t)(t - 1) * kernels;
+        float *M = weight_accumulator(workspace, spare, others, kernels, t);
         float *V = per_thread + (size_t)t * g.per_thread_floats;
         float *Y = V + (size_t)16 * C * g.chunk;
         int begin, end;
@@ -287,7 +295,7 @@ int ck_winograd_backward_weight(float *dweight, const float *dy, const float *x,
             for (int xi = 0; xi < 16; xi++) {
                 float sum = workspace[(size_t)xi * KC + kc];
                 for (int other = 1; other < team; other++)
-                    sum += other_accumulators[(size_t)(other - 1) * kernels + (size_t)xi * KC + kc];
+                    sum += weight_accumulator(workspace, spare, others, kernels, other)[(size_t)xi * KC + kc];
                 m[xi / 4][xi % 4] = sum;
             }
             float gm[3][4];  // Gᵀ m

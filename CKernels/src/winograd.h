@@ -44,9 +44,11 @@ void ck_winograd_pack_kernels(float *packed, const ck_winograd_filters *filters,
                               int threads, float *workspace);
 
 // dweight (K, C, 3, 3) += the weight gradient of the layer `shape` (3x3, stride 1, padding 1): dy is (N, K, P, Q),
-// x is (N, C, H, W). Accumulates, as ck_conv2d_backward_weight_f32 does.
+// x is (N, C, H, W). Accumulates, as ck_conv2d_backward_weight_f32 does. spare: 16·K·C floats the forward's packed
+// kernels use, free during the weight gradient (the second thread's accumulator; ck_winograd_workspace_floats
+// counts on it).
 int ck_winograd_backward_weight(float *dweight, const float *dy, const float *x, const ck_conv2d_shape *shape, int P,
-                                int Q, int threads, float *workspace);
+                                int Q, int threads, float *workspace, float *spare);
 
 // The transforms below take `lanes` neighbouring tiles of one tile row at a time (one tile per lane). Planes
 // narrower than `lanes` tiles would leave most lanes idle (a 14x14 plane has 4 tiles of 4x4 per row, 7 of 2x2):
