@@ -131,7 +131,9 @@ void ck_conv2d_set_winograd(int mode);
 /// The output tile of the Winograd forward and backward-input: 2 (F(2x2, 3x3), 16 products, error within 1e-4
 /// relative), 4 (F(4x4, 3x3), 36 products for 4x the outputs, about 6x the rounding, still within 1e-4 on
 /// ResNet-50's shapes), or 0 (the default): chosen per shape where it measures faster. The weight gradient always
-/// uses F(2x2, 3x3). Workspace sizes depend on it: call it before sizing workspaces (a workspace sized for another
+/// uses F(2x2, 3x3). A NaN or infinite input reaches the same outputs as the direct convolution's under F(2x2, 3x3);
+/// under F(4x4, 3x3) it also reaches the rest of each 4x4 output tile whose 6x6 input window holds it (its
+/// transforms add and subtract it where direct convolution would multiply by zero). Workspace sizes depend on it: call it before sizing workspaces (a workspace sized for another
 /// tile is refused with CK_ERR_WORKSPACE). Until it is called, RESNETFUSION_WINOGRAD_TILE=2 or =4 in the
 /// environment sets it.
 void ck_conv2d_set_winograd_tile(int tile);

@@ -12,16 +12,16 @@
 
 // dx = conv(dy, g') with g'(c, k) = weight(k, c) turned 180°, padding 1: an (N, K, P, Q) → (N, C, H, W)
 // convolution whose workspace is the forward's (ck_winograd_workspace_floats is symmetric in C and K).
-// tile: the layer's own (ck_conv_dims), which its workspace was checked for.
-static int backward_input_winograd(float *dx, const float *dy, const float *weight, const ck_conv_dims *d, int tile,
-                                   int threads, void *workspace, float *packed_kernels) {
+// The layer's own tile (d->winograd_tile), which its workspace was checked for.
+static int backward_input_winograd(float *dx, const float *dy, const float *weight, const ck_conv_dims *d, int threads,
+                                   void *workspace, float *packed_kernels) {
     const ck_conv2d_shape transposed = {
         .batch = d->N, .in_channels = d->K, .in_height = d->P, .in_width = d->Q, .out_channels = d->C,
         .kernel_height = 3, .kernel_width = 3, .stride_height = 1, .stride_width = 1, .pad_height = 1, .pad_width = 1};
     const ck_winograd_filters filters = {weight, 9, d->CRS, 1};
     const ck_conv_epilogue none = {NULL, NULL, 0};
-    return ck_winograd_forward(dx, dy, &filters, &none, &transposed, d->H, d->W, tile, threads, (float *)workspace,
-                               packed_kernels, 0);
+    return ck_winograd_forward(dx, dy, &filters, &none, &transposed, d->H, d->W, d->winograd_tile, threads,
+                               (float *)workspace, packed_kernels, 0);
 }
 
 static int backward_input(float *dx, const float *dy, const float *weight, const ck_conv2d_shape *shape,
@@ -31,7 +31,7 @@ static int backward_input(float *dx, const float *dy, const float *weight, const
     int status = ck_conv_begin(shape, dx && dy && weight, 0, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
     if (winograd)
-        return backward_input_winograd(dx, dy, weight, &d, d.winograd_tile, threads, workspace,
+        return backward_input_winograd(dx, dy, weight, &d, threads, workspace,
                                        ck_conv_packed_weights(workspace, workspace_bytes, shape, &d, threads));
 
     const size_t RS = (size_t)d.R * d.S;
@@ -112,9 +112,10 @@ static void accumulate_bias_grad(float *dbias, const float *dy, const ck_conv_di
     }
 }
 
-// The share of the packed GEMM's 6 x 64 register tiles an M x N product fills.
+// The share of the packed GEMM's MR x NR register tiles an M x N product fills.
 static double tile_fill(size_t M, size_t N) {
-    const size_t padded_m = (M + 5) / 6 * 6, padded_n = (N + CK_GEMM_NR - 1) / CK_GEMM_NR * CK_GEMM_NR;
+    const size_t padded_m = (M + CK_GEMM_MR - 1) / CK_GEMM_MR * CK_GEMM_MR;
+    const size_t padded_n = (N + CK_GEMM_NR - 1) / CK_GEMM_NR * CK_GEMM_NR;
     return (double)M / (double)padded_m * (double)N / (double)padded_n;
 }
 

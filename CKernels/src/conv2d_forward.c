@@ -57,8 +57,7 @@ static const float *packed_weights_for(const void *packed, size_t packed_bytes, 
     const packed_header *h = packed;
     const size_t floats = packed_floats_for(d, winograd_tile);
     if (h->magic != PACKED_MAGIC || h->backend != backend || h->winograd_tile != winograd_tile || h->K != d->K ||
-        h->C != d->C ||
-        h->R != d->R || h->S != d->S || floats == 0 || h->floats != floats ||
+        h->C != d->C || h->R != d->R || h->S != d->S || floats == 0 || h->floats != floats ||
         (packed_bytes - PACKED_HEADER_BYTES) / sizeof(float) < floats)
         return NULL;
     return (const float *)((const char *)packed + PACKED_HEADER_BYTES);
@@ -85,8 +84,8 @@ int ck_conv2d_pack_weights_f32(void *packed, size_t packed_bytes, const float *w
                           omp_get_num_threads());
     }
     memset(packed, 0, PACKED_HEADER_BYTES);
-    const packed_header header = {PACKED_MAGIC, backend,  winograd_tile, d.K,
-                                  d.C,          d.R,      d.S,           packed_floats_for(&d, winograd_tile)};
+    const packed_header header = {PACKED_MAGIC, backend, winograd_tile, d.K, d.C, d.R, d.S,
+                                  packed_floats_for(&d, winograd_tile)};
     memcpy(packed, &header, sizeof header);
     return CK_OK;
 }
@@ -101,11 +100,10 @@ static int conv_forward_winograd(float *y, const float *x, const float *weight, 
     int status = ck_conv_begin(shape, y && x && weight, 1, workspace, workspace_bytes, &d, &threads);
     if (status != CK_OK) return status;
     const ck_winograd_filters filters = {weight, d.CRS, 9, 0};
-    const int tile = d.winograd_tile;
-    const float *given = packed_weights_for(packed, packed_bytes, &d, ck_get_gemm_backend(), tile);
+    const float *given = packed_weights_for(packed, packed_bytes, &d, ck_get_gemm_backend(), d.winograd_tile);
     float *region = given ? (float *)given : ck_conv_packed_weights(workspace, workspace_bytes, shape, &d, threads);
-    return ck_winograd_forward(y, x, &filters, epilogue, shape, d.P, d.Q, tile, threads, (float *)workspace, region,
-                               given != NULL);
+    return ck_winograd_forward(y, x, &filters, epilogue, shape, d.P, d.Q, d.winograd_tile, threads, (float *)workspace,
+                               region, given != NULL);
 }
 
 // The weights (K × CRS) packed once for the packed GEMM of `backend`, the team splitting the blocks: otherwise every

@@ -13,7 +13,7 @@
 // NR/16 registers for a row of the B panel; A values are broadcast from memory into the FMAs. AVX2 has 16
 // ymm registers, so its kernel covers an NR-wide panel as NR/16 tiles of MR × 16 (12 accumulators, 2 for
 // B, 1 broadcast), reading each tile's 16 columns out of the same NR-float panel rows.
-#define GEMM_MR 6
+#define GEMM_MR CK_GEMM_MR
 #define GEMM_NR CK_GEMM_NR
 // Cache blocking: an MR×KC A panel (6 KB) in L1; the KC×NC packed B block (512 KB) in L2, streamed
 // panel by panel; the MC×KC packed A block (144 KB) in L2.

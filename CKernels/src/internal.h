@@ -30,6 +30,7 @@ static inline void ck_block_range(int total, int parts, int index, int *begin, i
 // Where the packed GEMM (gemm.c) takes its B operand from: a matrix, a row of images, or a callback
 // that writes one packed panel itself (a convolution lowering its input straight into the panel).
 #define CK_GEMM_NR 64
+#define CK_GEMM_MR 6  // rows of C a micro-kernel call computes (gemm_pack.h says why)
 typedef void (*ck_pack_panel_fn)(const void *context, float *panel, int p0, int kc, long j0, int cols);
 typedef struct {
     const float *b;          // op(B) rows are b rows (transpose_b 0) or b columns (1)

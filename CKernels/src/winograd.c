@@ -47,6 +47,10 @@ void ck_conv2d_set_winograd(int mode) {
     winograd_mode = mode == CK_WINOGRAD_NEVER || mode == CK_WINOGRAD_ALWAYS ? mode : CK_WINOGRAD_AUTO;
 }
 
+// Outputs per plane of a layer Winograd applies to (3x3, stride 1, padding 1: the input's size). Not through
+// ck_conv2d_output_height, whose shape check reads the tile.
+static long plane_outputs(const ck_conv2d_shape *shape) { return (long)shape->in_height * shape->in_width; }
+
 int ck_winograd_chosen(const ck_conv2d_shape *shape) {
     if (!shape || !ck_winograd_applies(shape)) return 0;
     int mode = winograd_mode;
@@ -56,8 +60,7 @@ int ck_winograd_chosen(const ck_conv2d_shape *shape) {
     // all three kernels and on both tiers. On 7×7 (layer4), with an image's 16 tiles of 2x2 in one vector of lanes,
     // it is 1.21–1.28x in the forward and backward-input and 1.11x in the weight gradient on AVX-512; 1.22x and
     // 1.17x on AVX2. Smaller planes were not measured: the GEMM keeps them.
-    const long outputs = (long)shape->in_height * shape->in_width;  // 3x3, stride 1, padding 1: the input's size
-    return outputs >= 49;
+    return plane_outputs(shape) >= 49;
 }
 
 // The output tile: 2 or 4 for the whole process (ck_conv2d_set_winograd_tile, RESNETFUSION_WINOGRAD_TILE=2|4),
@@ -77,8 +80,7 @@ int ck_winograd_tile(const ck_conv2d_shape *shape) {
     // Measured (batch 8, forward, F(2x2, 3x3) → F(4x4, 3x3) ms), AVX-512: 56×56×64 6.2 → 4.7, 28×28×128 4.6 → 3.5,
     // 14×14×256 4.4 → 3.8, but 7×7×512 5.8 → 13.5 (4 tiles of 4x4 an image, 64 outputs for 49: the 36 products are
     // too narrow for the GEMM); AVX2: 11.7 → 7.7, 8.0 → 5.5, 7.6 → 6.6, 10.7 → 14.7. Backward-input alike.
-    const long outputs = (long)shape->in_height * shape->in_width;  // 3x3, stride 1, padding 1: the input's size
-    return outputs >= 196 ? 4 : 2;
+    return plane_outputs(shape) >= 196 ? 4 : 2;
 }
 
 // U (or the weight gradient's first accumulator, M), then per thread its V and M chunks, then (F(2x2, 3x3) only)
