@@ -74,7 +74,7 @@ let package = Package(
         .target(name: "FeatureStore", dependencies: ["FileIO"], swiftSettings: swiftFlags),
         .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "FileIO", "NN", "SeededRandom"],
                     swiftSettings: swiftFlags),
-        // C kernels: convolution, batch norm, pooling, elementwise, linear.
+        // C kernels: convolution, batch norm, pooling, elementwise, linear, Adam.
         .target(
             name: "CKernels",
             dependencies: ["CPUFeatures"],
@@ -151,7 +151,7 @@ let package = Package(
         .target(name: "Tensors", dependencies: ["CKernels", "CKernelsReference", "SeededRandom"], swiftSettings: swiftFlags),
         // NN → WeightFiles: a module's state dict is the weight files' `StateDict` (dtype-aware tensors), one type for
         // saving, loading and checkpoints; WeightFiles needs nothing of NN, so the graph stays one-way.
-        .target(name: "NN", dependencies: ["Tensors", "WeightFiles"], swiftSettings: swiftFlags),
+        .target(name: "NN", dependencies: ["CKernels", "Tensors", "WeightFiles"], swiftSettings: swiftFlags),
         .target(name: "Models", dependencies: ["NN", "WeightFiles"], swiftSettings: swiftFlags),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "NN", "Models", "WeightFiles", "SeededRandom"],
                     resources: [.copy("Fixtures")], swiftSettings: swiftFlags),

@@ -29,6 +29,7 @@ static const ck_kernel_table reference_kernels = {
     .relu_backward = ck_relu_backward_f32_ref,
     .add = ck_add_f32_ref,
     .accumulate = ck_accumulate_f32_ref,
+    .adam_update = ck_adam_update_f32_ref,
     .linear_forward = ck_linear_forward_f32_ref,
     .linear_backward = ck_linear_backward_f32_ref,
 };

@@ -405,3 +405,16 @@ do {
     [x, y, dx, pooled, big].forEach { $0.deallocate() }
     argmax.deallocate()
 }
+do {
+    // One Adam step over as many values as ResNet-50 has parameters, as one tensor: it reads p, m, v and g and writes
+    // p, m and v.
+    let count = 25_557_032
+    let p = filled(count, seed: 25), m = filled(count, seed: 26), v = filled(count, seed: 27), g = filled(count, seed: 28)
+    for i in 0 ..< count { v[i] = abs(v[i]) }
+    var step = ck_adam_step(learning_rate: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0, decoupled: 0,
+                            step_size: 1e-3 / 0.1, inverse_bias_correction2_sqrt: Float(1 / (0.001).squareRoot()))
+    memoryRow("adam update, 25.6 M parameters", bytes: Double(count) * 7 * 4) {
+        check(kernels.adam_update(p, m, v, g, count, &step), "adam")
+    }
+    [p, m, v, g].forEach { $0.deallocate() }
+}

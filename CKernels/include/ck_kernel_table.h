@@ -63,6 +63,8 @@ typedef struct {
     int (* _Nonnull relu_backward)(float *dx, const float *dy, const float *y, size_t count);
     int (* _Nonnull add)(float *y, const float *a, const float *b, size_t count);
     int (* _Nonnull accumulate)(float *y, const float *x, size_t count);
+    int (* _Nonnull adam_update)(float *param, float *exp_avg, float *exp_avg_sq, const float *grad, size_t count,
+                                 const ck_adam_step *step);
     int (* _Nonnull linear_forward)(float *y, const float *x, const float *weight, const float *bias,
                                     int batch, int in_features, int out_features);
     int (* _Nonnull linear_backward)(float *dx, float *dweight, float *dbias, const float *dy, const float *x,

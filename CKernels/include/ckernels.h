@@ -269,6 +269,33 @@ int ck_add_f32(float *y, const float *a, const float *b, size_t count);
 int ck_accumulate_f32(float *y, const float *x, size_t count);
 
 // ---------------------------------------------------------------------------------------------------
+// Optimizer (optimizer.c): PyTorch's torch.optim.Adam and AdamW (amsgrad off), one parameter tensor per call.
+
+/// One Adam step's scalars for one parameter tensor at step t. The bias corrections depend on t only, so the
+/// caller works them out once per tensor (in double, as PyTorch does).
+typedef struct {
+    float learning_rate;                  // lr
+    float beta1, beta2;                   // β₁, β₂
+    float eps;                            // ε
+    float weight_decay;                   // λ; 0 for none
+    int decoupled;                        // 1: AdamW's p ·= 1 − lr·λ; 0: Adam's g += λ·p
+    float step_size;                      // lr / (1 − β₁ᵗ)
+    float inverse_bias_correction2_sqrt;  // 1 / √(1 − β₂ᵗ)
+} ck_adam_step;
+
+/// One Adam update in place on count elements of param, exp_avg (m) and exp_avg_sq (v), from grad (g):
+///   g += λ·p (Adam, λ ≠ 0) or p ·= 1 − lr·λ (AdamW, λ ≠ 0);
+///   m += (g − m)·(1 − β₁);   v = v·β₂ + (1 − β₂)·g·g;   p −= step_size·m / (√v·inverse_bias_correction2_sqrt + ε).
+/// The thread count changes no bit; the reference twin, which never fuses a multiply and an add, agrees to a few
+/// units in the last place. Subnormals are flushed to zero while it runs (FTZ and DAZ, set and restored on each thread
+/// that works): a dead unit's moments decay by β₁ a step into the subnormal range, where every multiply takes a
+/// microcode assist; the update a flushed value would make is far below a weight's last bit. A NaN or infinite
+/// gradient spreads to that element's moments and weight, as in PyTorch. No array may overlap another.
+/// CK_ERR_NULL_POINTER when an array or step is NULL (count 0 needs only step).
+int ck_adam_update_f32(float *param, float *exp_avg, float *exp_avg_sq, const float *grad, size_t count,
+                       const ck_adam_step *step);
+
+// ---------------------------------------------------------------------------------------------------
 // Linear (linear.c), PyTorch layout: y = x · weightᵀ + bias.
 
 /// CK_OK or CK_ERR_BAD_SIZE: the size rule of both linear kernels (all positive).

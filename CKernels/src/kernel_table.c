@@ -23,6 +23,7 @@ static const ck_kernel_table optimized_kernels = {
     .relu_backward = ck_relu_backward_f32,
     .add = ck_add_f32,
     .accumulate = ck_accumulate_f32,
+    .adam_update = ck_adam_update_f32,
     .linear_forward = ck_linear_forward_f32,
     .linear_backward = ck_linear_backward_f32,
 };

@@ -79,6 +79,10 @@ int ck_relu_backward_f32_ref(float *dx, const float *dy, const float *y, size_t 
 int ck_add_f32_ref(float *y, const float *a, const float *b, size_t count);
 int ck_accumulate_f32_ref(float *y, const float *x, size_t count);
 
+// optimizer (optimizer_ref.c)
+int ck_adam_update_f32_ref(float *param, float *exp_avg, float *exp_avg_sq, const float *grad, size_t count,
+                           const ck_adam_step *step);
+
 // linear (linear_ref.c)
 int ck_linear_forward_f32_ref(float *y, const float *x, const float *weight, const float *bias,
                               int batch, int in_features, int out_features);

@@ -1,5 +1,6 @@
 // Optimizers.swift — Adam/AdamW and SGD on trainable parameters, with PyTorch's update formulas and
 // state that can be saved and restored.
+import CKernels
 import Foundation
 import Tensors
 import WeightFiles
@@ -28,8 +29,10 @@ extension Optimizer {
 /// Runs `body` with subnormal floats flushed to zero: x86's MXCSR flush-to-zero and denormals-are-zero bits, as
 /// `torch.set_flush_denormal(True)` sets them, restored afterwards (the kernels' numerics stay as they are).
 ///
-/// Why: the moments of a parameter whose gradient stays at zero (a dead unit) decay geometrically, m by β₁ = 0.9 a
-/// step, into the subnormal range, where every multiply takes a microcode assist. Measured with `bench-scale` (one
+/// SGD's update runs under it; Adam's kernel (ck_adam_update_f32) sets the same bits on each of its threads.
+///
+/// Why: the moments of a parameter whose gradient stays at zero (a dead unit) decay geometrically, Adam's m by β₁ = 0.9
+/// a step and SGD's momentum by μ, into the subnormal range, where every multiply takes a microcode assist. Measured with `bench-scale` (one
 /// epoch of the head, 30 000 frames, 3 750 steps): 141 frames/s with subnormals against 2 051 flushed. A flushed value
 /// is below 1.2e-38: the update it would have made (≤ lr·1e-38/eps ≈ 1e-33) is far below a weight's last bit.
 func withSubnormalsFlushed<R>(_ body: () throws -> R) rethrows -> R {
@@ -46,8 +49,8 @@ func withSubnormalsFlushed<R>(_ body: () throws -> R) rethrows -> R {
 
 /// Calls `body` on contiguous runs that cover 0..<count: one run below `minimumPerRun` elements a run, else one per
 /// kernel thread, run side by side. Each run has subnormals flushed on the thread that runs it (MXCSR is per
-/// thread). An update is elementwise, so the split changes no result. Measured in `bench-model`'s train step: Adam
-/// over ResNet-50's 25.6 M parameters was 4.5% of the step on one thread.
+/// thread). An update is elementwise, so the split changes no result. Measured in `bench-model`'s train step, when
+/// Adam still ran here: its update over ResNet-50's 25.6 M parameters was 4.5% of the step on one thread.
 func forEachRun(of count: Int, minimumPerRun: Int = 1 << 16, _ body: (Range<Int>) -> Void) {
     let runs = max(1, min(Kernels.numThreads, count / minimumPerRun))
     guard runs > 1 else { return withSubnormalsFlushed { body(0 ..< count) } }
@@ -114,31 +117,29 @@ public final class Adam: Optimizer {
             let t = Double(steps[index])
             let biasCorrection1 = 1 - pow(Double(beta1), t)
             let biasCorrection2Sqrt = (1 - pow(Double(beta2), t)).squareRoot()
-            let stepSize = Float(Double(learningRate) / biasCorrection1)
-            let invBc2Sqrt = Float(1 / biasCorrection2Sqrt)
-            let (b1, b2, eps, lr, wd, decoupled) = (beta1, beta2, self.eps, learningRate, weightDecay, self.decoupled)
+            var scalars = ck_adam_step(
+                learning_rate: learningRate, beta1: beta1, beta2: beta2, eps: eps, weight_decay: weightDecay,
+                decoupled: decoupled ? 1 : 0, step_size: Float(Double(learningRate) / biasCorrection1),
+                inverse_bias_correction2_sqrt: Float(1 / biasCorrection2Sqrt))
             var m = expAvg[index], v = expAvgSq[index]
             expAvg[index] = []; expAvgSq[index] = []  // unique references: update in place
             var p = parameter.data
             parameter.data = []
-            p.withUnsafeMutableBufferPointer { p in
+            // The kernel reads count elements of each array: a size mismatch is a programming error, never a read
+            // past an array.
+            precondition(grad.count == p.count && m.count == p.count && v.count == p.count,
+                          "Adam: parameter \(index) has \(p.count) values but a gradient of \(grad.count) and moments of \(m.count), \(v.count)")
+            let status = p.withUnsafeMutableBufferPointer { p in
                 grad.withUnsafeBufferPointer { g in
                     m.withUnsafeMutableBufferPointer { m in
                         v.withUnsafeMutableBufferPointer { v in
-                            forEachRun(of: p.count) { run in for i in run {
-                                var gi = g[i]
-                                if wd != 0 {
-                                    if decoupled { p[i] *= 1 - lr * wd } else { gi += wd * p[i] }
-                                }
-                                m[i] += (gi - m[i]) * (1 - b1)  // PyTorch's lerp
-                                v[i] = v[i] * b2 + (1 - b2) * gi * gi
-                                let denom = v[i].squareRoot() * invBc2Sqrt + eps
-                                p[i] -= stepSize * m[i] / denom
-                            } }
+                            Kernels.table.adam_update(p.baseAddress, m.baseAddress, v.baseAddress, g.baseAddress,
+                                                      p.count, &scalars)
                         }
                     }
                 }
             }
+            Kernels.check(status, "Adam")
             parameter.data = p
             expAvg[index] = m; expAvgSq[index] = v
         }

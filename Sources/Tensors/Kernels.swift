@@ -38,7 +38,7 @@ public enum Kernels {
     /// Stops with the kernel's own description of `status` when it is not `CK_OK`. A failing kernel
     /// means the Swift side passed inconsistent shapes: a programming error, not an input error.
     @inline(__always)
-    static func check(_ status: Int32, _ op: StaticString) {
+    public static func check(_ status: Int32, _ op: StaticString) {
         if status != 0 {
             fatalError("\(op): \(String(cString: ck_status_string(status))) (status \(status))")
         }
