@@ -18,9 +18,9 @@ let kernelLinkFlags: [LinkerSetting] = [
 // Release builds keep Swift's overflow and bounds checks (no -Ounchecked) in every module: every module here
 // touches sizes that come from a flag or a file. Measured against -Ounchecked (2 shared, loaded cores; a fresh
 // process per run, builds alternating, median of paired checked/unchecked ratios of images/s, noise ±8%):
-// inference 0.995, frozen-train-bn 0.95, train-step 1.00 (the per-element work is C; Adam's Swift loop compiles
-// to the same instructions); a 30-epoch frozen `resnet50 train` on 200 demo frames used the same CPU time
-// (19.5 s vs 19.9 s) and wrote identical weights. The one cost is Imaging's Swift resampler: JPEG bytes to tensor
+// inference 0.995, frozen-train-bn 0.95, train-step 1.00 (the per-element work is C; Adam's update, a Swift loop
+// then, compiled to the same instructions, and is C since); a 30-epoch frozen `resnet50 train` on 200 demo frames
+// used the same CPU time (19.5 s vs 19.9 s) and wrote identical weights. The one cost is Imaging's Swift resampler: JPEG bytes to tensor
 // is 1.00 where the horizontal pass runs in C (AVX-512BW) and 0.95-0.97 where Swift runs it
 // (RESNETFUSION_ISA=avx2), under 1% of a training or predict step; the test-only reference resize runs at 0.77.
 let swiftFlags: [SwiftSetting] = [

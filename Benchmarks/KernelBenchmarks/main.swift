@@ -323,6 +323,35 @@ if forwardTotal.seconds > 0 {
     print(pad("forward convolutions per image", 58) + lpad(fmt(forwardTotal.seconds * 1e3 / Double(batch), 1), 9) + " ms")
 }
 print("")
+
+// ------------------------------------------------------------------------------ the ceiling
+// What no implementation of these convolutions can beat on this machine, whatever its layout or packing: every
+// multiply at the FMA peak, 3x3 stride-1 layers in all three kernels through F(4x4, 3x3) with only its products
+// counted (36 multiplies per 16 outputs instead of 144: a quarter; larger tiles lose float32 accuracy), and nothing
+// else costing time (no packing, transforms, batch norm, pooling or optimizer). Counts whole ResNet-50 at 224, so it
+// is printed whatever --only says.
+do {
+    var direct = 0.0, fewest = 0.0
+    for layer in resnet50ConvShapes {
+        let flops = 2.0 * Double(layer.macsPerImage) * Double(layer.occurrences)
+        direct += flops
+        fewest += layer.kernel == 3 && layer.stride == 1 ? flops / 4 : flops
+    }
+    let forwardImages = fmaPeakRate * 1e9 / fewest, trainImages = fmaPeakRate * 1e9 / (3 * fewest)
+    print("the ceiling: ResNet-50's convolutions at the FMA peak (\(fmt(fmaPeakRate, 1)) GFLOP/s) with only F(4x4, 3x3)'s"
+          + " multiplies on 3x3 stride-1 layers (\(fmt(fewest / 1e9, 2)) of \(fmt(direct / 1e9, 2)) GFLOP an image) and"
+          + " nothing else costing time")
+    print(pad("  forward (inference)", 58) + lpad(fmt(forwardImages, 1), 9) + " img/s")
+    print(pad("  forward + backward input + backward weight (train step)", 58) + lpad(fmt(trainImages, 1), 9) + " img/s")
+    if options.only == nil && forwardTotal.seconds > 0 && backwardTotal.seconds > 0 {
+        let forwardMeasured = Double(batch) / forwardTotal.seconds
+        let trainMeasured = Double(batch) / (forwardTotal.seconds + backwardTotal.seconds)
+        print(pad("  measured above, convolutions alone", 58) + lpad(fmt(forwardMeasured, 1), 9) + " img/s forward ("
+              + fmt(100 * forwardMeasured / forwardImages, 0) + "% of the ceiling), " + fmt(trainMeasured, 1)
+              + " img/s forward + backward (" + fmt(100 * trainMeasured / trainImages, 0) + "%)")
+    }
+}
+print("")
 if !winogradRows.isEmpty {
     print("3x3 stride-1 layers: GEMM (im2col or implicit), Winograd F(2x2, 3x3) and F(4x4, 3x3) (the weight gradient"
           + " has F(2x2, 3x3) only); GFLOP/s, %peak and the speed-up are the fastest Winograd's, counting"

@@ -121,14 +121,17 @@ public final class Adam: Optimizer {
                 learning_rate: learningRate, beta1: beta1, beta2: beta2, eps: eps, weight_decay: weightDecay,
                 decoupled: decoupled ? 1 : 0, step_size: Float(Double(learningRate) / biasCorrection1),
                 inverse_bias_correction2_sqrt: Float(1 / biasCorrection2Sqrt))
+            // The kernel reads count elements of each array: a size mismatch is a programming error, never a read
+            // past an array.
+            let count = parameter.count
+            precondition(parameter.data.count == count && grad.count == count && expAvg[index].count == count
+                         && expAvgSq[index].count == count,
+                         "Adam: parameter \(index) of \(count) values has \(parameter.data.count) values, a gradient of "
+                         + "\(grad.count) and moments of \(expAvg[index].count) and \(expAvgSq[index].count)")
             var m = expAvg[index], v = expAvgSq[index]
             expAvg[index] = []; expAvgSq[index] = []  // unique references: update in place
             var p = parameter.data
             parameter.data = []
-            // The kernel reads count elements of each array: a size mismatch is a programming error, never a read
-            // past an array.
-            precondition(grad.count == p.count && m.count == p.count && v.count == p.count,
-                          "Adam: parameter \(index) has \(p.count) values but a gradient of \(grad.count) and moments of \(m.count), \(v.count)")
             let status = p.withUnsafeMutableBufferPointer { p in
                 grad.withUnsafeBufferPointer { g in
                     m.withUnsafeMutableBufferPointer { m in

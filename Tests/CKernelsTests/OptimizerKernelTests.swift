@@ -27,13 +27,24 @@ final class OptimizerKernelTests: XCTestCase {
               v: randomArray(count, &rng, range: 0...0.01))
     }
 
-    private func update(_ state: State, grad: [Float], _ step: ck_adam_step, reference: Bool) -> State {
-        var s = state, step = step
+    /// One update of a copy of `state`. Each array is handed over with 16 sentinels after its end, values an
+    /// update would change (a gradient of 1 moves p, m and v), which must come back as they were: a tail mask one
+    /// lane too wide would otherwise write past a Swift array unseen.
+    private func update(_ state: State, grad: [Float], _ step: ck_adam_step, reference: Bool,
+                        file: StaticString = #filePath, line: UInt = #line) -> State {
+        let count = grad.count
+        func guarded(_ values: [Float], _ sentinel: Float) -> [Float] { values + [Float](repeating: sentinel, count: 16) }
+        var p = guarded(state.p, 3), m = guarded(state.m, 0.5), v = guarded(state.v, 0.25), step = step
+        let g = guarded(grad, 1)
         let status = reference
-            ? ck_adam_update_f32_ref(&s.p, &s.m, &s.v, grad, grad.count, &step)
-            : ck_adam_update_f32(&s.p, &s.m, &s.v, grad, grad.count, &step)
-        XCTAssertOK(status, reference ? "reference" : "optimized")
-        return s
+            ? ck_adam_update_f32_ref(&p, &m, &v, g, count, &step)
+            : ck_adam_update_f32(&p, &m, &v, g, count, &step)
+        XCTAssertOK(status, reference ? "reference" : "optimized", file: file, line: line)
+        for (name, array, sentinel) in [("p", p, Float(3)), ("m", m, 0.5), ("v", v, 0.25)] {
+            XCTAssertTrue(array[count...].allSatisfy { $0 == sentinel }, "count \(count): \(name) written past its end",
+                          file: file, line: line)
+        }
+        return State(p: Array(p[..<count]), m: Array(m[..<count]), v: Array(v[..<count]))
     }
 
     /// Optimized and reference agree element by element within a few units in the last place of the values the
@@ -72,7 +83,8 @@ final class OptimizerKernelTests: XCTestCase {
     }
 
     /// Random states and gradients, every count from 0 to 40 (all tails of the 8-lane loop) and large ones split
-    /// across threads, under plain Adam, Adam with an L2 term and AdamW, early and late steps, on both tiers.
+    /// across threads, under plain Adam, Adam with an L2 term, AdamW and a large ε, early and late steps. The kernel
+    /// has one (AVX2) path for both tiers; the loop over them keeps it honest if a tier-specific path appears.
     func testMatchesReference() {
         var rng = SplitMix64(seed: 31)
         let counts = Array(0 ... 40) + [65_535, 65_536, 100_003]
@@ -80,6 +92,8 @@ final class OptimizerKernelTests: XCTestCase {
             ("adam", { self.scalars(t: $0) }),
             ("adam-l2", { self.scalars(t: $0, lr: 1e-2, betas: (0.8, 0.99), eps: 1e-6, weightDecay: 0.1) }),
             ("adamw", { self.scalars(t: $0, lr: 1e-2, weightDecay: 0.1, decoupled: true) }),
+            // ε comparable to √v (v up to 1e-2 here): where ε sits in the denominator shows.
+            ("large-eps", { self.scalars(t: $0, eps: 3e-2) }),
         ]
         forEachInstructionSet { avx512 in
             for count in counts {

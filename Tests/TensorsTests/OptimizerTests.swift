@@ -24,7 +24,16 @@ final class OptimizerTests: XCTestCase {
 
     private static let settings = ["adam", "adam_l2", "adamw", "sgd_nesterov", "sgd_dampened"]
 
+    /// Under both kernel tables: Adam's update is a kernel, so the reference twin must follow PyTorch too.
     func testTrajectoriesMatchTorch() {
+        defer { Kernels.backend = .optimized }
+        for backend in [KernelBackend.optimized, .reference] {
+            Kernels.backend = backend
+            trajectoriesMatchTorch(backend: "\(backend)")
+        }
+    }
+
+    private func trajectoriesMatchTorch(backend: String) {
         for name in Self.settings {
             let p0 = fixture.tensor("p0", requiresGrad: true), p1 = fixture.tensor("p1", requiresGrad: true)
             let optimizer = makeOptimizer(name, [p0, p1])
@@ -34,10 +43,10 @@ final class OptimizerTests: XCTestCase {
                 p0.grad = fixture["grad/\(t)/p0"].floats
                 p1.grad = fixture["grad/\(t)/p1"].floats
                 optimizer.step()
-                worst = max(worst, assertClose(p0.data, fixture["\(name)/\(t)/p0"].floats, tolerance: 1e-5, "\(name) step \(t) p0"))
-                worst = max(worst, assertClose(p1.data, fixture["\(name)/\(t)/p1"].floats, tolerance: 1e-5, "\(name) step \(t) p1"))
+                worst = max(worst, assertClose(p0.data, fixture["\(name)/\(t)/p0"].floats, tolerance: 1e-5, "\(backend) \(name) step \(t) p0"))
+                worst = max(worst, assertClose(p1.data, fixture["\(name)/\(t)/p1"].floats, tolerance: 1e-5, "\(backend) \(name) step \(t) p1"))
             }
-            print("optimizer \(name): worst trajectory rel err over 5 steps \(worst)")
+            print("optimizer \(name), \(backend) kernels: worst trajectory rel err over 5 steps \(worst)")
         }
     }
 
