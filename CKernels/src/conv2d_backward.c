@@ -4,7 +4,7 @@
 // writes never overlap), backward-weight by output channels.
 // A 3x3 stride-1 padding-1 layer's backward-input is itself such a convolution, of dy with the filters
 // transposed and turned 180°, and its backward-weight the Winograd forward's adjoint: both take Winograd where
-// it measures faster (ck_winograd_chosen, winograd.c).
+// it measures faster (ck_winograd_chosen and ck_winograd_chosen_for_weight_gradient, winograd.c).
 // Twins: ck_conv2d_backward_input_f32_ref and ck_conv2d_backward_weight_f32_ref (CKernelsReference/conv2d_ref.c).
 #include "conv2d.h"
 #include "im2col.h"
@@ -231,7 +231,8 @@ static int backward_weight(float *dweight, float *dbias, const float *dy, const 
 
 int ck_conv2d_backward_weight_f32(float *dweight, float *dbias, const float *dy, const float *x,
                                   const ck_conv2d_shape *shape, void *workspace, size_t workspace_bytes) {
-    return backward_weight(dweight, dbias, dy, x, shape, workspace, workspace_bytes, ck_winograd_chosen(shape));
+    return backward_weight(dweight, dbias, dy, x, shape, workspace, workspace_bytes,
+                           ck_winograd_chosen_for_weight_gradient(shape));
 }
 
 int ck_conv2d_backward_weight_winograd_f32(float *dweight, float *dbias, const float *dy, const float *x,

@@ -58,9 +58,18 @@ int ck_winograd_chosen(const ck_conv2d_shape *shape) {
     if (mode != CK_WINOGRAD_AUTO) return mode == CK_WINOGRAD_ALWAYS;
     // Measured (make bench-kernels, batch 8): the fastest Winograd is 1.5–3x the GEMM on 14×14 and larger planes, in
     // all three kernels and on both tiers. On 7×7 (layer4), with an image's 16 tiles of 2x2 in one vector of lanes,
-    // it is 1.21–1.28x in the forward and backward-input and 1.11x in the weight gradient on AVX-512; 1.22x and
-    // 1.17x on AVX2. Smaller planes were not measured: the GEMM keeps them.
+    // it is 1.17–1.36x in the forward and backward-input on both tiers (the weight gradient: below). Smaller planes
+    // were not measured: the GEMM keeps them.
     return plane_outputs(shape) >= 49;
+}
+
+int ck_winograd_chosen_for_weight_gradient(const ck_conv2d_shape *shape) {
+    if (!ck_winograd_chosen(shape)) return 0;
+    if (winograd_mode == CK_WINOGRAD_ALWAYS) return 1;
+    // Measured on 7×7 (layer4 3x3, make bench-kernels, batch 8, four runs): F(2x2, 3x3)'s weight gradient took
+    // 8.7–9.4 ms against the AVX-512 GEMM's 8.0–8.2 (0.86–0.94x), and 12.1 against 13.1 with AVX2 (1.08–1.10x).
+    // OpenBLAS, the other backend, is slower than either.
+    return plane_outputs(shape) >= 196 || ck_get_gemm_backend() != CK_GEMM_AVX512;
 }
 
 // The output tile: 2 or 4 for the whole process (ck_conv2d_set_winograd_tile, RESNETFUSION_WINOGRAD_TILE=2|4),

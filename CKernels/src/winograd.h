@@ -8,9 +8,10 @@
 
 // 1 for 3x3, stride 1, padding 1: the shapes the Winograd path handles.
 int ck_winograd_applies(const ck_conv2d_shape *shape);
-// 1 when this layer's forward, backward-input and backward-weight should take the Winograd path
-// (ck_conv2d_set_winograd).
+// 1 when this layer's forward and backward-input should take the Winograd path (ck_conv2d_set_winograd).
 int ck_winograd_chosen(const ck_conv2d_shape *shape);
+// The same for its backward-weight, whose F(2x2, 3x3) loses to the AVX-512 GEMM on the smallest planes.
+int ck_winograd_chosen_for_weight_gradient(const ck_conv2d_shape *shape);
 // The output tile, 2 or 4 (F(2x2, 3x3) or F(4x4, 3x3)), of the forward and backward-input of a layer Winograd
 // applies to, when they take the Winograd path (ck_conv2d_set_winograd_tile). The weight gradient always uses 2.
 // Callers read it once per call (ck_conv_dims.winograd_tile).
