@@ -340,6 +340,10 @@ int ck_set_gemm_backend(int backend);
 void ck_set_avx512_allowed(int allowed);
 /// The backend in use (CK_GEMM_OPENBLAS, CK_GEMM_AVX512 or CK_GEMM_AVX2); decided on first use as CK_GEMM_AUTO says.
 int ck_get_gemm_backend(void);
+/// Tests only: with 1, every thread's packing buffer counts as missing (as if its allocation had failed), so every
+/// kernel takes the path it falls back to then: OpenBLAS for the products, its own lowering and packing for the
+/// convolutions. 0 (the default) restores the buffers. Not while a kernel runs.
+void ck_gemm_simulate_missing_packing_buffers(int missing);
 
 /// Runs fn(arg, i) for i in [0, count) on the OpenMP pool (static schedule).
 void ck_parallel_for(int count, void (*fn)(void *arg, int index), void *arg);

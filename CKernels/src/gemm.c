@@ -40,8 +40,14 @@ static pthread_once_t pack_key_once = PTHREAD_ONCE_INIT;
 
 static void make_pack_key(void) { pthread_key_create(&pack_key, free); }
 
+// ck_gemm_simulate_missing_packing_buffers: 1 makes every thread's buffer missing, as if out of memory.
+static _Atomic int packing_buffers_missing = 0;
+
+void ck_gemm_simulate_missing_packing_buffers(int missing) { packing_buffers_missing = missing != 0; }
+
 // This thread's packing buffer: the A block, then the B block, 64-byte aligned. NULL when out of memory.
 static float *pack_buffer(void) {
+    if (packing_buffers_missing) return NULL;
     pthread_once(&pack_key_once, make_pack_key);
     float *buffer = pthread_getspecific(pack_key);
     if (!buffer) {
@@ -399,6 +405,15 @@ void ck_sgemm_images(int transpose_a, int m, int n, int k, float alpha, const fl
 #endif
     for (int i = 0; i < count; i++)
         openblas_sgemm(transpose_a, 0, m, n, k, alpha, a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+}
+
+int ck_gemm_packing_ready(int backend) {
+#ifdef CK_HAVE_PACKED_GEMM
+    return (backend == CK_GEMM_AVX512 || backend == CK_GEMM_AVX2) && pack_buffer() != NULL;
+#else
+    (void)backend;
+    return 0;
+#endif
 }
 
 int ck_sgemm_packing(int backend, int m, int n, int k, const float *a, int lda, const float *packed_a,

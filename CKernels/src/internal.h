@@ -61,6 +61,9 @@ typedef struct {
 int ck_sgemm_packing(int backend, int m, int n, int k, const float *a, int lda, const float *packed_a,
                      const ck_gemm_b *source, float *c, int ldc, size_t stride_c, long j_begin, long j_end,
                      const ck_gemm_epilogue *epilogue);
+// 1 when ck_sgemm_packing can run on this thread with `backend`: a packed GEMM whose packing buffer this thread has
+// (allocated now if it had none). A buffer once allocated stays until the thread exits, so a 1 holds for the call.
+int ck_gemm_packing_ready(int backend);
 
 // A product's whole A (m × k, untransposed), packed once for every ck_sgemm_packing call that multiplies by it:
 // a convolution's weights are packed once per call instead of once per thread and column piece. Floats it

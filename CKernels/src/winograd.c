@@ -225,15 +225,37 @@ int ck_winograd_forward(float *y, const float *x, const ck_winograd_filters *fil
     float *U = workspace;
     float *per_thread = workspace + (size_t)g.products * K * C;
     const int bits = vector_bits();
-    transform_kernels(U, filters, K, C, tile, bits, threads);
-    // Each U_ξ packed once for the packed GEMM, not once per chunk of tiles by every thread (or packed ahead by the
-    // caller; U stays the fallback's, should a thread's packing buffer be missing).
+    // Each U_ξ packed once for the packed GEMM, not once per chunk of tiles by every thread, or packed ahead by the
+    // caller. Kernels packed ahead are not transformed again: U is then needed only by a thread whose packing buffer
+    // is missing (out of memory), which multiplies with ck_sgemm instead, and is made for it below. Transforming
+    // them on every call had been 1.6% of inference and of frozen-train-bn (perf).
     const int backend = ck_get_gemm_backend();
     if (backend != CK_GEMM_AVX512 && backend != CK_GEMM_AVX2) packed_kernels = NULL;
     const size_t packed_floats = ck_gemm_packed_a_floats(K, C);
-    if (packed_kernels && !kernels_packed) pack_kernels(packed_kernels, U, K, C, g.products, backend, threads);
+    const int ahead = packed_kernels && kernels_packed;
+    if (!ahead) {
+        transform_kernels(U, filters, K, C, tile, bits, threads);
+        if (packed_kernels) pack_kernels(packed_kernels, U, K, C, g.products, backend, threads);
+    }
+    int some_thread_without_buffer = 0;
     #pragma omp parallel num_threads(threads)
     {
+        if (ahead) {
+            // The team is fixed inside the region and a thread's buffer, once there, stays: checked here, the
+            // products below cannot fail for want of one.
+            if (!ck_gemm_packing_ready(backend)) {
+                #pragma omp atomic write
+                some_thread_without_buffer = 1;
+            }
+            #pragma omp barrier
+            #pragma omp single
+            {
+                int missing;
+                #pragma omp atomic read
+                missing = some_thread_without_buffer;
+                if (missing) transform_kernels(U, filters, K, C, tile, bits, 1);
+            }  // the single's barrier: U is complete before any thread multiplies
+        }
         const int t = omp_get_thread_num(), team = omp_get_num_threads();
         float *V = per_thread + (size_t)t * g.per_thread_floats;
         float *M = V + (size_t)g.products * C * g.chunk;

@@ -102,6 +102,50 @@ final class ConvolutionTests: XCTestCase {
         } }
     }
 
+    /// When a thread's packing buffer is missing (its allocation failed), every convolution kernel falls back to its
+    /// own lowering and OpenBLAS and still matches the reference: GEMM, Winograd with each tile (7×7 and 14×14),
+    /// strided and pointwise layers, forward, backward-input and backward-weight, and the forward from weights packed
+    /// ahead, whose Winograd kernels are then transformed for the fallback (they are not otherwise).
+    func testMissingPackingBuffersFallBack() {
+        var rng = SplitMix64(seed: 43)
+        let cases: [(n: Int, c: Int, h: Int, k: Int, r: Int, stride: Int, pad: Int)] = [
+            (2, 16, 14, 24, 3, 1, 1), (3, 8, 7, 12, 3, 1, 1), (2, 8, 9, 13, 3, 2, 1), (4, 32, 7, 40, 1, 1, 0),
+            (3, 8, 10, 16, 1, 2, 0)]
+        defer { ck_gemm_simulate_missing_packing_buffers(0) }
+        forEachInstructionSet { avx512 in
+            for threads in [1, 2] {
+                ck_set_num_threads(Int32(threads))
+                for (i, t) in cases.enumerated() {
+                    var s = convShape(batch: t.n, inChannels: t.c, height: t.h, width: t.h, outChannels: t.k,
+                                      kernel: t.r, stride: t.stride, pad: t.pad)
+                    let label = "\(t) threads \(threads) avx512 \(avx512)"
+                    // Packed while the buffers are there, run without them.
+                    let x = randomArray(t.n * t.c * t.h * t.h, &rng), w = randomArray(t.k * t.c * t.r * t.r, &rng)
+                    let workspace = Workspace(bytes: ck_conv2d_workspace_size(&s))
+                    let size = ck_conv2d_packed_weights_size(&s)
+                    let packed = Workspace(bytes: size)
+                    XCTAssertOK(ck_conv2d_pack_weights_f32(packed.buffer, size, w, &s, workspace.buffer, workspace.bytes))
+                    // Packing left the transformed kernels in the workspace: make sure the fallback does not find them.
+                    memset(workspace.buffer!, 0xFF, workspace.bytes)  // NaN
+                    ck_gemm_simulate_missing_packing_buffers(1)
+                    let e = compareWithReference(s, bias: true, seed: UInt64(200 + i))
+                    XCTAssertLessThanOrEqual(e.forward, 1e-4, "forward \(label)")
+                    XCTAssertLessThanOrEqual(e.gemmForward, 1e-4, "im2col forward \(label)")
+                    XCTAssertLessThanOrEqual(e.input, 1e-3, "backward input \(label)")
+                    XCTAssertLessThanOrEqual(e.weight, 1e-3, "backward weight \(label)")
+                    let count = t.n * t.k * Int(ck_conv2d_output_height(&s)) * Int(ck_conv2d_output_width(&s))
+                    var y = [Float](repeating: .nan, count: count), yRef = y
+                    XCTAssertOK(ck_conv2d_forward_fused_packed_f32(&y, x, w, packed.buffer, size, nil, nil, 0, &s,
+                                                                   workspace.buffer, workspace.bytes))
+                    ck_gemm_simulate_missing_packing_buffers(0)
+                    XCTAssertOK(ck_conv2d_forward_f32_ref(&yRef, x, w, nil, &s, nil, 0))
+                    XCTAssertLessThanOrEqual(relativeError(y, yRef), 1e-4, "forward packed ahead \(label)")
+                }
+            }
+        }
+        ck_set_num_threads(2)
+    }
+
     /// Winograd F(2x2, 3x3) and F(4x4, 3x3) on their own, forward, backward-input and backward-weight, with each
     /// instruction set's transforms: sizes of every remainder mod 2 and 4 (partial last tiles), runs of 8 and 16
     /// tiles, rows wide enough to read in place (150, 131), 1x1 and 2x2 planes, batch 1 to 5, C ≠ K, thread counts

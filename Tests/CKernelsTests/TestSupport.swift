@@ -6,11 +6,17 @@ func randomArray(_ count: Int, _ rng: inout SplitMix64, range: ClosedRange<Float
     (0..<count).map { _ in Float.random(in: range, using: &rng) }
 }
 
-/// max |a − b| / max |b|: one number that stays meaningful whatever the scale of the output.
+/// max |a − b| / max |b|: one number that stays meaningful whatever the scale of the output. A NaN or infinity in
+/// one array where the other has something else is an infinite error: Swift's max(x, .nan) is x, so without this
+/// check an output a kernel left NaN (or made NaN) would pass unseen. Equal non-finite values agree.
 func relativeError(_ a: [Float], _ b: [Float]) -> Float {
     precondition(a.count == b.count, "length mismatch \(a.count) vs \(b.count)")
     var maxDiff: Float = 0, maxRef: Float = 0
     for i in a.indices {
+        if !a[i].isFinite || !b[i].isFinite {
+            if a[i] == b[i] || (a[i].isNaN && b[i].isNaN) { continue }
+            return .infinity
+        }
         maxDiff = max(maxDiff, abs(a[i] - b[i]))
         maxRef = max(maxRef, abs(b[i]))
     }

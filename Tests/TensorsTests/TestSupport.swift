@@ -82,11 +82,17 @@ struct FixtureError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Max-norm relative error ‖a − b‖∞ / ‖b‖∞ (b the reference; 1e-12 guards an all-zero reference).
+/// Max-norm relative error ‖a − b‖∞ / ‖b‖∞ (b the reference; 1e-12 guards an all-zero reference). A NaN or infinity
+/// in one array where the other has something else is an infinite error (Swift's max(x, .nan) is x, so it would
+/// otherwise pass unseen); equal non-finite values agree.
 func relativeError(_ a: [Float], _ b: [Float]) -> Double {
     precondition(a.count == b.count, "relativeError: \(a.count) vs \(b.count) values")
     var diff = 0.0, scale = 0.0
     for i in 0..<a.count {
+        if !a[i].isFinite || !b[i].isFinite {
+            if a[i] == b[i] || (a[i].isNaN && b[i].isNaN) { continue }
+            return .infinity
+        }
         diff = max(diff, abs(Double(a[i]) - Double(b[i])))
         scale = max(scale, abs(Double(b[i])))
     }
