@@ -67,7 +67,7 @@ int ck_winograd_chosen_for_weight_gradient(const ck_conv2d_shape *shape) {
     if (!ck_winograd_chosen(shape)) return 0;
     if (winograd_mode == CK_WINOGRAD_ALWAYS) return 1;
     // Measured on 7×7 (layer4 3x3, make bench-kernels, batch 8, four runs): F(2x2, 3x3)'s weight gradient took
-    // 8.7–9.4 ms against the AVX-512 GEMM's 8.0–8.2 (0.86–0.94x), and 12.1 against 13.1 with AVX2 (1.08–1.10x).
+    // 8.6–9.4 ms against the AVX-512 GEMM's 7.9–8.2 (0.86–0.96x), and 12.1 against 13.1 with AVX2 (1.08–1.10x).
     // OpenBLAS, the other backend, is slower than either.
     return plane_outputs(shape) >= 196 || ck_get_gemm_backend() != CK_GEMM_AVX512;
 }

@@ -167,7 +167,20 @@ public final class Adam: Optimizer {
                   let avg = state["state.\(index).exp_avg"], avg.count == count,
                   let avgSq = state["state.\(index).exp_avg_sq"], avgSq.count == count
             else { throw OptimizerStateError(description: "Adam state: entry for parameter \(index) missing or of the wrong size") }
-            newSteps[index] = Int(step.floats[0])
+            // A state file is untrusted: Int(_:) of a NaN or of 1e30 would trap, and a negative second moment or a
+            // non-finite moment would turn every later update into NaN. PyTorch counts steps in a float, exact to 2²⁴.
+            let stepValue = step.floats[0]
+            guard stepValue.isFinite, stepValue >= 0, stepValue <= 16_777_216, stepValue == stepValue.rounded() else {
+                throw OptimizerStateError(description: "Adam state: state.\(index).step is \(stepValue), not a step count")
+            }
+            if let bad = avg.floats.firstIndex(where: { !$0.isFinite }) {
+                throw OptimizerStateError(description: "Adam state: state.\(index).exp_avg[\(bad)] is \(avg.floats[bad])")
+            }
+            if let bad = avgSq.floats.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
+                throw OptimizerStateError(
+                    description: "Adam state: state.\(index).exp_avg_sq[\(bad)] is \(avgSq.floats[bad]), not a finite square")
+            }
+            newSteps[index] = Int(stepValue)
             newAvg[index] = avg.floats
             newAvgSq[index] = avgSq.floats
         }

@@ -71,6 +71,37 @@ final class OptimizerTests: XCTestCase {
         XCTAssertThrowsError(try Adam(parameters: [Tensor(shape: [3], repeating: 0, requiresGrad: true)]).loadStateDict(StateDict()))
     }
 
+    /// A state file is untrusted: a step count that is NaN, negative, fractional or too large for Int, and moments
+    /// that are non-finite (or a negative second moment), are refused naming the entry, and the optimizer keeps its
+    /// state.
+    func testHostileStateIsRefused() throws {
+        let p = Tensor(shape: [3], data: [1, 2, 3], requiresGrad: true)
+        let adam = Adam(parameters: [p])
+        p.grad = [1, 1, 1]
+        adam.step()
+        let good = adam.stateDict()
+        func with(_ key: String, _ floats: [Float]) -> StateDict {
+            var state = good
+            state[key] = WeightTensor(shape: good[key]!.shape, floats: floats)
+            return state
+        }
+        let cases: [(String, [Float], String)] = [
+            ("state.0.step", [.nan], "state.0.step"), ("state.0.step", [1e30], "state.0.step"),
+            ("state.0.step", [-1], "state.0.step"), ("state.0.step", [2.5], "state.0.step"),
+            ("state.0.exp_avg", [0, .infinity, 0], "exp_avg[1]"), ("state.0.exp_avg", [.nan, 0, 0], "exp_avg[0]"),
+            ("state.0.exp_avg_sq", [0, 0, -1e-3], "exp_avg_sq[2]"), ("state.0.exp_avg_sq", [.nan, 0, 0], "exp_avg_sq[0]"),
+        ]
+        for (key, floats, named) in cases {
+            XCTAssertThrowsError(try adam.loadStateDict(with(key, floats)), "\(key) = \(floats)") { error in
+                XCTAssertTrue("\(error)".contains(named), "\(error)")
+            }
+        }
+        XCTAssertEqual(adam.stateDict()["state.0.step"]!.floats, [1], "a refused state changes nothing")
+        XCTAssertEqual(adam.stateDict()["state.0.exp_avg"]!.floats, good["state.0.exp_avg"]!.floats)
+        try adam.loadStateDict(with("state.0.step", [16_777_216]))
+        XCTAssertEqual(adam.steps, [16_777_216])
+    }
+
     /// Parameters without a gradient and frozen parameters are not touched.
     func testSkipsFrozenAndGradlessParameters() {
         let trained = Tensor(shape: [2], data: [1, 2], requiresGrad: true)
